@@ -1,0 +1,1 @@
+"""An OpenAI-compatible fake model: the embedded default model and the benchmarks' load."""

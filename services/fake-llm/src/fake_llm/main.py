@@ -1,0 +1,151 @@
+"""The fake model's HTTP app: `/v1/chat/completions` (streaming or not), `/v1/models`."""
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from fake_llm import script, sse
+from fake_llm.settings import FakeLLMSettings
+
+
+class _DroppedConnection(Exception):
+    """Raised mid-stream to cut the connection, as a crashed upstream would."""
+
+
+def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
+    """Build the app; `rng` decides which requests fail when `fail_rate` is set."""
+    draw = rng or random.Random()
+
+    async def completions(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "request body is not valid JSON", "invalid_request_error", None)
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "'messages' must be a non-empty list", "invalid_request_error", None)
+        plan = script.plan_for(messages, settings, roll=draw.random())
+        if plan.fail == "429":
+            return _error(
+                429,
+                "Rate limit reached (injected)",
+                "rate_limit_exceeded",
+                "rate_limit_exceeded",
+                headers={"retry-after": "1"},
+            )
+        if plan.fail == "500":
+            return _error(500, "The server had an error (injected)", "server_error", None)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        count = min(plan.tokens, int(limit)) if limit else plan.tokens
+        finish = "length" if count < plan.tokens else "stop"
+        model = str(body.get("model") or settings.model)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        prompt = script.prompt_tokens(messages)
+        pieces = script.reply_pieces(count)
+        if not body.get("stream"):
+            await asyncio.sleep((plan.ttft_ms + plan.delay_ms * (count - 1)) / 1000)
+            return JSONResponse(
+                _whole(completion_id, model, "".join(pieces), finish, prompt, count)
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _stream(completion_id, model, pieces, finish, prompt, plan, include_usage),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+
+    async def models(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": settings.model, "object": "model", "created": 0, "owned_by": "tokenwire"}
+                ],
+            }
+        )
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+
+
+async def _stream(
+    completion_id: str,
+    model: str,
+    pieces: list[str],
+    finish: str,
+    prompt: int,
+    plan: script.Plan,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return sse.event(
+            sse.chunk(
+                completion_id, model, created, delta, finish_reason, with_usage_field=include_usage
+            )
+        )
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    await asyncio.sleep(plan.ttft_ms / 1000)
+    for i, piece in enumerate(pieces):
+        if plan.fail == "drop" and i >= plan.fail_after:
+            raise _DroppedConnection
+        if i:
+            await asyncio.sleep(plan.delay_ms / 1000)
+        yield chunk({"content": piece})
+    yield chunk({}, finish)
+    if include_usage:
+        yield sse.event(sse.usage_chunk(completion_id, model, created, prompt, len(pieces)))
+    yield sse.DONE
+
+
+def _whole(
+    completion_id: str, model: str, text: str, finish: str, prompt: int, completion: int
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def _error(
+    status: int,
+    message: str,
+    error_type: str,
+    code: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return JSONResponse(sse.error_body(message, error_type, code), status, headers=headers)

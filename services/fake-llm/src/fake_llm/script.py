@@ -1,0 +1,90 @@
+"""What the fake model says, and how: pure functions, no I/O.
+
+A request's last user message may carry a directive that overrides the server's settings
+for that request only, e.g. `[fake tokens=5 ttft_ms=0 delay_ms=0 fail=429]`.
+"""
+
+import re
+from dataclasses import dataclass, replace
+from itertools import cycle, islice
+from typing import Any, get_args
+
+from fake_llm.settings import FailMode, FakeLLMSettings
+
+_DIRECTIVE = re.compile(r"\[fake((?:\s+\w+=[\w.]+)*)\s*\]")
+_PAIR = re.compile(r"(\w+)=([\w.]+)")
+SAMPLE_REPLY = (
+    "tokenwire streams every token of this reply through NATS JetStream to each client of the "
+    "session, resumes without gaps, and records the usage once it ends."
+)
+_WORDS = tuple(SAMPLE_REPLY.split())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one request is answered."""
+
+    tokens: int
+    ttft_ms: float
+    delay_ms: float
+    fail: FailMode
+    fail_after: int
+
+
+def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll: float) -> Plan:
+    """The plan for a request: settings, overridden by a directive in the last user message.
+
+    `roll` is a uniform draw in [0, 1): settings' failure applies when `roll < fail_rate`.
+    A directive's `fail` always applies.
+    """
+    plan = Plan(
+        tokens=settings.reply_tokens,
+        ttft_ms=settings.ttft_ms,
+        delay_ms=settings.token_delay_ms,
+        fail=settings.fail if roll < settings.fail_rate else "none",
+        fail_after=settings.fail_after_tokens,
+    )
+    match = _DIRECTIVE.search(_last_user_text(messages))
+    if match is None:
+        return plan
+    fields = dict(_PAIR.findall(match.group(1)))
+    fail = fields.get("fail", plan.fail)
+    return replace(
+        plan,
+        tokens=int(fields.get("tokens", plan.tokens)),
+        ttft_ms=float(fields.get("ttft_ms", plan.ttft_ms)),
+        delay_ms=float(fields.get("delay_ms", plan.delay_ms)),
+        fail=fail if fail in get_args(FailMode) else plan.fail,
+        fail_after=int(fields.get("fail_after", plan.fail_after)),
+    )
+
+
+def reply_pieces(count: int) -> list[str]:
+    """`count` content deltas: words, each with its leading space except the first."""
+    words = list(islice(cycle(_WORDS), count))
+    return [word if i == 0 else f" {word}" for i, word in enumerate(words)]
+
+
+def count_tokens(text: str) -> int:
+    """A stable approximation of a tokenizer: about four characters a token."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """Prompt size as OpenAI counts it: content plus a few tokens of framing per message."""
+    return sum(count_tokens(_text(m.get("content"))) + 4 for m in messages) + 3
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""

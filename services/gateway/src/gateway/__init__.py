@@ -1,0 +1,1 @@
+"""tokenwire gateway: where clients meet the system."""

@@ -1,0 +1,129 @@
+"""REST routes: dev tokens, sessions, history, health."""
+
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, Field
+
+from gateway.auth import mint_token, new_dev_user
+from gateway.bus import Unavailable
+from gateway.deps import ResourcesDep, UserDep
+from shared import rpc, subjects
+
+router = APIRouter()
+T = TypeVar("T", bound=BaseModel)
+
+
+class DevToken(BaseModel):
+    token: str
+    user_id: str
+
+
+class NewSession(BaseModel):
+    title: str = Field(default="", max_length=200)
+
+
+class CreatedSession(BaseModel):
+    session_id: str
+
+
+class History(BaseModel):
+    messages: list[rpc.HistoryMessage]
+    next: str | None
+
+
+@router.post("/v1/auth/dev-token", response_model=DevToken, tags=["auth"])
+async def dev_token(resources: ResourcesDep) -> DevToken:
+    """Mint a token for a new anonymous user. Exists only with `TOKENWIRE_AUTH=dev`."""
+    settings = resources.settings
+    if settings.auth != "dev":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "dev tokens are off (TOKENWIRE_AUTH=jwt)")
+    user = new_dev_user()
+    return DevToken(token=mint_token(user, settings.secret, settings.token_ttl_s), user_id=user)
+
+
+@router.post("/v1/sessions", status_code=status.HTTP_201_CREATED, tags=["sessions"])
+async def create_session(
+    resources: ResourcesDep, user: UserDep, body: NewSession | None = None
+) -> CreatedSession:
+    """Create a session; the caller becomes its owner."""
+    request = rpc.SessionCreate(owner=user, title=body.title if body else "")
+    answer = await _ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
+    if answer.session is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")
+    return CreatedSession(session_id=answer.session.session_id)
+
+
+@router.get("/v1/sessions/{session_id}", tags=["sessions"])
+async def get_session(session_id: str, resources: ResourcesDep, user: UserDep) -> rpc.SessionInfo:
+    return await _member_session(resources, session_id, user)
+
+
+@router.get("/v1/sessions/{session_id}/messages", tags=["sessions"])
+async def get_messages(
+    session_id: str,
+    resources: ResourcesDep,
+    user: UserDep,
+    before: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> History:
+    """History, newest first; pass `next` back as `before` for older messages."""
+    await _member_session(resources, session_id, user)
+    page = await _ask(
+        resources,
+        subjects.SVC_HISTORY,
+        rpc.HistoryRequest(session_id=session_id, before=before, limit=limit),
+        rpc.HistoryPage,
+    )
+    if page.error is not None:
+        code = 400 if page.error.code == "bad_request" else 503
+        raise HTTPException(code, page.error.detail)
+    return History(messages=page.messages, next=page.next)
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(resources: ResourcesDep, response: Response) -> dict[str, Any]:
+    """NATS, Redis and persistence all answer; 503 with the failing ones otherwise."""
+    checks = {
+        "nats": resources.bus.nc.is_connected,
+        "redis": await _redis_ok(resources),
+        "persistence": await resources.bus.ping_persistence(),
+    }
+    ready = all(checks.values())
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {"status": "ready" if ready else "unavailable", "checks": checks}
+
+
+async def _redis_ok(resources: ResourcesDep) -> bool:
+    try:
+        return bool(await resources.redis.ping())
+    except Exception:  # any failure means "not ready", reported in the body
+        return False
+
+
+async def _member_session(resources: ResourcesDep, session_id: str, user: str) -> rpc.SessionInfo:
+    if not subjects.is_session_id(session_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
+    try:
+        session = await resources.bus.get_session(session_id)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
+    if session is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
+    if user not in session.members:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member of this session")
+    return session
+
+
+async def _ask(resources: ResourcesDep, subject: str, payload: BaseModel, reply: type[T]) -> T:
+    try:
+        return await resources.bus.request(subject, payload, reply)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{subject} unavailable") from None

@@ -1,0 +1,77 @@
+"""The gateway's side of NATS: storing user messages, asking persistence, reading the stream."""
+
+from typing import TypeVar
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel
+
+from shared import rpc, subjects
+from shared.events import UserMessage
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Unavailable(Exception):
+    """A dependency (NATS or persistence) did not answer in time; the caller may retry."""
+
+
+class Bus:
+    def __init__(self, nc: NatsClient, *, timeout_s: float) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout_s)
+        self._timeout_s = timeout_s
+
+    async def store_user_message(self, event: UserMessage) -> int:
+        """Store `event` in the stream; returns its sequence. A resend within the dedup window
+        is stored once. Raises `Unavailable` when the stream does not confirm in time."""
+        try:
+            ack = await self.js.publish(
+                subjects.chat_in(event.session_id),
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": f"{event.session_id}:{event.message_id}"},
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"message not stored: {type(exc).__name__}") from exc
+        return ack.seq
+
+    async def cancel(self, session_id: str, message_id: str) -> None:
+        await self.nc.publish(subjects.cancel(session_id), message_id.encode())
+
+    async def request(self, subject: str, payload: BaseModel, reply: type[T]) -> T:
+        """Ask a `svc.*` service; raises `Unavailable` on no responder or timeout."""
+        try:
+            msg = await self.nc.request(
+                subject, payload.model_dump_json().encode(), timeout=self._timeout_s
+            )
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+            raise Unavailable(f"{subject}: {type(exc).__name__}") from exc
+        return reply.model_validate_json(msg.data)
+
+    async def get_session(self, session_id: str) -> rpc.SessionInfo | None:
+        answer = await self.request(
+            subjects.SVC_SESSION_GET, rpc.SessionGet(session_id=session_id), rpc.SessionReply
+        )
+        if answer.error is not None and answer.error.code != "not_found":
+            raise Unavailable(answer.error.detail)
+        return answer.session
+
+    async def session_head(self, session_id: str) -> int:
+        """Stream sequence of the session's newest stored event (0 if it has none)."""
+        try:
+            msg = await self.js.get_last_msg(
+                subjects.STREAM, subjects.session_stored(session_id), direct=True
+            )
+        except NotFoundError:
+            return 0
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"stream head: {type(exc).__name__}") from exc
+        return msg.seq or 0
+
+    async def ping_persistence(self) -> bool:
+        try:
+            await self.request(subjects.SVC_PING, rpc.SessionGet(session_id="-"), rpc.Pong)
+        except Unavailable:
+            return False
+        return True

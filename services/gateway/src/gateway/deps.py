@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the resources made in the lifespan, and the authenticated user."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from redis.asyncio import Redis
+
+from gateway.auth import AuthError, bearer, verify_token
+from gateway.bus import Bus
+from gateway.hub import SessionHub
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class Resources:
+    settings: GatewaySettings
+    bus: Bus
+    hub: SessionHub
+    redis: Redis
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_user(resources: ResourcesDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's user id from `Authorization: Bearer <jwt>`; 401 otherwise."""
+    try:
+        return verify_token(bearer(authorization), resources.settings.secret)
+    except AuthError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+
+
+UserDep = Annotated[str, Depends(get_user)]

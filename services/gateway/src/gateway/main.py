@@ -1,0 +1,58 @@
+"""Build the gateway app; NATS, Redis and the session hub are made in its lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+from redis.asyncio import Redis
+
+from gateway import ws
+from gateway.api import router
+from gateway.bus import Bus
+from gateway.deps import Resources
+from gateway.hub import SessionHub
+from gateway.settings import GatewaySettings
+from shared import stream
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await stream.prepare(
+            settings.nats_url,
+            name="gateway",
+            replicas=settings.stream_replicas,
+            max_age_s=settings.stream_max_age_s,
+            timeout_s=settings.nats_connect_timeout_s,
+        )
+        nc = await stream.connect(
+            settings.nats_url, name="gateway", timeout_s=settings.nats_connect_timeout_s
+        )
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        app.state.resources = Resources(
+            settings=settings,
+            bus=Bus(nc, timeout_s=settings.rpc_timeout_s),
+            hub=SessionHub(nc),
+            redis=redis,
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await nc.drain()
+
+    app = FastAPI(
+        title="tokenwire gateway",
+        version="0.1.0",
+        summary="Real-time LLM chat over WebSocket, streamed through NATS JetStream.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.websocket("/v1/sessions/{session_id}/ws")
+    async def session_socket(websocket: WebSocket, session_id: str) -> None:
+        """The client protocol `tokenwire.v1` (see docs/protocol.md)."""
+        resources: Resources = websocket.app.state.resources
+        await ws.serve(websocket, session_id, resources.settings, resources.bus, resources.hub)
+
+    return app

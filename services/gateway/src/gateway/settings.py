@@ -1,0 +1,44 @@
+"""Gateway settings (`TOKENWIRE_*`)."""
+
+import logging
+import secrets
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from shared.settings import TokenwireSettings
+
+log = logging.getLogger(__name__)
+MIN_SECRET_BYTES = 32
+
+
+class GatewaySettings(TokenwireSettings):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    auth: Literal["jwt", "dev"] = "jwt"
+    """`dev` adds `POST /v1/auth/dev-token`, which mints a token for a new anonymous user."""
+    jwt_secret: SecretStr | None = None
+    """HS256 key, at least 32 bytes. Required with `auth=jwt`; in dev mode a random one is made."""
+    token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest client frame; a bigger one closes the socket with 1009."""
+    rpc_timeout_s: float = Field(default=3.0, gt=0)
+    send_queue_frames: int = Field(default=10_000, ge=16)
+    """Frames buffered for one slow client before it is closed with 1013 (it then resumes)."""
+
+    @model_validator(mode="after")
+    def _secret(self) -> Self:
+        if self.jwt_secret is None:
+            if self.auth != "dev":
+                raise ValueError("TOKENWIRE_JWT_SECRET is required (or TOKENWIRE_AUTH=dev)")
+            log.warning("dev auth without TOKENWIRE_JWT_SECRET: tokens die with this process")
+            object.__setattr__(self, "jwt_secret", SecretStr(secrets.token_urlsafe(48)))
+        elif len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"TOKENWIRE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        return self
+
+    @property
+    def secret(self) -> str:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret.get_secret_value()

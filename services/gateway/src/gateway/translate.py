@@ -1,0 +1,66 @@
+"""Stored bus events → server frames. Pure: no I/O."""
+
+from typing import assert_never
+
+from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage, parse_event
+from shared.frames import (
+    ChatMessageFrame,
+    ServerFrame,
+    StreamEndFrame,
+    StreamErrorFrame,
+    StreamStartFrame,
+    StreamTokenFrame,
+)
+
+SOLUTIONS: dict[str, list[str]] = {
+    "upstream_rate_limited": ["The model server is busy: send the message again in a moment."],
+    "upstream_unavailable": ["The model server cannot be reached: try again shortly."],
+    "upstream_timeout": ["The model took too long: try again, or ask for a shorter answer."],
+    "upstream_error": ["The model server refused the request: rephrase or try again."],
+}
+
+
+def frame_for_event(data: bytes, seq: int) -> ServerFrame:
+    """The frame a client sees for the stored event `data` at stream sequence `seq`.
+
+    Raises `pydantic.ValidationError` for bytes that are no bus event.
+    """
+    event = parse_event(data)
+    match event:
+        case UserMessage():
+            return ChatMessageFrame(
+                seq=seq,
+                message_id=event.message_id,
+                participant=event.participant,
+                content=event.content,
+            )
+        case ReplyStart():
+            return StreamStartFrame(
+                seq=seq, message_id=event.message_id, attempt=event.attempt, model=event.model
+            )
+        case ReplyToken():
+            return StreamTokenFrame(
+                seq=seq, message_id=event.message_id, index=event.index, text=event.text
+            )
+        case ReplyEnd():
+            return StreamEndFrame(
+                seq=seq,
+                message_id=event.message_id,
+                text=event.text,
+                finish_reason=event.finish_reason,
+                usage=event.usage,
+                cost_usd=event.cost_usd,
+                ttft_ms=event.ttft_ms,
+                duration_ms=event.duration_ms,
+            )
+        case ReplyError():
+            return StreamErrorFrame(
+                seq=seq,
+                message_id=event.message_id,
+                code=event.code,
+                message=event.message,
+                retryable=event.retryable,
+                solutions=SOLUTIONS.get(event.code, []),
+            )
+        case _:
+            assert_never(event)

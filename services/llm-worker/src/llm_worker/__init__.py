@@ -1,0 +1,1 @@
+"""tokenwire LLM worker: user messages in, streamed reply events out."""

@@ -1,0 +1,55 @@
+"""Build the worker app: the OpenAI client, the broker, the reply handler."""
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from openai import AsyncOpenAI
+
+from llm_worker import handlers
+from llm_worker.publisher import JetStreamPublisher
+from llm_worker.settings import WorkerSettings
+from shared import stream
+
+
+def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
+    """A client for the configured server; local servers need no key, so one is made up."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    return AsyncOpenAI(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def create_app(settings: WorkerSettings, client: AsyncOpenAI | None = None) -> FastStream:
+    broker = NatsBroker(
+        settings.nats_url, name="llm-worker", max_reconnect_attempts=-1, reconnect_time_wait=1
+    )
+    llm = client or openai_client(settings)
+    publishers: list[JetStreamPublisher] = []
+
+    def publisher() -> JetStreamPublisher:
+        if not publishers:  # one JetStream context per process: it owns the async-ack inbox
+            publishers.append(JetStreamPublisher(broker.connection.jetstream()))
+        return publishers[0]
+
+    handlers.register(broker, settings, llm, publisher)
+
+    async def setup() -> None:
+        await stream.prepare(
+            settings.nats_url,
+            name="llm-worker",
+            replicas=settings.stream_replicas,
+            max_age_s=settings.stream_max_age_s,
+            consumers=(
+                stream.worker_consumer_config(
+                    ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver
+                ),
+            ),
+            timeout_s=settings.nats_connect_timeout_s,
+        )
+
+    async def close() -> None:
+        await llm.close()
+
+    return FastStream(broker, on_startup=[setup], after_shutdown=[close])

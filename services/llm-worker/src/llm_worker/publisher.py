@@ -1,0 +1,68 @@
+"""Publishing reply events to the `CHAT` stream.
+
+Tokens go out with `publish_async` (a bounded window of unacknowledged publishes, no wait per
+token); start and terminal events are awaited and carry a `Nats-Msg-Id`, so a retried publish
+is stored once. One connection keeps them in order.
+"""
+
+import asyncio
+import logging
+from typing import Protocol
+
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+from shared import subjects
+from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
+
+log = logging.getLogger(__name__)
+
+
+class ReplyPublisher(Protocol):
+    async def start(self, event: ReplyStart) -> None: ...
+    async def token(self, event: ReplyToken) -> None: ...
+    async def end(self, event: ReplyEnd | ReplyError) -> None: ...
+
+
+class JetStreamPublisher:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def start(self, event: ReplyStart) -> None:
+        await self._js.publish(
+            subjects.out_start(event.session_id),
+            event.model_dump_json().encode(),
+            headers={
+                "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "start")
+            },
+        )
+
+    async def token(self, event: ReplyToken) -> None:
+        ack = await self._js.publish_async(
+            subjects.out_token(event.session_id), event.model_dump_json().encode()
+        )
+        ack.add_done_callback(_log_failure)
+
+    async def end(self, event: ReplyEnd | ReplyError) -> None:
+        subject = (
+            subjects.out_end(event.session_id)
+            if isinstance(event, ReplyEnd)
+            else subjects.out_error(event.session_id)
+        )
+        await self._js.publish(
+            subject,
+            event.model_dump_json().encode(),
+            headers={
+                "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "end")
+            },
+        )
+
+
+def _msg_id(session_id: str, message_id: str, attempt: int, kind: str) -> str:
+    """Dedup key; scoped by session because message ids are made by clients."""
+    return f"{session_id}:{message_id}:{attempt}:{kind}"
+
+
+def _log_failure(ack: "asyncio.Future[PubAck]") -> None:
+    if not ack.cancelled() and ack.exception() is not None:
+        log.warning("token publish not stored: %s", ack.exception())

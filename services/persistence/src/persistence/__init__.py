@@ -1,0 +1,1 @@
+"""tokenwire persistence: the only service that touches the database."""

@@ -1,0 +1,55 @@
+"""Request-reply handlers on `svc.*` (queue group `persistence`): thin, typed, never raising."""
+
+import logging
+
+from faststream.nats import NatsBroker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from persistence import repository
+from shared import rpc, subjects
+
+log = logging.getLogger(__name__)
+QUEUE = "persistence"
+_UNAVAILABLE = rpc.RpcError(code="internal", detail="database unavailable")
+
+
+def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Attach the `svc.*` handlers to `broker`, reading and writing through `sessions`."""
+
+    @broker.subscriber(subjects.SVC_PING, queue=QUEUE)
+    async def ping() -> rpc.Pong:
+        return rpc.Pong(service="persistence")
+
+    @broker.subscriber(subjects.SVC_SESSION_CREATE, queue=QUEUE)
+    async def create_session(request: rpc.SessionCreate) -> rpc.SessionReply:
+        try:
+            async with sessions() as db:
+                info = await repository.create_session(db, request.owner, request.title)
+                await db.commit()
+        except SQLAlchemyError:
+            log.exception("creating a session failed")
+            return rpc.SessionReply(error=_UNAVAILABLE)
+        return rpc.SessionReply(session=info)
+
+    @broker.subscriber(subjects.SVC_SESSION_GET, queue=QUEUE)
+    async def get_session(request: rpc.SessionGet) -> rpc.SessionReply:
+        try:
+            async with sessions() as db:
+                info = await repository.get_session(db, request.session_id)
+        except SQLAlchemyError:
+            log.exception("reading a session failed")
+            return rpc.SessionReply(error=_UNAVAILABLE)
+        if info is None:
+            return rpc.SessionReply(error=rpc.RpcError(code="not_found", detail="no such session"))
+        return rpc.SessionReply(session=info)
+
+    @broker.subscriber(subjects.SVC_HISTORY, queue=QUEUE)
+    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        try:
+            async with sessions() as db:
+                return await repository.history(db, request)
+        except SQLAlchemyError:
+            log.exception("reading history failed")
+            return rpc.HistoryPage(error=_UNAVAILABLE)

@@ -1,0 +1,76 @@
+"""The database schema (SQLModel tables)."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp() -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=False, default=_utcnow)
+
+
+class ChatSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(index=True, max_length=128)
+    title: str = Field(default="", max_length=200)
+    created_at: datetime = Field(sa_column=_timestamp())
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "members"
+
+    session_id: str = Field(primary_key=True, foreign_key="sessions.id", max_length=64)
+    user_id: str = Field(primary_key=True, index=True, max_length=128)
+    role: str = Field(default="member", max_length=16)
+    """`owner` or `member`."""
+
+
+class Message(SQLModel, table=True):
+    """A user message, or the latest attempt of an assistant reply (`in_reply_to` set)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("session_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True, max_length=64)
+    message_id: str = Field(max_length=160)
+    role: str = Field(max_length=16)
+    participant: str = Field(max_length=128)
+    content: str
+    status: str = Field(default="complete", max_length=16)
+    in_reply_to: str | None = Field(default=None, max_length=128)
+    attempt: int | None = None
+    model: str | None = Field(default=None, max_length=200)
+    seq: int | None = None
+    """Stream sequence of the event this row was written from."""
+    created_at: datetime = Field(sa_column=_timestamp())
+
+
+class Usage(SQLModel, table=True):
+    """Token usage of one reply (its latest attempt)."""
+
+    __tablename__ = "usage"
+    __table_args__ = (UniqueConstraint("session_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True, max_length=64)
+    message_id: str = Field(max_length=128)
+    """The user message the reply answers."""
+    user_id: str | None = Field(default=None, index=True, max_length=128)
+    model: str = Field(max_length=200)
+    attempt: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool = False
+    cost_usd: float | None = None
+    ttft_ms: float | None = None
+    duration_ms: float
+    created_at: datetime = Field(sa_column=_timestamp())

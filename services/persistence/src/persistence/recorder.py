@@ -1,0 +1,82 @@
+"""The durable `persistence` consumer: writes user messages and terminal reply events to SQL.
+
+Events are fetched in batches, written in one transaction and acknowledged only after the
+commit. A database failure naks the batch with a delay: the events stay in the stream and
+come back, nothing is dropped. An event that cannot be parsed is terminated and logged.
+"""
+
+import asyncio
+import logging
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from persistence import repository
+from shared import subjects
+from shared.events import BusEvent, parse_event
+from shared.stream import PERSISTENCE_CONSUMER
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch_size: int,
+        retry_delay_s: float,
+    ) -> None:
+        self._js = js
+        self._sessions = sessions
+        self._batch_size = batch_size
+        self._retry_delay_s = retry_delay_s
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        sub = await self._js.pull_subscribe_bind(PERSISTENCE_CONSUMER, stream=subjects.STREAM)
+        while True:
+            try:
+                batch = await sub.fetch(self._batch_size, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except Exception:  # a broker hiccup: the consumer keeps its position
+                log.exception("fetch from %s failed; retrying", PERSISTENCE_CONSUMER)
+                await asyncio.sleep(self._retry_delay_s)
+                continue
+            await self.handle(batch)
+
+    async def handle(self, batch: list[Msg]) -> None:
+        """Record `batch` in one transaction, then ack it; nak it all on a database failure."""
+        events: list[tuple[BusEvent, int]] = []
+        good: list[Msg] = []
+        for msg in batch:
+            try:
+                events.append((parse_event(msg.data), msg.metadata.sequence.stream))
+                good.append(msg)
+            except ValidationError as exc:
+                log.error("dropping malformed event on %s: %s", msg.subject, exc.errors()[:1])
+                await msg.term()
+        if not good:
+            return
+        try:
+            async with self._sessions() as db:
+                await repository.record(db, events)
+                await db.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "database unavailable (%s); %d events will be redelivered",
+                type(exc).__name__,
+                len(good),
+            )
+            for msg in good:
+                await msg.nak(delay=self._retry_delay_s)
+            return
+        for msg in good:
+            await msg.ack()

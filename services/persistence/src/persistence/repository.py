@@ -1,0 +1,239 @@
+"""Reads and idempotent writes of sessions, messages and usage.
+
+Writes take an open `AsyncSession`; the caller commits, so a batch of events is one transaction.
+Every write is keyed by (session, message): a redelivered event changes nothing, and of a
+reply's attempts only the latest is kept.
+"""
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from persistence.models import ChatSession, Member, Message, Usage
+from shared import rpc
+from shared.events import BusEvent, ReplyEnd, ReplyError, UserMessage
+from shared.events import Usage as UsageEvent
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def reply_id(user_message_id: str) -> str:
+    """The history id of the assistant reply to `user_message_id`."""
+    return f"{user_message_id}/reply"
+
+
+async def create_session(db: AsyncSession, owner: str, title: str) -> rpc.SessionInfo:
+    row = ChatSession(id=new_session_id(), owner=owner, title=title, created_at=_now())
+    db.add(row)
+    db.add(Member(session_id=row.id, user_id=owner, role="owner"))
+    await db.flush()
+    return _info(row, [owner])
+
+
+async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | None:
+    row = await db.get(ChatSession, session_id)
+    if row is None:
+        return None
+    members = await db.exec(select(Member.user_id).where(col(Member.session_id) == session_id))
+    return _info(row, sorted(members.all()))
+
+
+async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> None:
+    """Write each (event, stream sequence); safe to repeat."""
+    for evt, seq in events:
+        match evt:
+            case UserMessage():
+                await _user_message(db, evt, seq)
+            case ReplyEnd():
+                await _reply_end(db, evt, seq)
+            case ReplyError():
+                await _reply_error(db, evt, seq)
+            case _:
+                pass  # start and token events are not recorded: the end carries the reply.
+
+
+async def history(db: AsyncSession, request: rpc.HistoryRequest) -> rpc.HistoryPage:
+    """Newest first; `next` continues with older messages."""
+    query = select(Message).where(col(Message.session_id) == request.session_id)
+    if request.before is not None:
+        if not request.before.isdigit():
+            return rpc.HistoryPage(error=rpc.RpcError(code="bad_request", detail="bad cursor"))
+        query = query.where(col(Message.id) < int(request.before))
+    query = query.order_by(col(Message.id).desc()).limit(request.limit + 1)
+    rows = list((await db.exec(query)).all())
+    usage = await _usage_for(db, request.session_id, [r.in_reply_to for r in rows if r.in_reply_to])
+    page = rows[: request.limit]
+    return rpc.HistoryPage(
+        messages=[_history_message(r, usage.get(r.in_reply_to or "")) for r in page],
+        next=str(page[-1].id) if len(rows) > request.limit else None,
+    )
+
+
+async def _user_message(db: AsyncSession, evt: UserMessage, seq: int) -> None:
+    values = {
+        "session_id": evt.session_id,
+        "message_id": evt.message_id,
+        "role": "user",
+        "participant": evt.participant,
+        "content": evt.content,
+        "status": "complete",
+        "seq": seq,
+        "created_at": evt.created_at,
+    }
+    await db.exec(_insert(db, Message, values).on_conflict_do_nothing())
+
+
+async def _reply_end(db: AsyncSession, evt: ReplyEnd, seq: int) -> None:
+    status = "complete" if evt.finish_reason in ("stop", "length") else evt.finish_reason
+    await _upsert_reply(
+        db,
+        evt.session_id,
+        evt.message_id,
+        evt.attempt,
+        {
+            "participant": evt.participant,
+            "content": evt.text,
+            "status": status,
+            "model": evt.model,
+            "seq": seq,
+            "created_at": evt.created_at,
+        },
+    )
+    asker = await db.exec(
+        select(Message.participant).where(
+            col(Message.session_id) == evt.session_id, col(Message.message_id) == evt.message_id
+        )
+    )
+    values: dict[str, Any] = {
+        "session_id": evt.session_id,
+        "message_id": evt.message_id,
+        "user_id": asker.one_or_none(),
+        "model": evt.model,
+        "attempt": evt.attempt,
+        "prompt_tokens": evt.usage.prompt_tokens,
+        "completion_tokens": evt.usage.completion_tokens,
+        "total_tokens": evt.usage.total_tokens,
+        "estimated": evt.usage.estimated,
+        "cost_usd": evt.cost_usd,
+        "ttft_ms": evt.ttft_ms,
+        "duration_ms": evt.duration_ms,
+        "created_at": evt.created_at,
+    }
+    stmt = _insert(db, Usage, values)
+    await db.exec(
+        stmt.on_conflict_do_update(
+            index_elements=["session_id", "message_id"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("session_id", "message_id")},
+            where=col(Usage.attempt) <= stmt.excluded.attempt,
+        )
+    )
+
+
+async def _reply_error(db: AsyncSession, evt: ReplyError, seq: int) -> None:
+    await _upsert_reply(
+        db,
+        evt.session_id,
+        evt.message_id,
+        evt.attempt,
+        {
+            "participant": "assistant",
+            "content": f"[{evt.code}] {evt.message}",
+            "status": "error",
+            "model": None,
+            "seq": seq,
+            "created_at": evt.created_at,
+        },
+    )
+
+
+async def _upsert_reply(
+    db: AsyncSession, session_id: str, user_message_id: str, attempt: int, fields: dict[str, Any]
+) -> None:
+    """Insert or replace the reply row, unless a later attempt is already recorded."""
+    values = {
+        "session_id": session_id,
+        "message_id": reply_id(user_message_id),
+        "role": "assistant",
+        "in_reply_to": user_message_id,
+        "attempt": attempt,
+        **fields,
+    }
+    stmt = _insert(db, Message, values)
+    await db.exec(
+        stmt.on_conflict_do_update(
+            index_elements=["session_id", "message_id"],
+            set_={k: stmt.excluded[k] for k in ("attempt", *fields)},
+            where=col(Message.attempt) <= stmt.excluded.attempt,
+        )
+    )
+
+
+def _insert(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> Any:
+    dialect = db.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt: Insert = insert(table).values(**values)
+    return stmt
+
+
+async def _usage_for(
+    db: AsyncSession, session_id: str, message_ids: list[str]
+) -> dict[str, UsageEvent]:
+    if not message_ids:
+        return {}
+    rows = await db.exec(
+        select(Usage).where(
+            col(Usage.session_id) == session_id, col(Usage.message_id).in_(message_ids)
+        )
+    )
+    return {
+        u.message_id: UsageEvent(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            total_tokens=u.total_tokens,
+            estimated=u.estimated,
+        )
+        for u in rows.all()
+    }
+
+
+def _history_message(row: Message, usage: UsageEvent | None) -> rpc.HistoryMessage:
+    return rpc.HistoryMessage(
+        message_id=row.message_id,
+        role="assistant" if row.role == "assistant" else "user",
+        participant=row.participant,
+        content=row.content,
+        status=row.status,  # type: ignore[arg-type]
+        in_reply_to=row.in_reply_to,
+        attempt=row.attempt,
+        model=row.model,
+        usage=usage,
+        seq=row.seq,
+        created_at=_aware(row.created_at),
+    )
+
+
+def _info(row: ChatSession, members: list[str]) -> rpc.SessionInfo:
+    return rpc.SessionInfo(
+        session_id=row.id,
+        owner=row.owner,
+        title=row.title,
+        members=members,
+        created_at=_aware(row.created_at),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

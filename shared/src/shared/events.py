@@ -1,0 +1,103 @@
+"""Events on the bus: what services publish to each other through the `CHAT` stream.
+
+Every event is JSON with a `type` tag and a schema version `v`. Events are immutable;
+`parse_event` turns raw bytes into the right model or raises `pydantic.ValidationError`.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+MAX_CONTENT_CHARS = 10_000
+
+FinishReason = Literal["stop", "length", "cancelled", "budget"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = 1
+    session_id: str
+    message_id: str = Field(min_length=1, max_length=128)
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+    estimated: bool = False
+    """True when counted by the tokenizer because the provider sent no usage."""
+
+
+class UserMessage(Event):
+    """`chat.<sid>.in`: a participant's message, stored before the gateway acknowledges it."""
+
+    type: Literal["user_message"] = "user_message"
+    participant: str
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+    reply: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReplyStart(Event):
+    """`chat.<sid>.out.start`: attempt `attempt` of the reply to `message_id` begins."""
+
+    type: Literal["reply_start"] = "reply_start"
+    attempt: int = Field(ge=1)
+    model: str
+
+
+class ReplyToken(Event):
+    """`chat.<sid>.out.token`: a text delta; `index` counts deltas of one attempt from 0."""
+
+    type: Literal["reply_token"] = "reply_token"
+    attempt: int = Field(ge=1)
+    index: int = Field(ge=0)
+    text: str
+
+
+class ReplyEnd(Event):
+    """`chat.<sid>.out.end`: the reply finished; `text` is all of it."""
+
+    type: Literal["reply_end"] = "reply_end"
+    attempt: int = Field(ge=1)
+    model: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    cost_usd: float | None = None
+    ttft_ms: float | None = None
+    duration_ms: float
+    participant: str = "assistant"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReplyError(Event):
+    """`chat.<sid>.out.error`: the reply failed; `retryable` tells the client whether to resend."""
+
+    type: Literal["reply_error"] = "reply_error"
+    attempt: int = Field(ge=1)
+    code: str
+    message: str
+    retryable: bool
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+BusEvent = Annotated[
+    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError,
+    Field(discriminator="type"),
+]
+
+_bus_event: TypeAdapter[BusEvent] = TypeAdapter(BusEvent)
+
+
+def parse_event(data: bytes | str) -> BusEvent:
+    """Parse one bus event; raises `pydantic.ValidationError` on anything else."""
+    return _bus_event.validate_json(data)

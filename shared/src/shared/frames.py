@@ -1,0 +1,199 @@
+"""The client protocol `tokenwire.v1`: JSON text frames over WebSocket.
+
+Client → server frames are parsed with `parse_client_frame`, which raises `FrameError`
+carrying the `error` frame's code. Server → client frames are built by the gateway; stored
+events carry the stream sequence `seq`, the client's resume cursor.
+"""
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.events import MAX_CONTENT_CHARS, FinishReason, Usage
+
+SUBPROTOCOL = "tokenwire.v1"
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+ErrorCode = Literal[
+    "bad_json",
+    "bad_frame",
+    "too_large",
+    "rate_limited",
+    "budget_exceeded",
+    "forbidden",
+    "unavailable",
+    "internal",
+]
+
+
+class FrameError(Exception):
+    """A client frame the server refuses; becomes an `error` frame on an open connection."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code: ErrorCode = code
+        self.detail = detail
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- client → server -------------------------------------------------------------------------
+
+
+class MessageFrame(_Frame):
+    type: Literal["message"]
+    message_id: str = Field(pattern=MESSAGE_ID_PATTERN)
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+    reply: bool = True
+
+
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+    message_id: str = Field(pattern=MESSAGE_ID_PATTERN)
+
+
+class TypingFrame(_Frame):
+    type: Literal["typing"]
+    state: bool
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    MessageFrame | CancelFrame | TypingFrame | PingFrame, Field(discriminator="type")
+]
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(raw: str | bytes, *, max_bytes: int = 64 * 1024) -> ClientFrame:
+    """Parse one client frame.
+
+    Raises `FrameError` with code `too_large` (over `max_bytes`), `bad_json` (not a JSON
+    object) or `bad_frame` (unknown `type` or invalid fields; `detail` says which).
+    """
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise FrameError("too_large", f"frame is {size} bytes; the limit is {max_bytes}")
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise FrameError("bad_json", "frame must be a JSON object")
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        raise FrameError("bad_frame", _describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "frame"
+    return f"{where}: {first['msg']}"
+
+
+# --- server → client -------------------------------------------------------------------------
+
+
+class ReadyFrame(_Frame):
+    type: Literal["ready"] = "ready"
+    session_id: str
+    participant: str
+    last_seq: int
+    recovered: bool | None = None
+
+
+class ChatMessageFrame(_Frame):
+    type: Literal["message"] = "message"
+    seq: int
+    message_id: str
+    participant: str
+    content: str
+
+
+class StreamStartFrame(_Frame):
+    type: Literal["stream_start"] = "stream_start"
+    seq: int
+    message_id: str
+    attempt: int
+    model: str
+
+
+class StreamTokenFrame(_Frame):
+    type: Literal["stream_token"] = "stream_token"
+    seq: int
+    message_id: str
+    index: int
+    text: str
+
+
+class StreamEndFrame(_Frame):
+    type: Literal["stream_end"] = "stream_end"
+    seq: int
+    message_id: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    cost_usd: float | None
+    ttft_ms: float | None
+    duration_ms: float
+
+
+class StreamErrorFrame(_Frame):
+    type: Literal["stream_error"] = "stream_error"
+    seq: int
+    message_id: str
+    code: str
+    message: str
+    retryable: bool
+    solutions: list[str] = Field(default_factory=list)
+
+
+class TypingRelayFrame(_Frame):
+    type: Literal["typing"] = "typing"
+    participant: str
+    state: bool
+
+
+class PresenceFrame(_Frame):
+    type: Literal["presence"] = "presence"
+    participant: str
+    state: Literal["joined", "left"]
+
+
+class PongFrame(_Frame):
+    type: Literal["pong"] = "pong"
+
+
+class ErrorFrame(_Frame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    detail: str
+    retry_after_s: float | None = None
+
+
+ServerFrame = Annotated[
+    ReadyFrame
+    | ChatMessageFrame
+    | StreamStartFrame
+    | StreamTokenFrame
+    | StreamEndFrame
+    | StreamErrorFrame
+    | TypingRelayFrame
+    | PresenceFrame
+    | PongFrame
+    | ErrorFrame,
+    Field(discriminator="type"),
+]
+_server_frame: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def parse_server_frame(raw: str | bytes) -> ServerFrame:
+    """Parse a server frame (clients and tests); raises `pydantic.ValidationError`."""
+    return _server_frame.validate_json(raw)

@@ -1,0 +1,37 @@
+"""Logging setup shared by the services: one line per record, text or JSON."""
+
+import json
+import logging
+import sys
+
+from typing_extensions import override
+
+
+class _JsonFormatter(logging.Formatter):
+    @override
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = False) -> None:
+    """Send every log record to stderr, tagged with `service`; safe to call more than once."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)-7s {service} %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Access logs name the query string, where a browser's `?token=` would leak.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

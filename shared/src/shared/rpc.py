@@ -1,0 +1,76 @@
+"""Request-reply payloads of the `svc.*` subjects served by persistence.
+
+A reply is always a `*Reply` model; a failure sets `error` (code `not_found`, `bad_request`
+or `internal`) and leaves the result empty, so a caller never has to guess from a timeout.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Usage
+
+RpcErrorCode = Literal["not_found", "bad_request", "internal"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RpcError(_Model):
+    code: RpcErrorCode
+    detail: str
+
+
+class SessionCreate(_Model):
+    owner: str
+    title: str = Field(default="", max_length=200)
+
+
+class SessionGet(_Model):
+    session_id: str
+
+
+class SessionInfo(_Model):
+    session_id: str
+    owner: str
+    title: str
+    members: list[str]
+    created_at: datetime
+
+
+class SessionReply(_Model):
+    session: SessionInfo | None = None
+    error: RpcError | None = None
+
+
+class HistoryRequest(_Model):
+    session_id: str
+    before: str | None = None
+    """Cursor from a previous page's `next`; None starts at the newest message."""
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class HistoryMessage(_Model):
+    message_id: str
+    role: Literal["user", "assistant"]
+    participant: str
+    content: str
+    status: Literal["complete", "cancelled", "error", "budget"]
+    in_reply_to: str | None
+    attempt: int | None
+    model: str | None
+    usage: Usage | None
+    seq: int | None
+    created_at: datetime
+
+
+class HistoryPage(_Model):
+    messages: list[HistoryMessage] = Field(default_factory=list)
+    next: str | None = None
+    error: RpcError | None = None
+
+
+class Pong(_Model):
+    service: str

@@ -1,0 +1,22 @@
+"""The settings base every service extends: environment variables with the `TOKENWIRE_` prefix.
+
+Settings are read once, in a service's entry point, and passed in; nothing imports a global.
+"""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TokenwireSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENWIRE_", extra="ignore", frozen=True)
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_connect_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a starting service keeps trying to reach NATS before it gives up."""
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    stream_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    """Retention of the `CHAT` stream: how far back a client can resume with `last_seq`."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False

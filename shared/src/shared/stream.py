@@ -1,0 +1,136 @@
+"""The `CHAT` stream and its durable consumers, defined once; connecting with patience.
+
+Every service calls `ensure_stream` at startup (idempotent: creates, or updates a stream whose
+configuration drifted), so start order does not matter.
+"""
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RePublish,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import BadRequestError
+
+from shared import subjects
+
+log = logging.getLogger(__name__)
+
+WORKER_CONSUMER = "llm-workers"
+PERSISTENCE_CONSUMER = "persistence"
+DUPLICATE_WINDOW_S = 120.0
+"""A resend of the same `Nats-Msg-Id` within this window is stored once."""
+
+
+def chat_stream_config(*, replicas: int = 1, max_age_s: float = 7 * 24 * 3600) -> StreamConfig:
+    """The `CHAT` stream: stores user messages and reply events, republishes them to `live.>`."""
+    return StreamConfig(
+        name=subjects.STREAM,
+        subjects=list(subjects.STORED),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=max_age_s,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        republish=RePublish(src=subjects.REPUBLISH_SOURCE, dest=subjects.REPUBLISH_DEST),
+        allow_direct=True,
+    )
+
+
+def worker_consumer_config(*, ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
+    """`llm-workers`: a work queue over user messages shared by every worker."""
+    return ConsumerConfig(
+        durable_name=WORKER_CONSUMER,
+        filter_subject=subjects.ALL_IN,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.NEW,
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+    )
+
+
+def persistence_consumer_config(*, ack_wait_s: float = 30.0) -> ConsumerConfig:
+    """`persistence`: every user message and every terminal reply event, from the start."""
+    return ConsumerConfig(
+        durable_name=PERSISTENCE_CONSUMER,
+        filter_subjects=[subjects.ALL_IN, subjects.ALL_OUT_END, subjects.ALL_OUT_ERROR],
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Create the stream, or bring an existing one to `config`."""
+    try:
+        return await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != 10058:  # "stream name already in use with a different configuration"
+            raise
+        log.info("updating stream %s to the current configuration", config.name)
+        return await js.update_stream(config)
+
+
+async def prepare(
+    url: str,
+    *,
+    name: str,
+    replicas: int,
+    max_age_s: float,
+    consumers: tuple[ConsumerConfig, ...] = (),
+    timeout_s: float = 30.0,
+) -> None:
+    """Make sure the stream and `consumers` exist as defined here, on a short-lived connection.
+
+    Services call this before their broker subscribes, so any start order works.
+    """
+    nc = await connect(url, name=f"{name}-setup", timeout_s=timeout_s)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, chat_stream_config(replicas=replicas, max_age_s=max_age_s))
+        for consumer in consumers:
+            await js.add_consumer(subjects.STREAM, consumer)
+    finally:
+        await nc.close()
+
+
+async def connect(url: str, *, name: str, timeout_s: float = 30.0) -> NatsClient:
+    """Connect to NATS, waiting up to `timeout_s` for the server to come up.
+
+    Raises `ConnectionError` when it does not; once connected, the client reconnects forever.
+    """
+
+    async def on_error(exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats: disconnected from %s; reconnecting", url)
+
+    async def on_reconnect() -> None:
+        log.info("nats: reconnected to %s", url)
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            ),
+            timeout_s,
+        )
+    except TimeoutError:
+        raise ConnectionError(f"NATS at {url} not reachable within {timeout_s:g} s") from None

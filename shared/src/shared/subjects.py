@@ -1,0 +1,90 @@
+"""Every NATS subject tokenwire uses, spelled once.
+
+Stored in the `CHAT` stream: `chat.<sid>.in` and `chat.<sid>.out.{start,token,end,error}`.
+The stream republishes them to `live.<sid>.…` with the stream sequence in `Nats-Sequence`.
+Core NATS only (not stored): `chat.<sid>.cancel`, `.typing`, `.presence`.
+Request-reply served by persistence: `svc.*`.
+"""
+
+import re
+from typing import Final
+
+STREAM: Final = "CHAT"
+
+SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+"""A session id is one NATS subject token: no dots, wildcards or spaces."""
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
+
+# Wildcards used by stream, consumers and gateways.
+STORED: Final = ("chat.*.in", "chat.*.out.>")
+ALL_IN: Final = "chat.*.in"
+ALL_OUT_END: Final = "chat.*.out.end"
+ALL_OUT_ERROR: Final = "chat.*.out.error"
+ALL_CANCEL: Final = "chat.*.cancel"
+REPUBLISH_SOURCE: Final = "chat.>"
+REPUBLISH_DEST: Final = "live.>"
+
+# Request-reply services (persistence, queue group `persistence`).
+SVC_PING: Final = "svc.ping"
+SVC_SESSION_CREATE: Final = "svc.sessions.create"
+SVC_SESSION_GET: Final = "svc.sessions.get"
+SVC_HISTORY: Final = "svc.history"
+
+
+def is_session_id(value: str) -> bool:
+    """True when `value` can be used as a session id (and so as a subject token)."""
+    return _SESSION_ID.match(value) is not None
+
+
+def chat_in(session_id: str) -> str:
+    return f"chat.{session_id}.in"
+
+
+def out_start(session_id: str) -> str:
+    return f"chat.{session_id}.out.start"
+
+
+def out_token(session_id: str) -> str:
+    return f"chat.{session_id}.out.token"
+
+
+def out_end(session_id: str) -> str:
+    return f"chat.{session_id}.out.end"
+
+
+def out_error(session_id: str) -> str:
+    return f"chat.{session_id}.out.error"
+
+
+def cancel(session_id: str) -> str:
+    return f"chat.{session_id}.cancel"
+
+
+def typing(session_id: str) -> str:
+    return f"chat.{session_id}.typing"
+
+
+def presence(session_id: str) -> str:
+    return f"chat.{session_id}.presence"
+
+
+def session_stored(session_id: str) -> str:
+    """Filter for every stored event of one session (replay consumers)."""
+    return f"chat.{session_id}.>"
+
+
+def live(session_id: str) -> str:
+    """What a gateway subscribes to for a session it holds."""
+    return f"live.{session_id}.>"
+
+
+def split(subject: str) -> tuple[str, str]:
+    """`chat.<sid>.out.token` or `live.<sid>.out.token` → (`<sid>`, `out.token`).
+
+    Raises `ValueError` for a subject outside the `chat.`/`live.` families.
+    """
+    prefix, _, rest = subject.partition(".")
+    session_id, _, kind = rest.partition(".")
+    if prefix not in ("chat", "live") or not session_id or not kind:
+        raise ValueError(f"not a session subject: {subject!r}")
+    return session_id, kind
