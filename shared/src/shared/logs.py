@@ -35,3 +35,6 @@ def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = F
     root.setLevel(level)
     # Access logs name the query string, where a browser's `?token=` would leak.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # One line per HTTP request to the model server is noise at INFO.
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)

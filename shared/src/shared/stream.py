@@ -93,7 +93,7 @@ async def prepare(
 
     Services call this before their broker subscribes, so any start order works.
     """
-    nc = await connect(url, name=f"{name}-setup", timeout_s=timeout_s)
+    nc = await connect(url, name=f"{name}-setup", timeout_s=timeout_s, watch=False)
     try:
         js = nc.jetstream()
         await ensure_stream(js, chat_stream_config(replicas=replicas, max_age_s=max_age_s))
@@ -103,10 +103,13 @@ async def prepare(
         await nc.close()
 
 
-async def connect(url: str, *, name: str, timeout_s: float = 30.0) -> NatsClient:
+async def connect(
+    url: str, *, name: str, timeout_s: float = 30.0, watch: bool = True
+) -> NatsClient:
     """Connect to NATS, waiting up to `timeout_s` for the server to come up.
 
-    Raises `ConnectionError` when it does not; once connected, the client reconnects forever.
+    Raises `ConnectionError` when it does not; once connected, the client reconnects forever,
+    and with `watch` logs each disconnect and reconnect.
     """
 
     async def on_error(exc: Exception) -> None:
@@ -127,8 +130,11 @@ async def connect(url: str, *, name: str, timeout_s: float = 30.0) -> NatsClient
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
+                **(
+                    {"disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect}
+                    if watch
+                    else {}
+                ),
             ),
             timeout_s,
         )

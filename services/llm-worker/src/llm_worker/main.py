@@ -1,5 +1,7 @@
 """Build the worker app: the OpenAI client, the broker, the reply handler."""
 
+import logging
+
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from openai import AsyncOpenAI
@@ -8,6 +10,8 @@ from llm_worker import handlers
 from llm_worker.publisher import JetStreamPublisher
 from llm_worker.settings import WorkerSettings
 from shared import stream
+
+LOGGER = logging.getLogger("faststream")
 
 
 def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
@@ -23,7 +27,12 @@ def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
 
 def create_app(settings: WorkerSettings, client: AsyncOpenAI | None = None) -> FastStream:
     broker = NatsBroker(
-        settings.nats_url, name="llm-worker", max_reconnect_attempts=-1, reconnect_time_wait=1
+        settings.nats_url,
+        name="llm-worker",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        logger=LOGGER,
+        log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     llm = client or openai_client(settings)
     publishers: list[JetStreamPublisher] = []
@@ -52,4 +61,4 @@ def create_app(settings: WorkerSettings, client: AsyncOpenAI | None = None) -> F
     async def close() -> None:
         await llm.close()
 
-    return FastStream(broker, on_startup=[setup], after_shutdown=[close])
+    return FastStream(broker, logger=LOGGER, on_startup=[setup], after_shutdown=[close])

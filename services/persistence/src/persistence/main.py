@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
@@ -11,10 +12,17 @@ from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
 from shared import stream
 
+LOGGER = logging.getLogger("faststream")
+
 
 def create_app(settings: PersistenceSettings) -> FastStream:
     broker = NatsBroker(
-        settings.nats_url, name="persistence", max_reconnect_attempts=-1, reconnect_time_wait=1
+        settings.nats_url,
+        name="persistence",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        logger=LOGGER,
+        log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     engine = db.make_engine(settings.database_url)
     sessions = db.sessionmaker(engine)
@@ -49,5 +57,9 @@ def create_app(settings: PersistenceSettings) -> FastStream:
         await engine.dispose()
 
     return FastStream(
-        broker, on_startup=[setup], after_startup=[start_recorder], on_shutdown=[stop_recorder]
+        broker,
+        logger=LOGGER,
+        on_startup=[setup],
+        after_startup=[start_recorder],
+        on_shutdown=[stop_recorder],
     )

@@ -1,0 +1,1 @@
+"""Test support: real servers and service processes started on free loopback ports."""

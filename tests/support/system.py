@@ -1,0 +1,155 @@
+"""The whole tokenwire system as real processes: fake model, persistence, workers, gateway.
+
+Each service runs as `python -m <package>` with its settings in the environment, exactly as
+`make run` and the Dockerfiles start them; logs go to files that a failing test prints.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from support.ports import free_port, wait_for_port
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class System:
+    gateway_url: str
+    secret: str
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return self.gateway_url.replace("http://", "ws://", 1)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.processes)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def start_system(
+    workdir: Path,
+    *,
+    nats_url: str,
+    redis_url: str,
+    database_url: str | None = None,
+    workers: int = 1,
+    fake_llm_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
+) -> System:
+    """Start every service and wait until the gateway's `/readyz` says ready."""
+    secret = secrets.token_urlsafe(48)
+    llm_port, gateway_port = free_port(), free_port()
+    base = {
+        **os.environ,
+        "TOKENWIRE_NATS_URL": nats_url,
+        "TOKENWIRE_NATS_CONNECT_TIMEOUT_S": "20",
+        "TOKENWIRE_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        base.pop(key, None)
+    system = System(f"http://127.0.0.1:{gateway_port}", secret)
+
+    def spawn(name: str, module: str, env: dict[str, str]) -> None:
+        log = workdir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module],
+                env={**base, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        system.processes.append(Process(name, popen, log))
+
+    try:
+        spawn(
+            "fake-llm",
+            "fake_llm",
+            {
+                "TOKENWIRE_FAKE_LLM_PORT": str(llm_port),
+                "TOKENWIRE_FAKE_LLM_TTFT_MS": "50",
+                "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": "5",
+                **(fake_llm_env or {}),
+            },
+        )
+        spawn(
+            "persistence",
+            "persistence",
+            {
+                "TOKENWIRE_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir}/tw.db",
+            },
+        )
+        for i in range(workers):
+            spawn(
+                f"worker-{i + 1}",
+                "llm_worker",
+                {
+                    "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+                    "TOKENWIRE_LLM_MAX_RETRIES": "0",
+                    **(worker_env or {}),
+                },
+            )
+        spawn(
+            "gateway",
+            "gateway",
+            {
+                "TOKENWIRE_GATEWAY_PORT": str(gateway_port),
+                "TOKENWIRE_REDIS_URL": redis_url,
+                "TOKENWIRE_AUTH": "dev",
+                "TOKENWIRE_JWT_SECRET": secret,
+            },
+        )
+        wait_for_port(llm_port)
+        wait_for_port(gateway_port, timeout_s=30)
+        _wait_ready(system)
+    except BaseException:
+        logs = system.logs()
+        system.stop()
+        raise RuntimeError(f"the system did not come up:\n{logs}") from None
+    return system
+
+
+def _wait_ready(system: System, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        for process in system.processes:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited")
+        try:
+            answer = httpx.get(f"{system.gateway_url}/readyz", timeout=5)
+            if answer.status_code == 200:
+                return
+            last = answer.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"gateway not ready: {last}")
