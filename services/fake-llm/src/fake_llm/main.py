@@ -17,7 +17,7 @@ from fake_llm import script, sse
 from fake_llm.settings import FakeLLMSettings
 
 
-class _DroppedConnection(Exception):
+class DroppedConnection(ConnectionError):
     """Raised mid-stream to cut the connection, as a crashed upstream would."""
 
 
@@ -107,7 +107,7 @@ async def _stream(
     await asyncio.sleep(plan.ttft_ms / 1000)
     for i, piece in enumerate(pieces):
         if plan.fail == "drop" and i >= plan.fail_after:
-            raise _DroppedConnection
+            raise DroppedConnection
         if i:
             await asyncio.sleep(plan.delay_ms / 1000)
         yield chunk({"content": piece})

