@@ -62,17 +62,44 @@ def main() -> None:
     if "TOKENWIRE_NATS_URL" not in env:
         port, monitor = port_or_free(4222), port_or_free(8222)
         env["TOKENWIRE_NATS_URL"] = f"nats://127.0.0.1:{port}"
-        manager.add_process("nats", shlex.join([
-            tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
-            "-sd", str(RUN_DIR / "jetstream"),
-        ]))
+        manager.add_process(
+            "nats",
+            shlex.join(
+                [
+                    tool("nats-server"),
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-m",
+                    str(monitor),
+                    "-sd",
+                    str(RUN_DIR / "jetstream"),
+                ]
+            ),
+        )
     if "TOKENWIRE_REDIS_URL" not in env:
         port = port_or_free(6379)
         env["TOKENWIRE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        manager.add_process("redis", shlex.join([
-            redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(RUN_DIR),
-        ]))
+        manager.add_process(
+            "redis",
+            shlex.join(
+                [
+                    redis_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(RUN_DIR),
+                ]
+            ),
+        )
     model_note = f"model {env.get('TOKENWIRE_LLM_MODEL', 'tokenwire-fake')}"
     if "OPENAI_API_KEY" not in env and "OPENAI_BASE_URL" not in env:
         port = port_or_free(8100)
@@ -86,15 +113,16 @@ def main() -> None:
     manager.add_process("gateway", f"{py} -m gateway", env=env)
 
     url = f"http://127.0.0.1:{gateway_port}"
-    print(f"""
+    print(
+        f"""
 tokenwire is starting: {workers} worker(s), {model_note}.
   API docs   {url}/docs
   health     {url}/readyz
-  try it     TOKEN=$(curl -s -X POST {url}/v1/auth/dev-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-             SID=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" {url}/v1/sessions | python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])')
-             uv run python scripts/chat.py {url} "$TOKEN" "$SID" "Hello!"
+  try it     uv run python scripts/chat.py --url {url} "Hello!"
 Ctrl-C stops everything.
-""", flush=True)
+""",
+        flush=True,
+    )
     manager.loop()
     sys.exit(manager.returncode)
 

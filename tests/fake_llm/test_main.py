@@ -31,8 +31,14 @@ async def post(body: dict[str, Any], settings: FakeLLMSettings = FAST) -> httpx.
 
 
 async def test_stream_is_role_chunk_content_chunks_finish_usage_done() -> None:
-    answer = await post({"model": "m", "stream": True, "stream_options": {"include_usage": True},
-                         "messages": [{"role": "user", "content": "hello"}]})
+    answer = await post(
+        {
+            "model": "m",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+    )
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/event-stream")
     payloads = sse_payloads(answer.text)
@@ -52,16 +58,23 @@ async def test_stream_is_role_chunk_content_chunks_finish_usage_done() -> None:
 
 
 async def test_without_include_usage_there_is_no_usage_chunk() -> None:
-    answer = await post({"model": "m", "stream": True,
-                         "messages": [{"role": "user", "content": "hello"}]})
+    answer = await post(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+    )
     chunks = [json.loads(p) for p in sse_payloads(answer.text)[:-1]]
     assert all("usage" not in c for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_max_tokens_cuts_the_reply_with_finish_reason_length() -> None:
-    answer = await post({"model": "m", "stream": False, "max_tokens": 2,
-                         "messages": [{"role": "user", "content": "hello"}]})
+    answer = await post(
+        {
+            "model": "m",
+            "stream": False,
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+    )
     body = answer.json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["choices"][0]["message"]["content"] == "tokenwire streams"
@@ -70,8 +83,13 @@ async def test_max_tokens_cuts_the_reply_with_finish_reason_length() -> None:
 
 @pytest.mark.parametrize(("fail", "status"), [("429", 429), ("500", 500)])
 async def test_directive_injects_http_failures(fail: str, status: int) -> None:
-    answer = await post({"model": "m", "stream": True,
-                         "messages": [{"role": "user", "content": f"hi [fake fail={fail}]"}]})
+    answer = await post(
+        {
+            "model": "m",
+            "stream": True,
+            "messages": [{"role": "user", "content": f"hi [fake fail={fail}]"}],
+        }
+    )
     assert answer.status_code == status
     assert answer.json()["error"]["message"]
 
@@ -84,8 +102,13 @@ async def test_settings_fail_rate_applies_to_that_share_of_requests() -> None:
 
 async def test_drop_cuts_the_stream_after_some_tokens() -> None:
     with pytest.raises(DroppedConnection):
-        await post({"model": "m", "stream": True, "messages": [
-            {"role": "user", "content": "hi [fake fail=drop fail_after=2]"}]})
+        await post(
+            {
+                "model": "m",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi [fake fail=drop fail_after=2]"}],
+            }
+        )
 
 
 async def test_bad_requests_get_openai_style_errors() -> None:
@@ -101,8 +124,10 @@ async def test_the_official_sdk_reads_the_stream() -> None:
     async with client_for() as http:
         sdk = AsyncOpenAI(api_key="unused", base_url="http://fake/v1", http_client=http)
         stream = await sdk.chat.completions.create(
-            model="m", messages=[{"role": "user", "content": "hello [fake tokens=3]"}],
-            stream=True, stream_options={"include_usage": True},
+            model="m",
+            messages=[{"role": "user", "content": "hello [fake tokens=3]"}],
+            stream=True,
+            stream_options={"include_usage": True},
         )
         text, usage = "", None
         async for chunk in stream:

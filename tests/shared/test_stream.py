@@ -29,7 +29,8 @@ async def test_stream_republishes_with_sequence_and_dedups(nats_url: str) -> Non
         await nc.publish(subjects.cancel(sid), b"m1")  # core only: never stored
         await asyncio.sleep(0.3)
 
-        assert again.duplicate and again.seq == first.seq
+        assert again.duplicate
+        assert again.seq == first.seq
         assert [m.subject for m in live] == [f"live.{sid}.in", f"live.{sid}.out.token"]
         assert [int((m.headers or {})["Nats-Sequence"]) for m in live] == [first.seq, token.seq]
         last = await js.get_last_msg(subjects.STREAM, subjects.session_stored(sid))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.errors import NotJSMessageError
 from openai import AsyncOpenAI
 from pydantic import ValidationError
 
@@ -54,12 +55,20 @@ def register(
         if not message.reply:
             await msg.ack()
             return
-        attempt = msg.raw_message.metadata.num_delivered
+        attempt = delivery_attempt(msg)
         async with _in_progress(msg, every_s=settings.ack_wait_s / 3):
             await generate_reply(
                 message, attempt, client=client, publisher=publisher(), options=options
             )
         await msg.ack()
+
+
+def delivery_attempt(msg: NatsMessage) -> int:
+    """How many times the stream has delivered `msg` (1 for a message outside JetStream)."""
+    try:
+        return msg.raw_message.metadata.num_delivered
+    except NotJSMessageError:
+        return 1
 
 
 @contextlib.asynccontextmanager

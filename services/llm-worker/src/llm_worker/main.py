@@ -7,7 +7,7 @@ from faststream.nats import NatsBroker
 from openai import AsyncOpenAI
 
 from llm_worker import handlers
-from llm_worker.publisher import JetStreamPublisher
+from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.settings import WorkerSettings
 from shared import stream
 
@@ -25,7 +25,12 @@ def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
     )
 
 
-def create_app(settings: WorkerSettings, client: AsyncOpenAI | None = None) -> FastStream:
+def create_app(
+    settings: WorkerSettings,
+    client: AsyncOpenAI | None = None,
+    publisher: ReplyPublisher | None = None,
+) -> FastStream:
+    """The worker; `client` and `publisher` replace the real ones in tests."""
     broker = NatsBroker(
         settings.nats_url,
         name="llm-worker",
@@ -35,14 +40,15 @@ def create_app(settings: WorkerSettings, client: AsyncOpenAI | None = None) -> F
         log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     llm = client or openai_client(settings)
-    publishers: list[JetStreamPublisher] = []
 
-    def publisher() -> JetStreamPublisher:
+    publishers: list[ReplyPublisher] = [publisher] if publisher else []
+
+    def get_publisher() -> ReplyPublisher:
         if not publishers:  # one JetStream context per process: it owns the async-ack inbox
             publishers.append(JetStreamPublisher(broker.connection.jetstream()))
         return publishers[0]
 
-    handlers.register(broker, settings, llm, publisher)
+    handlers.register(broker, settings, llm, get_publisher)
 
     async def setup() -> None:
         await stream.prepare(

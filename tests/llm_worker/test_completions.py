@@ -1,0 +1,75 @@
+"""Streaming through the official SDK: chunks become pieces, failures become UpstreamError."""
+
+import json
+
+import httpx
+import pytest
+
+from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
+from shared.events import Usage
+from support.llm_mock import chunk, openai_over, sse, streaming, usage
+
+
+async def collect(client_body: bytes) -> list[object]:
+    client = openai_over(streaming(client_body))
+    return [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
+
+
+async def test_chunks_become_deltas_finish_and_usage() -> None:
+    pieces = await collect(
+        sse(chunk(""), chunk("Hel"), chunk("lo"), chunk(None, "stop"), usage(7, 2))
+    )
+    assert pieces == [
+        Delta("Hel"),
+        Delta("lo"),
+        Finish("stop"),
+        UsageReport(Usage(prompt_tokens=7, completion_tokens=2, total_tokens=9)),
+    ]
+
+
+async def test_request_asks_for_usage_and_bounds_tokens() -> None:
+    seen: list[dict[str, object]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(
+            200, content=sse(chunk("x")), headers={"content-type": "text/event-stream"}
+        )
+
+    client = openai_over(handle)
+    _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=42)]
+    assert seen[0]["stream"] is True
+    assert seen[0]["stream_options"] == {"include_usage": True}
+    assert seen[0]["max_tokens"] == 42
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [
+        (429, "upstream_rate_limited", True),
+        (500, "upstream_error", True),
+        (400, "upstream_error", False),
+    ],
+)
+async def test_http_failures_become_upstream_errors(
+    status: int, code: str, retryable: bool
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"message": "nope", "type": "x"}})
+
+    client = openai_over(handle)
+    with pytest.raises(UpstreamError) as caught:
+        _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
+    assert (caught.value.code, caught.value.retryable) == (code, retryable)
+    assert caught.value.message == "nope"
+
+
+async def test_unreachable_server_is_retryable() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = openai_over(handle)
+    with pytest.raises(UpstreamError) as caught:
+        _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
+    assert caught.value.code == "upstream_unavailable"
+    assert caught.value.retryable

@@ -1,0 +1,68 @@
+"""An OpenAI client over `httpx.MockTransport`, SSE builders, a recording reply publisher."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
+
+
+def sse(*chunks: dict[str, Any]) -> bytes:
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    return body + b"data: [DONE]\n\n"
+
+
+def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "usage": None,
+    }
+
+
+def usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def openai_over(handler: Callable[[httpx.Request], httpx.Response]) -> AsyncOpenAI:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return AsyncOpenAI(api_key="k", base_url="http://llm/v1", http_client=http, max_retries=0)
+
+
+def streaming(body: bytes) -> Callable[[httpx.Request], httpx.Response]:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return handle
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[ReplyStart | ReplyToken | ReplyEnd | ReplyError] = []
+
+    async def start(self, event: ReplyStart) -> None:
+        self.events.append(event)
+
+    async def token(self, event: ReplyToken) -> None:
+        self.events.append(event)
+
+    async def end(self, event: ReplyEnd | ReplyError) -> None:
+        self.events.append(event)
