@@ -5,6 +5,7 @@ import random
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from openai import AsyncOpenAI, RateLimitError
 
@@ -121,7 +122,8 @@ async def test_bad_requests_get_openai_style_errors() -> None:
 
 
 async def test_the_official_sdk_reads_the_stream() -> None:
-    async with client_for() as http:
+    transport = httpx2.ASGITransport(app=create_app(FAST))
+    async with httpx2.AsyncClient(transport=transport) as http:
         sdk = AsyncOpenAI(api_key="unused", base_url="http://fake/v1", http_client=http)
         stream = await sdk.chat.completions.create(
             model="m",

@@ -2,7 +2,7 @@
 
 import json
 
-import httpx
+import httpx2
 import pytest
 
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
@@ -30,9 +30,9 @@ async def test_chunks_become_deltas_finish_and_usage() -> None:
 async def test_request_asks_for_usage_and_bounds_tokens() -> None:
     seen: list[dict[str, object]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         seen.append(json.loads(request.content))
-        return httpx.Response(
+        return httpx2.Response(
             200, content=sse(chunk("x")), headers={"content-type": "text/event-stream"}
         )
 
@@ -54,8 +54,8 @@ async def test_request_asks_for_usage_and_bounds_tokens() -> None:
 async def test_http_failures_become_upstream_errors(
     status: int, code: str, retryable: bool
 ) -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"error": {"message": "nope", "type": "x"}})
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, json={"error": {"message": "nope", "type": "x"}})
 
     client = openai_over(handle)
     with pytest.raises(UpstreamError) as caught:
@@ -65,8 +65,8 @@ async def test_http_failures_become_upstream_errors(
 
 
 async def test_unreachable_server_is_retryable() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("refused", request=request)
 
     client = openai_over(handle)
     with pytest.raises(UpstreamError) as caught:

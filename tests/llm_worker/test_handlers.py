@@ -24,7 +24,7 @@ async def test_a_user_message_becomes_a_reply(publisher: RecordingPublisher) -> 
     message = UserMessage(
         session_id="s1", message_id=uuid.uuid4().hex, participant="u", content="hi"
     )
-    async with TestNatsBroker(app.broker) as broker:  # type: ignore[arg-type]
+    async with TestNatsBroker(app.broker) as broker:
         await broker.publish(
             message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
         )
@@ -37,7 +37,7 @@ async def test_messages_without_reply_are_only_acknowledged(publisher: Recording
     message = UserMessage(
         session_id="s1", message_id="m2", participant="u", content="note", reply=False
     )
-    async with TestNatsBroker(app.broker) as broker:  # type: ignore[arg-type]
+    async with TestNatsBroker(app.broker) as broker:
         await broker.publish(
             message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
         )
@@ -64,7 +64,7 @@ async def test_the_same_reply_through_a_real_nats_server(
     message = UserMessage(
         session_id="s1", message_id=uuid.uuid4().hex, participant="u", content="hi"
     )
-    async with TestNatsBroker(app.broker, with_real=True) as broker:  # type: ignore[arg-type]
+    async with TestNatsBroker(app.broker, with_real=True) as broker:
         await broker.publish(
             message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
         )

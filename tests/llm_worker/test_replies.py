@@ -1,6 +1,6 @@
 """One reply: start, numbered tokens, exactly one terminal event with the whole text."""
 
-import httpx
+import httpx2
 
 from llm_worker.replies import ReplyOptions, generate_reply
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
@@ -45,8 +45,8 @@ async def test_usage_is_estimated_when_the_provider_sends_none(
 
 
 async def test_upstream_failure_ends_in_one_error_event(publisher: RecordingPublisher) -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, json={"error": {"message": "slow down", "type": "x"}})
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(429, json={"error": {"message": "slow down", "type": "x"}})
 
     end = await generate_reply(
         MESSAGE, 1, client=openai_over(handle), publisher=publisher, options=OPTIONS

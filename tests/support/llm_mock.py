@@ -1,10 +1,10 @@
-"""An OpenAI client over `httpx.MockTransport`, SSE builders, a recording reply publisher."""
+"""An OpenAI client over `httpx2.MockTransport`, SSE builders, a recording reply publisher."""
 
 import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 from openai import AsyncOpenAI
 
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
@@ -42,14 +42,14 @@ def usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def openai_over(handler: Callable[[httpx.Request], httpx.Response]) -> AsyncOpenAI:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+def openai_over(handler: Callable[[httpx2.Request], httpx2.Response]) -> AsyncOpenAI:
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return AsyncOpenAI(api_key="k", base_url="http://llm/v1", http_client=http, max_retries=0)
 
 
-def streaming(body: bytes) -> Callable[[httpx.Request], httpx.Response]:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+def streaming(body: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
     return handle
 

@@ -115,14 +115,17 @@ async def connect(
     async def on_error(exc: Exception) -> None:
         log.debug("nats: %s", exc)
 
+    clients: list[NatsClient] = []
+
     async def on_disconnect() -> None:
-        log.warning("nats: disconnected from %s; reconnecting", url)
+        if clients and not clients[0].is_closed:
+            log.warning("nats: disconnected from %s; reconnecting", url)
 
     async def on_reconnect() -> None:
         log.info("nats: reconnected to %s", url)
 
     try:
-        return await asyncio.wait_for(
+        client = await asyncio.wait_for(
             nats.connect(
                 url,
                 name=name,
@@ -140,3 +143,5 @@ async def connect(
         )
     except TimeoutError:
         raise ConnectionError(f"NATS at {url} not reachable within {timeout_s:g} s") from None
+    clients.append(client)
+    return client

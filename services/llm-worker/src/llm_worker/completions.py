@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
@@ -87,7 +87,7 @@ async def stream_completion(
                     yield piece
     except openai.APIError as exc:
         raise _upstream_error(exc) from exc
-    except httpx.HTTPError as exc:  # a connection cut mid-stream surfaces unwrapped
+    except httpx2.HTTPError as exc:  # a connection cut mid-stream surfaces unwrapped
         raise UpstreamError(
             "upstream_unavailable", str(exc) or type(exc).__name__, retryable=True
         ) from exc

@@ -1,0 +1,49 @@
+"""Tokens: minted in dev mode, verified on every request, found wherever a client can put one."""
+
+import time
+
+import jwt
+import pytest
+
+from gateway.auth import AuthError, mint_token, token_from_handshake, verify_token
+
+SECRET = "s" * 64
+
+
+def test_a_minted_token_names_its_user() -> None:
+    assert verify_token(mint_token("u1", SECRET, 60), SECRET) == "u1"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "no token"),
+        ("", "no token"),
+        ("garbage", "invalid token"),
+        (mint_token("u1", "x" * 64, 60), "invalid token"),
+        (mint_token("u1", SECRET, -10), "token expired"),
+        (
+            jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, "HS256"),
+            "invalid token",
+        ),  # no issuer
+        (
+            jwt.encode(
+                {"sub": "u1", "iss": "tokenwire", "exp": int(time.time()) + 60}, SECRET, "HS512"
+            ),
+            "invalid token",
+        ),
+    ],
+)
+def test_bad_tokens_are_refused(token: str | None, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        verify_token(token, SECRET)
+
+
+def test_handshake_token_prefers_header_then_subprotocol_then_query() -> None:
+    headers = {"authorization": "Bearer from-header"}
+    protos = ["tokenwire.v1", "bearer.from-proto"]
+    query = {"token": "from-query"}
+    assert token_from_handshake(headers, protos, query) == "from-header"
+    assert token_from_handshake({}, protos, query) == "from-proto"
+    assert token_from_handshake({}, ["tokenwire.v1"], query) == "from-query"
+    assert token_from_handshake({"authorization": "Basic abc"}, [], {}) is None

@@ -1,0 +1,22 @@
+import pytest
+from pydantic import SecretStr
+
+from gateway.settings import GatewaySettings
+
+
+def test_jwt_mode_requires_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOKENWIRE_JWT_SECRET", raising=False)
+    with pytest.raises(ValueError, match="TOKENWIRE_JWT_SECRET is required"):
+        GatewaySettings(auth="jwt")
+
+
+def test_short_secrets_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        GatewaySettings(auth="jwt", jwt_secret=SecretStr("short"))
+
+
+def test_dev_mode_makes_a_random_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOKENWIRE_JWT_SECRET", raising=False)
+    one, two = GatewaySettings(auth="dev"), GatewaySettings(auth="dev")
+    assert len(one.secret) >= 32
+    assert one.secret != two.secret

@@ -1,0 +1,115 @@
+"""Idempotent writes and paged reads, on SQLite and PostgreSQL alike."""
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from persistence import repository
+from persistence.models import Message
+from persistence.models import Usage as UsageRow
+from shared import rpc
+from shared.events import ReplyEnd, ReplyError, Usage, UserMessage
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def user(mid: str, sid: str = "s1", content: str = "hi") -> UserMessage:
+    return UserMessage(session_id=sid, message_id=mid, participant="alice", content=content)
+
+
+def end(mid: str, attempt: int, text: str, sid: str = "s1") -> ReplyEnd:
+    return ReplyEnd(
+        session_id=sid,
+        message_id=mid,
+        attempt=attempt,
+        model="m",
+        text=text,
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=5, completion_tokens=attempt, total_tokens=5 + attempt),
+        ttft_ms=10,
+        duration_ms=20,
+    )
+
+
+async def record(sessions: Sessions, *events: object) -> None:
+    async with sessions() as db:
+        await repository.record(db, [(e, i + 1) for i, e in enumerate(events)])  # type: ignore[misc]
+        await db.commit()
+
+
+async def count(sessions: Sessions, table: type[Message] | type[UsageRow]) -> int:
+    async with sessions() as db:
+        return (await db.exec(select(func.count()).select_from(table))).one()
+
+
+async def test_sessions_are_created_with_their_owner_as_member(sessions: Sessions) -> None:
+    async with sessions() as db:
+        created = await repository.create_session(db, "alice", "chat")
+        await db.commit()
+    async with sessions() as db:
+        info = await repository.get_session(db, created.session_id)
+        assert await repository.get_session(db, "missing") is None
+    assert info is not None
+    assert (info.owner, info.title, info.members) == ("alice", "chat", ["alice"])
+
+
+async def test_redelivered_events_change_nothing(sessions: Sessions) -> None:
+    await record(sessions, user("m1"), end("m1", 1, "hello"))
+    await record(sessions, user("m1"), end("m1", 1, "hello"))
+    assert await count(sessions, Message) == 2
+    assert await count(sessions, UsageRow) == 1
+
+
+async def test_only_the_latest_attempt_is_the_reply(sessions: Sessions) -> None:
+    await record(sessions, user("m1"), end("m1", 2, "second"))
+    await record(sessions, end("m1", 1, "first, redelivered late"))
+    async with sessions() as db:
+        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+    reply = page.messages[0]
+    assert (reply.content, reply.attempt, reply.in_reply_to) == ("second", 2, "m1")
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 2
+
+
+async def test_an_error_then_a_successful_retry_keeps_the_reply(sessions: Sessions) -> None:
+    error = ReplyError(
+        session_id="s1",
+        message_id="m1",
+        attempt=1,
+        code="upstream_error",
+        message="boom",
+        retryable=True,
+    )
+    await record(sessions, user("m1"), error, end("m1", 2, "fine"))
+    async with sessions() as db:
+        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+    assert [(m.role, m.status, m.content) for m in page.messages] == [
+        ("assistant", "complete", "fine"),
+        ("user", "complete", "hi"),
+    ]
+
+
+async def test_history_pages_newest_first(sessions: Sessions) -> None:
+    await record(
+        sessions, *[user(f"m{i}", content=f"message {i}") for i in range(5)], user("x", sid="other")
+    )
+    seen: list[str] = []
+    before = None
+    async with sessions() as db:
+        while True:
+            page = await repository.history(
+                db, rpc.HistoryRequest(session_id="s1", before=before, limit=2)
+            )
+            seen += [m.message_id for m in page.messages]
+            if page.next is None:
+                break
+            before = page.next
+    assert seen == ["m4", "m3", "m2", "m1", "m0"]
+
+
+async def test_a_bad_cursor_is_a_bad_request(sessions: Sessions) -> None:
+    async with sessions() as db:
+        page = await repository.history(db, rpc.HistoryRequest(session_id="s1", before="x"))
+    assert page.error is not None
+    assert page.error.code == "bad_request"

@@ -1,0 +1,58 @@
+"""A test client of the tokenwire protocol: REST calls and a WebSocket reader."""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+SUBPROTOCOL = websockets.Subprotocol("tokenwire.v1")
+
+
+@dataclass
+class User:
+    user_id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def dev_user(http: httpx.AsyncClient) -> User:
+    answer = (await http.post("/v1/auth/dev-token")).raise_for_status().json()
+    return User(answer["user_id"], answer["token"])
+
+
+async def new_session(http: httpx.AsyncClient, user: User) -> str:
+    answer = await http.post("/v1/sessions", headers=user.auth, json={"title": "test"})
+    assert answer.status_code == 201, answer.text
+    session_id: str = answer.json()["session_id"]
+    return session_id
+
+
+async def connect(ws_url: str, session_id: str, user: User, **kwargs: Any) -> ClientConnection:
+    return await websockets.connect(
+        f"{ws_url}/v1/sessions/{session_id}/ws",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=user.auth,
+        **kwargs,
+    )
+
+
+async def next_frame(ws: ClientConnection, timeout_s: float = 10.0) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+    return frame
+
+
+async def frames_until_end(ws: ClientConnection, timeout_s: float = 15.0) -> list[dict[str, Any]]:
+    """Every frame up to and including the next `stream_end` or `stream_error`."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frames.append(await next_frame(ws, timeout_s))
+            if frames[-1]["type"] in ("stream_end", "stream_error"):
+                return frames
