@@ -15,6 +15,7 @@ from persistence.models import Message
 from persistence.recorder import Recorder
 from shared import stream, subjects
 from shared.events import ReplyEnd, ReplyToken, Usage, UserMessage
+from shared.settings import TokenwireSettings
 
 pytestmark = pytest.mark.real
 
@@ -48,13 +49,7 @@ async def publish_conversation(nats_url: str, sid: str) -> None:
 
 
 async def test_events_survive_a_database_outage(nats_url: str, tmp_path: Path) -> None:
-    await stream.prepare(
-        nats_url,
-        name="test",
-        replicas=1,
-        max_age_s=3600,
-        consumers=(stream.persistence_consumer_config(),),
-    )
+    await stream.prepare(TokenwireSettings(nats_url=nats_url), name="test")
     sid = uuid.uuid4().hex
     await publish_conversation(nats_url, sid)
     nc = await stream.connect(nats_url, name="test-recorder")

@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class System:
     gateway_url: str
     secret: str
     processes: list[Process] = field(default_factory=list)
+    add_worker: Callable[[], Process] = field(default=lambda: _no_worker())
 
     @property
     def ws_url(self) -> str:
@@ -78,7 +80,7 @@ def start_system(
         base.pop(key, None)
     system = System(f"http://127.0.0.1:{gateway_port}", secret)
 
-    def spawn(name: str, module: str, env: dict[str, str]) -> None:
+    def spawn(name: str, module: str, env: dict[str, str]) -> Process:
         log = workdir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
@@ -88,6 +90,18 @@ def start_system(
                 stderr=subprocess.STDOUT,
             )
         system.processes.append(Process(name, popen, log))
+        return system.processes[-1]
+
+    def add_worker() -> Process:
+        count = sum(p.name.startswith("worker-") for p in system.processes)
+        worker = {
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+            "TOKENWIRE_LLM_MAX_RETRIES": "0",
+            **(worker_env or {}),
+        }
+        return spawn(f"worker-{count + 1}", "llm_worker", worker)
+
+    system.add_worker = add_worker
 
     try:
         spawn(
@@ -107,16 +121,8 @@ def start_system(
                 "TOKENWIRE_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir}/tw.db",
             },
         )
-        for i in range(workers):
-            spawn(
-                f"worker-{i + 1}",
-                "llm_worker",
-                {
-                    "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-                    "TOKENWIRE_LLM_MAX_RETRIES": "0",
-                    **(worker_env or {}),
-                },
-            )
+        for _ in range(workers):
+            add_worker()
         spawn(
             "gateway",
             "gateway",
@@ -135,6 +141,10 @@ def start_system(
         system.stop()
         raise RuntimeError(f"the system did not come up:\n{logs}") from None
     return system
+
+
+def _no_worker() -> Process:
+    raise RuntimeError("the system is not started")
 
 
 def _wait_ready(system: System, timeout_s: float = 30.0) -> None:

@@ -18,5 +18,9 @@ class TokenwireSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     stream_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
     """Retention of the `CHAT` stream: how far back a client can resume with `last_seq`."""
+    worker_ack_wait_s: float = Field(default=30.0, gt=0)
+    """Without an ack or in-progress signal for this long, a user message goes to another worker."""
+    worker_max_deliver: int = Field(default=5, ge=1)
+    """Deliveries of one user message before it is given up (each is a new reply attempt)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -22,6 +22,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 
 from shared import subjects
+from shared.settings import TokenwireSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,16 @@ def chat_stream_config(*, replicas: int = 1, max_age_s: float = 7 * 24 * 3600) -
 
 
 def worker_consumer_config(*, ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
-    """`llm-workers`: a work queue over user messages shared by every worker."""
+    """`llm-workers`: a work queue over user messages shared by every worker.
+
+    Created before the first message is accepted (see `prepare`), so `ALL` means every
+    message since: none is skipped because no worker was running yet.
+    """
     return ConsumerConfig(
         durable_name=WORKER_CONSUMER,
         filter_subject=subjects.ALL_IN,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.NEW,
+        deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,
         max_deliver=max_deliver,
     )
@@ -80,27 +85,40 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInf
         return await js.update_stream(config)
 
 
-async def prepare(
-    url: str,
-    *,
-    name: str,
-    replicas: int,
-    max_age_s: float,
-    consumers: tuple[ConsumerConfig, ...] = (),
-    timeout_s: float = 30.0,
-) -> None:
-    """Make sure the stream and `consumers` exist as defined here, on a short-lived connection.
+async def prepare(settings: TokenwireSettings, *, name: str) -> None:
+    """Make sure the stream and both durable consumers exist as defined here.
 
-    Services call this before their broker subscribes, so any start order works.
+    Every service calls this at startup, on a short-lived connection, before it subscribes or
+    accepts a message: whatever starts first, no stored user message is missed by a consumer.
+    All services must share the `TOKENWIRE_STREAM_*` and `TOKENWIRE_WORKER_*` settings.
     """
-    nc = await connect(url, name=f"{name}-setup", timeout_s=timeout_s, watch=False)
+    nc = await connect(
+        settings.nats_url,
+        name=f"{name}-setup",
+        timeout_s=settings.nats_connect_timeout_s,
+        watch=False,
+    )
     try:
         js = nc.jetstream()
-        await ensure_stream(js, chat_stream_config(replicas=replicas, max_age_s=max_age_s))
-        for consumer in consumers:
+        await ensure_stream(
+            js,
+            chat_stream_config(
+                replicas=settings.stream_replicas, max_age_s=settings.stream_max_age_s
+            ),
+        )
+        for consumer in consumer_configs(settings):
             await js.add_consumer(subjects.STREAM, consumer)
     finally:
         await nc.close()
+
+
+def consumer_configs(settings: TokenwireSettings) -> tuple[ConsumerConfig, ...]:
+    return (
+        worker_consumer_config(
+            ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
+        ),
+        persistence_consumer_config(),
+    )
 
 
 async def connect(

@@ -18,13 +18,7 @@ from shared import stream
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await stream.prepare(
-            settings.nats_url,
-            name="gateway",
-            replicas=settings.stream_replicas,
-            max_age_s=settings.stream_max_age_s,
-            timeout_s=settings.nats_connect_timeout_s,
-        )
+        await stream.prepare(settings, name="gateway")
         nc = await stream.connect(
             settings.nats_url, name="gateway", timeout_s=settings.nats_connect_timeout_s
         )

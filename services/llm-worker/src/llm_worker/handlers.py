@@ -39,7 +39,7 @@ def register(
         stream=JStream(subjects.STREAM, declare=False),
         durable=WORKER_CONSUMER,
         config=worker_consumer_config(
-            ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver
+            ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
         ),
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         max_workers=settings.worker_concurrency,
@@ -56,7 +56,7 @@ def register(
             await msg.ack()
             return
         attempt = delivery_attempt(msg)
-        async with _in_progress(msg, every_s=settings.ack_wait_s / 3):
+        async with _in_progress(msg, every_s=settings.worker_ack_wait_s / 3):
             await generate_reply(
                 message, attempt, client=client, publisher=publisher(), options=options
             )

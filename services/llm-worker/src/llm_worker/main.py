@@ -51,18 +51,7 @@ def create_app(
     handlers.register(broker, settings, llm, get_publisher)
 
     async def setup() -> None:
-        await stream.prepare(
-            settings.nats_url,
-            name="llm-worker",
-            replicas=settings.stream_replicas,
-            max_age_s=settings.stream_max_age_s,
-            consumers=(
-                stream.worker_consumer_config(
-                    ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver
-                ),
-            ),
-            timeout_s=settings.nats_connect_timeout_s,
-        )
+        await stream.prepare(settings, name="llm-worker")
 
     async def close() -> None:
         await llm.close()

@@ -17,9 +17,6 @@ class WorkerSettings(TokenwireSettings):
     system_prompt: str = "You are a helpful assistant."
     worker_concurrency: int = Field(default=64, ge=1)
     """Replies one worker streams at once."""
-    ack_wait_s: float = Field(default=30.0, gt=0)
-    """Without an ack or in-progress signal for this long, a message goes to another worker."""
-    max_deliver: int = Field(default=5, ge=1)
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "TOKENWIRE_OPENAI_API_KEY")
     )

@@ -30,14 +30,7 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     tasks: list[asyncio.Task[None]] = []
 
     async def setup() -> None:
-        await stream.prepare(
-            settings.nats_url,
-            name="persistence",
-            replicas=settings.stream_replicas,
-            max_age_s=settings.stream_max_age_s,
-            consumers=(stream.persistence_consumer_config(),),
-            timeout_s=settings.nats_connect_timeout_s,
-        )
+        await stream.prepare(settings, name="persistence")
         await db.create_schema(engine)
 
     async def start_recorder() -> None:

@@ -1,0 +1,41 @@
+"""Start order does not matter: a message accepted before any worker runs is answered later."""
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from support import servers
+from support.client import connect, dev_user, frames_until_end, new_session, next_frame
+from support.system import System, start_system
+
+pytestmark = [pytest.mark.real, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
+    workdir = tmp_path_factory.mktemp("no-workers")
+    with servers.running(servers.start_nats(workdir)) as nats:
+        running = start_system(workdir, nats_url=nats.url, redis_url=redis_url, workers=0)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+async def test_a_message_waits_in_the_stream_for_the_first_worker(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        alice = await dev_user(http)
+        sid = await new_session(http, alice)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        await ws.send(
+            json.dumps({"type": "message", "message_id": "early", "content": "[fake tokens=3]"})
+        )
+        echo = await next_frame(ws)
+        assert echo["type"] == "message"  # stored: acknowledged with no worker running
+        system.add_worker()
+        frames = await frames_until_end(ws, timeout_s=30)
+    assert frames[-1]["type"] == "stream_end"
+    assert frames[-1]["message_id"] == "early"
