@@ -6,9 +6,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support import servers
 from support.client import connect, dev_user, frames_until_end, new_session, next_frame
-from support.system import System, start_system
+from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
 
@@ -16,12 +15,8 @@ pytestmark = [pytest.mark.real, pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
     workdir = tmp_path_factory.mktemp("no-workers")
-    with servers.running(servers.start_nats(workdir)) as nats:
-        running = start_system(workdir, nats_url=nats.url, redis_url=redis_url, workers=0)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with system_with_own_nats(workdir, redis_url=redis_url, workers=0) as running:
+        yield running
 
 
 async def test_a_message_waits_in_the_stream_for_the_first_worker(system: System) -> None:

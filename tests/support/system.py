@@ -4,17 +4,19 @@ Each service runs as `python -m <package>` with its settings in the environment,
 `make run` and the Dockerfiles start them; logs go to files that a failing test prints.
 """
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from support import servers
 from support.ports import free_port, wait_for_port
 
 
@@ -141,6 +143,17 @@ def start_system(
         system.stop()
         raise RuntimeError(f"the system did not come up:\n{logs}") from None
     return system
+
+
+@contextlib.contextmanager
+def system_with_own_nats(workdir: Path, *, redis_url: str, workers: int) -> Iterator[System]:
+    """A whole system on a nats-server of its own, stopped on exit."""
+    with servers.running(servers.start_nats(workdir)) as nats:
+        system = start_system(workdir, nats_url=nats.url, redis_url=redis_url, workers=workers)
+        try:
+            yield system
+        finally:
+            system.stop()
 
 
 def _no_worker() -> Process:
