@@ -11,7 +11,7 @@ from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.settings import WorkerSettings
 from shared import stream
 
-LOGGER = logging.getLogger("faststream")
+LOGGER = logging.getLogger("tokenwire.broker")
 
 
 def openai_client(settings: WorkerSettings) -> AsyncOpenAI:

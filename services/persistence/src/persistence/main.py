@@ -12,7 +12,7 @@ from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
 from shared import stream
 
-LOGGER = logging.getLogger("faststream")
+LOGGER = logging.getLogger("tokenwire.broker")
 
 
 def create_app(settings: PersistenceSettings) -> FastStream:
