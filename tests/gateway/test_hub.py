@@ -1,12 +1,63 @@
-"""A connection's outbox never blocks the fan-out; an overflowing one is marked for 1013."""
+"""The hub on a real nats-server: one subscription set per session, fan-out to every outbox."""
 
-from gateway.hub import OVERFLOW, Outbox
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from gateway.hub import SessionHub
+from gateway.outbox import Outbox
+from shared import stream, subjects
+from shared.events import PresenceChange, ReplyToken, TypingRelay
+
+pytestmark = pytest.mark.real
 
 
-def test_outbox_queues_until_full_then_marks_overflow_once() -> None:
-    outbox = Outbox(max_frames=2)
-    for seq in range(1, 6):
-        outbox.offer(seq, f"frame {seq}")
-    assert outbox.overflowed
-    drained = [outbox.queue.get_nowait() for _ in range(outbox.queue.qsize())]
-    assert drained == [(1, "frame 1"), (2, "frame 2"), OVERFLOW]
+async def drained(outbox: Outbox) -> list[dict[str, object]]:
+    return [json.loads(item.text) for item in await asyncio.wait_for(outbox.take(), 2)]
+
+
+async def test_stored_events_and_relays_reach_every_outbox(nats_url: str) -> None:
+    nc = await stream.connect(nats_url, name="test")
+    try:
+        js = nc.jetstream()
+        await stream.ensure_stream(js, stream.chat_stream_config())
+        hub = SessionHub(nc)
+        sid = uuid.uuid4().hex
+        tab1, tab2 = Outbox(100, owner="c1"), Outbox(100, owner="c2")
+        await hub.join(sid, tab1)
+        await hub.join(sid, tab2)
+        assert (hub.sessions, hub.connections) == (1, 2)
+
+        token = ReplyToken(session_id=sid, message_id="m", attempt=1, index=0, text="hi")
+        ack = await js.publish(subjects.out_token(sid), token.model_dump_json().encode())
+        await asyncio.sleep(0.2)
+        expected = {
+            "type": "stream_token",
+            "seq": ack.seq,
+            "message_id": "m",
+            "index": 0,
+            "text": "hi",
+        }
+        assert await drained(tab1) == [expected]
+        assert await drained(tab2) == [expected]
+
+        typing = TypingRelay(participant="alice", state=True, origin="c1")
+        await nc.publish(subjects.typing(sid), typing.model_dump_json().encode())
+        joined = PresenceChange(participant="bob", state="joined", origin="c3")
+        await nc.publish(subjects.presence(sid), joined.model_dump_json().encode())
+        await asyncio.sleep(0.2)
+        assert await drained(tab1) == [
+            {"type": "presence", "participant": "bob", "state": "joined"}
+        ]
+        assert await drained(tab2) == [
+            {"type": "typing", "participant": "alice", "state": True},
+            {"type": "presence", "participant": "bob", "state": "joined"},
+        ]
+
+        await hub.leave(sid, tab1)
+        await hub.leave(sid, tab2)
+        assert (hub.sessions, hub.connections) == (0, 0)
+    finally:
+        await nc.close()

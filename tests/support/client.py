@@ -43,9 +43,18 @@ async def connect(ws_url: str, session_id: str, user: User, **kwargs: Any) -> Cl
     )
 
 
-async def next_frame(ws: ClientConnection, timeout_s: float = 10.0) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-    return frame
+RELAYS = ("typing", "presence")
+
+
+async def next_frame(
+    ws: ClientConnection, timeout_s: float = 10.0, *, relays: bool = False
+) -> dict[str, Any]:
+    """The next frame; `typing` and `presence` relays, which interleave with everything at
+    their own pace, are skipped unless `relays` is set."""
+    while True:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if relays or frame["type"] not in RELAYS:
+            return frame
 
 
 async def frames_until_end(ws: ClientConnection, timeout_s: float = 15.0) -> list[dict[str, Any]]:

@@ -101,3 +101,28 @@ _bus_event: TypeAdapter[BusEvent] = TypeAdapter(BusEvent)
 def parse_event(data: bytes | str) -> BusEvent:
     """Parse one bus event; raises `pydantic.ValidationError` on anything else."""
     return _bus_event.validate_json(data)
+
+
+class TypingRelay(BaseModel):
+    """`chat.<sid>.typing` (core NATS, not stored): relayed by every gateway holding the session
+    to its connections, except the one it came from (`origin`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    participant: str
+    state: bool
+    origin: str
+
+
+class PresenceChange(BaseModel):
+    """`chat.<sid>.presence` (core NATS, not stored): a participant's first connection to the
+    session opened (`joined`) or their last one closed (`left`); relayed to every connection
+    of the session but `origin`, the one that caused it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    participant: str
+    state: Literal["joined", "left"]
+    origin: str = ""

@@ -1,7 +1,8 @@
 """Request-reply payloads of the `svc.*` subjects served by persistence.
 
-A reply is always a `*Reply` model; a failure sets `error` (code `not_found`, `bad_request`
-or `internal`) and leaves the result empty, so a caller never has to guess from a timeout.
+A reply is always a `*Reply` model; a failure sets `error` (code `not_found`,
+`bad_request`, `forbidden` or `internal`) and leaves the result empty, so a caller never has
+to guess from a timeout.
 """
 
 from datetime import datetime
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Usage
 
-RpcErrorCode = Literal["not_found", "bad_request", "internal"]
+RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "internal"]
 
 
 class _Model(BaseModel):
@@ -30,6 +31,13 @@ class SessionCreate(_Model):
 
 class SessionGet(_Model):
     session_id: str
+
+
+class MemberAdd(_Model):
+    session_id: str
+    user_id: str = Field(min_length=1, max_length=128)
+    by: str
+    """Who asks: only the session's owner may add members."""
 
 
 class SessionInfo(_Model):

@@ -28,6 +28,7 @@ REPUBLISH_DEST: Final = "live.>"
 SVC_PING: Final = "svc.ping"
 SVC_SESSION_CREATE: Final = "svc.sessions.create"
 SVC_SESSION_GET: Final = "svc.sessions.get"
+SVC_MEMBER_ADD: Final = "svc.sessions.members.add"
 SVC_HISTORY: Final = "svc.history"
 
 

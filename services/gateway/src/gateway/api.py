@@ -4,6 +4,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
@@ -27,6 +28,14 @@ class CreatedSession(BaseModel):
     session_id: str
 
 
+class NewMember(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+
+
+class Present(BaseModel):
+    participants: list[str]
+
+
 class History(BaseModel):
     messages: list[rpc.HistoryMessage]
     next: str | None
@@ -36,7 +45,7 @@ class History(BaseModel):
 async def dev_token(resources: ResourcesDep) -> DevToken:
     """Mint a token for a new anonymous user. Exists only with `TOKENWIRE_AUTH=dev`."""
     settings = resources.settings
-    if settings.auth != "dev":
+    if settings.auth != "dev" or settings.secret is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "dev tokens are off (TOKENWIRE_AUTH=jwt)")
     user = new_dev_user()
     return DevToken(token=mint_token(user, settings.secret, settings.token_ttl_s), user_id=user)
@@ -57,6 +66,35 @@ async def create_session(
 @router.get("/v1/sessions/{session_id}", tags=["sessions"])
 async def get_session(session_id: str, resources: ResourcesDep, user: UserDep) -> rpc.SessionInfo:
     return await _member_session(resources, session_id, user)
+
+
+@router.post("/v1/sessions/{session_id}/members", tags=["sessions"])
+async def add_member(
+    session_id: str, body: NewMember, resources: ResourcesDep, user: UserDep
+) -> rpc.SessionInfo:
+    """Add a participant; only the session's owner may. Adding a member twice is harmless."""
+    session = await _member_session(resources, session_id, user)
+    if session.owner != user:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner adds members")
+    try:
+        answer = await resources.bus.add_member(session_id, body.user_id, user)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
+    if answer.session is None:
+        code = 403 if answer.error and answer.error.code == "forbidden" else 503
+        raise HTTPException(code, answer.error.detail if answer.error else "no answer")
+    resources.sessions.put(session_id, answer.session)
+    return answer.session
+
+
+@router.get("/v1/sessions/{session_id}/presence", tags=["sessions"])
+async def presence(session_id: str, resources: ResourcesDep, user: UserDep) -> Present:
+    """Participants with at least one open connection to the session, on any gateway."""
+    await _member_session(resources, session_id, user)
+    try:
+        return Present(participants=await resources.presence.who(session_id))
+    except RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "presence unavailable") from None
 
 
 @router.get("/v1/sessions/{session_id}/messages", tags=["sessions"])
@@ -112,7 +150,7 @@ async def _member_session(resources: ResourcesDep, session_id: str, user: str) -
     if not subjects.is_session_id(session_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
     try:
-        session = await resources.bus.get_session(session_id)
+        session = await resources.sessions.get(session_id)
     except Unavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
     if session is None:

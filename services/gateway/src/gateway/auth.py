@@ -1,8 +1,15 @@
-"""JWTs for clients: minting (dev mode) and verifying, and finding a token on a handshake."""
+"""JWTs for clients: minting (dev mode), verifying, and finding a token on a handshake.
 
+Two kinds of token are accepted: HS256 tokens signed with `TOKENWIRE_JWT_SECRET` (issuer
+`tokenwire`), and, when `TOKENWIRE_JWT_JWKS_URL` is set, RS256 tokens of an external identity
+provider whose keys that JWKS document publishes.
+"""
+
+import asyncio
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jwt
 
@@ -47,6 +54,59 @@ def verify_token(token: str | None, secret: str) -> str:
     if not isinstance(sub, str) or not sub:
         raise AuthError("invalid token")
     return sub
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        self._secret = secret
+        self._jwks = (
+            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if jwks_url
+            else None
+        )
+        self._issuer = issuer
+        self._audience = audience
+
+    async def verify(self, token: str | None) -> str:
+        """The user id of a valid token; raises `AuthError` otherwise."""
+        if not token:
+            raise AuthError("no token")
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError:
+            raise AuthError("invalid token") from None
+        if algorithm == ALGORITHM and self._secret:
+            return verify_token(token, self._secret)
+        if algorithm == "RS256" and self._jwks is not None:
+            return await self._verify_external(token, self._jwks)
+        raise AuthError("invalid token")
+
+    async def _verify_external(self, token: str, jwks: jwt.PyJWKClient) -> str:
+        try:  # the JWKS client fetches with urllib: keep it off the event loop
+            key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=["RS256"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except (jwt.InvalidTokenError, jwt.PyJWKClientError):
+            raise AuthError("invalid token") from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise AuthError("invalid token")
+        return sub
 
 
 def bearer(authorization: str | None) -> str | None:

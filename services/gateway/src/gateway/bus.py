@@ -8,7 +8,7 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from shared import rpc, subjects
-from shared.events import UserMessage
+from shared.events import PresenceChange, TypingRelay, UserMessage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -39,6 +39,20 @@ class Bus:
     async def cancel(self, session_id: str, message_id: str) -> None:
         await self.nc.publish(subjects.cancel(session_id), message_id.encode())
 
+    async def relay_typing(self, session_id: str, relay: TypingRelay) -> None:
+        await self.nc.publish(subjects.typing(session_id), relay.model_dump_json().encode())
+
+    async def announce(self, session_id: str, change: PresenceChange) -> None:
+        await self.nc.publish(subjects.presence(session_id), change.model_dump_json().encode())
+
+    async def stream_bounds(self) -> tuple[int, int]:
+        """First and last sequence stored in the stream."""
+        try:
+            info = await self.js.stream_info(subjects.STREAM)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"stream info: {type(exc).__name__}") from exc
+        return info.state.first_seq, info.state.last_seq
+
     async def request(self, subject: str, payload: BaseModel, reply: type[T]) -> T:
         """Ask a `svc.*` service; raises `Unavailable` on no responder or timeout."""
         try:
@@ -56,6 +70,13 @@ class Bus:
         if answer.error is not None and answer.error.code != "not_found":
             raise Unavailable(answer.error.detail)
         return answer.session
+
+    async def add_member(self, session_id: str, user_id: str, by: str) -> rpc.SessionReply:
+        return await self.request(
+            subjects.SVC_MEMBER_ADD,
+            rpc.MemberAdd(session_id=session_id, user_id=user_id, by=by),
+            rpc.SessionReply,
+        )
 
     async def session_head(self, session_id: str) -> int:
         """Stream sequence of the session's newest stored event (0 if it has none)."""

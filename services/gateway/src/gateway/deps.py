@@ -6,18 +6,23 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from redis.asyncio import Redis
 
-from gateway.auth import AuthError, bearer, verify_token
+from gateway.auth import Authenticator, AuthError, bearer
 from gateway.bus import Bus
 from gateway.hub import SessionHub
+from gateway.presence import Presence
+from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 
 
 @dataclass
 class Resources:
     settings: GatewaySettings
+    auth: Authenticator
     bus: Bus
     hub: SessionHub
     redis: Redis
+    sessions: SessionCache
+    presence: Presence
 
 
 def get_resources(request: Request) -> Resources:
@@ -28,10 +33,12 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_user(resources: ResourcesDep, authorization: Annotated[str | None, Header()] = None) -> str:
+async def get_user(
+    resources: ResourcesDep, authorization: Annotated[str | None, Header()] = None
+) -> str:
     """The caller's user id from `Authorization: Bearer <jwt>`; 401 otherwise."""
     try:
-        return verify_token(bearer(authorization), resources.settings.secret)
+        return await resources.auth.verify(bearer(authorization))
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}

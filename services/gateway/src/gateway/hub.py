@@ -1,8 +1,13 @@
-"""Fan-out: one NATS subscription per session this gateway holds, shared by its connections.
+"""Fan-out: per session this gateway holds, one subscription to each of its NATS subjects,
+shared by all of the session's connections here.
 
-Each connection owns an `Outbox`, a bounded queue of (seq, frame text). A connection whose
-outbox overflows is marked, and closed by its sender with 1013; it then resumes from its last
-`seq`, so nothing is lost.
+- `live.<sid>.>`: stored events, republished by the stream with their sequence;
+- `chat.<sid>.typing`: typing relays, not echoed to the connection they came from;
+- `chat.<sid>.presence`: joined/left announcements, not echoed to the connection that caused
+  them.
+
+Each event is translated and serialised once, then offered to every connection's `Outbox`,
+which never blocks: one slow client cannot delay the others.
 """
 
 import asyncio
@@ -15,36 +20,18 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from gateway.translate import frame_for_event
+from gateway.outbox import Outbox, Outgoing
+from gateway.translate import outgoing_for_event
 from shared import subjects
+from shared.events import PresenceChange, TypingRelay
+from shared.frames import PresenceFrame, TypingRelayFrame
 
 log = logging.getLogger(__name__)
 
 
-OVERFLOW = (-1, "")
-"""Queued after the last frame an overflowing outbox accepts: the sender closes with 1013."""
-
-
-class Outbox:
-    def __init__(self, max_frames: int) -> None:
-        self._max_frames = max_frames
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(max_frames + 1)
-        self.overflowed = False
-
-    def offer(self, seq: int, text: str) -> None:
-        """Queue a frame; never blocks. Past `max_frames`, queues `OVERFLOW` once and stops."""
-        if self.overflowed:
-            return
-        if self.queue.qsize() >= self._max_frames:
-            self.overflowed = True
-            self.queue.put_nowait(OVERFLOW)
-            return
-        self.queue.put_nowait((seq, text))
-
-
 @dataclass
 class _Room:
-    subscription: Subscription
+    subscriptions: list[Subscription] = field(default_factory=list)
     outboxes: set[Outbox] = field(default_factory=set)
 
 
@@ -58,15 +45,25 @@ class SessionHub:
     def sessions(self) -> int:
         return len(self._rooms)
 
+    @property
+    def connections(self) -> int:
+        return sum(len(room.outboxes) for room in self._rooms.values())
+
     async def join(self, session_id: str, outbox: Outbox) -> None:
-        """Deliver the session's live events to `outbox` from now on."""
+        """Deliver the session's events to `outbox` from now on. The subscriptions reach the
+        server before any request this gateway sends later on the same NATS connection."""
         async with self._lock:
             room = self._rooms.get(session_id)
             if room is None:
-                sub = await self._nc.subscribe(
-                    subjects.live(session_id), cb=self._deliver_to(session_id)
-                )
-                room = self._rooms[session_id] = _Room(sub)
+                room = _Room()
+                handlers: list[tuple[str, Callable[[Msg], Awaitable[None]]]] = [
+                    (subjects.live(session_id), self._stored(room)),
+                    (subjects.typing(session_id), self._typing(room)),
+                    (subjects.presence(session_id), self._presence(room)),
+                ]
+                for subject, callback in handlers:
+                    room.subscriptions.append(await self._nc.subscribe(subject, cb=callback))
+                self._rooms[session_id] = room
             room.outboxes.add(outbox)
 
     async def leave(self, session_id: str, outbox: Outbox) -> None:
@@ -77,20 +74,46 @@ class SessionHub:
             room.outboxes.discard(outbox)
             if not room.outboxes:
                 del self._rooms[session_id]
-                await room.subscription.unsubscribe()
+                for subscription in room.subscriptions:
+                    await subscription.unsubscribe()
 
-    def _deliver_to(self, session_id: str) -> Callable[[Msg], Awaitable[None]]:
+    def _stored(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
         async def deliver(msg: Msg) -> None:
-            room = self._rooms.get(session_id)
-            if room is None:
-                return
             try:
                 seq = int((msg.headers or {})["Nats-Sequence"])
-                text = frame_for_event(msg.data, seq).model_dump_json()
+                item = outgoing_for_event(msg.data, seq)
             except (KeyError, ValueError, ValidationError):
                 log.warning("skipping a live event on %s that is no bus event", msg.subject)
                 return
             for outbox in room.outboxes:
-                outbox.offer(seq, text)
+                outbox.offer(item)
+
+        return deliver
+
+    def _typing(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
+        async def deliver(msg: Msg) -> None:
+            try:
+                relay = TypingRelay.model_validate_json(msg.data)
+            except ValidationError:
+                return
+            frame = TypingRelayFrame(participant=relay.participant, state=relay.state)
+            item = Outgoing(frame.model_dump_json())
+            for outbox in room.outboxes:
+                if outbox.owner != relay.origin:
+                    outbox.offer(item)
+
+        return deliver
+
+    def _presence(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
+        async def deliver(msg: Msg) -> None:
+            try:
+                change = PresenceChange.model_validate_json(msg.data)
+            except ValidationError:
+                return
+            frame = PresenceFrame(participant=change.participant, state=change.state)
+            item = Outgoing(frame.model_dump_json())
+            for outbox in room.outboxes:
+                if outbox.owner != change.origin:
+                    outbox.offer(item)
 
         return deliver

@@ -8,9 +8,12 @@ from redis.asyncio import Redis
 
 from gateway import ws
 from gateway.api import router
+from gateway.auth import Authenticator
 from gateway.bus import Bus
 from gateway.deps import Resources
 from gateway.hub import SessionHub
+from gateway.presence import Presence
+from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from shared import stream
 
@@ -23,11 +26,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.nats_url, name="gateway", timeout_s=settings.nats_connect_timeout_s
         )
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
         app.state.resources = Resources(
             settings=settings,
-            bus=Bus(nc, timeout_s=settings.rpc_timeout_s),
+            auth=Authenticator(
+                secret=settings.secret,
+                jwks_url=settings.jwt_jwks_url,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            ),
+            bus=bus,
             hub=SessionHub(nc),
             redis=redis,
+            sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
+            presence=Presence(redis, ttl_s=settings.presence_ttl_s),
         )
         try:
             yield
@@ -46,7 +58,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.websocket("/v1/sessions/{session_id}/ws")
     async def session_socket(websocket: WebSocket, session_id: str) -> None:
         """The client protocol `tokenwire.v1` (see docs/protocol.md)."""
-        resources: Resources = websocket.app.state.resources
-        await ws.serve(websocket, session_id, resources.settings, resources.bus, resources.hub)
+        await ws.serve(websocket, session_id, websocket.app.state.resources)
 
     return app

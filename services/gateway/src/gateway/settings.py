@@ -20,18 +20,39 @@ class GatewaySettings(TokenwireSettings):
     """`dev` adds `POST /v1/auth/dev-token`, which mints a token for a new anonymous user."""
     jwt_secret: SecretStr | None = None
     """HS256 key, at least 32 bytes. Required with `auth=jwt`; in dev mode a random one is made."""
+    jwt_jwks_url: str | None = None
+    """Also accept RS256 tokens of an identity provider whose keys this JWKS URL serves."""
+    jwt_issuer: str | None = None
+    """With `jwt_jwks_url`: the `iss` external tokens must carry (unchecked when unset)."""
+    jwt_audience: str | None = None
+    """With `jwt_jwks_url`: the `aud` external tokens must carry (unchecked when unset)."""
     token_ttl_s: int = Field(default=24 * 3600, gt=0)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame; a bigger one closes the socket with 1009."""
     rpc_timeout_s: float = Field(default=3.0, gt=0)
     send_queue_frames: int = Field(default=10_000, ge=16)
-    """Frames buffered for one slow client before it is closed with 1013 (it then resumes)."""
+    """Events queued for one slow client (merged as they wait) before it is closed with 1013."""
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    """Idle connections are pinged this often, and closed if no pong comes within the timeout."""
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    ws_sndbuf_bytes: int = Field(default=0, ge=0)
+    """Kernel send buffer per connection (SO_SNDBUF); 0 keeps the system's default. Smaller
+    bounds memory per client and lets backpressure reach the merging sooner."""
+    presence_ttl_s: float = Field(default=30.0, ge=3)
+    """A connection's presence entry lives this long unless refreshed (every third of it)."""
+    session_cache_s: float = Field(default=5.0, ge=0)
+    """How long a session's membership is cached by the gateway."""
 
     @model_validator(mode="after")
     def _secret(self) -> Self:
         if self.jwt_secret is None:
             if self.auth != "dev":
-                raise ValueError("TOKENWIRE_JWT_SECRET is required (or TOKENWIRE_AUTH=dev)")
+                if self.jwt_jwks_url:
+                    return self
+                raise ValueError(
+                    "TOKENWIRE_JWT_SECRET or TOKENWIRE_JWT_JWKS_URL is required "
+                    "(or TOKENWIRE_AUTH=dev)"
+                )
             log.warning("dev auth without TOKENWIRE_JWT_SECRET: tokens die with this process")
             object.__setattr__(self, "jwt_secret", SecretStr(secrets.token_urlsafe(48)))
         elif len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
@@ -39,6 +60,6 @@ class GatewaySettings(TokenwireSettings):
         return self
 
     @property
-    def secret(self) -> str:
-        assert self.jwt_secret is not None  # set by the validator
-        return self.jwt_secret.get_secret_value()
+    def secret(self) -> str | None:
+        """The HS256 key; always set in dev mode."""
+        return self.jwt_secret.get_secret_value() if self.jwt_secret else None

@@ -2,6 +2,7 @@
 
 from typing import assert_never
 
+from gateway.outbox import Outgoing, TokenPart
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage, parse_event
 from shared.frames import (
     ChatMessageFrame,
@@ -18,6 +19,17 @@ SOLUTIONS: dict[str, list[str]] = {
     "upstream_timeout": ["The model took too long: try again, or ask for a shorter answer."],
     "upstream_error": ["The model server refused the request: rephrase or try again."],
 }
+
+
+def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
+    """The frame for a stored event, serialised once for every connection that gets it."""
+    frame = frame_for_event(data, seq)
+    token = (
+        TokenPart(frame.message_id, frame.index, frame.text)
+        if isinstance(frame, StreamTokenFrame)
+        else None
+    )
+    return Outgoing(frame.model_dump_json(), seq, token)
 
 
 def frame_for_event(data: bytes, seq: int) -> ServerFrame:

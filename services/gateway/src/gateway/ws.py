@@ -1,24 +1,28 @@
-"""The WebSocket endpoint `/v1/sessions/{session_id}/ws`: handshake, `ready`, frames both ways.
+"""The WebSocket endpoint `/v1/sessions/{session_id}/ws` (protocol in docs/protocol.md).
 
-Authentication and membership are checked before the connection joins its session; a refusal
-is a close with 4401 (no valid token) or 4403 (not a member, or no such session). A bad frame
-gets an `error` frame and the connection stays open.
+Authentication and membership are settled before the connection joins its session: a refusal
+is a close with 4401 (no valid token), 4403 (not a member, or no such session) or 1013
+(sessions unavailable). Then `ready`, the replay after `?last_seq=` if asked, and live frames.
+A bad frame gets an `error` frame and the connection stays open.
 """
 
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import assert_never
 
 from fastapi import WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from gateway.auth import AuthError, token_from_handshake, verify_token
-from gateway.bus import Bus, Unavailable
-from gateway.hub import OVERFLOW, Outbox, SessionHub
-from gateway.settings import GatewaySettings
+from gateway.auth import AuthError, token_from_handshake
+from gateway.bus import Unavailable
+from gateway.deps import Resources
+from gateway.outbox import Outbox, Outgoing, coalesce
+from gateway.replay import can_resume, replay
 from shared import subjects
-from shared.events import UserMessage
+from shared.events import PresenceChange, TypingRelay, UserMessage
 from shared.frames import (
     SUBPROTOCOL,
     CancelFrame,
@@ -38,123 +42,215 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_INTERNAL = 1011
+REPLAY_BATCH = 256
+"""Stored events sent per merge during a replay."""
 
 
-async def serve(
-    ws: WebSocket, session_id: str, settings: GatewaySettings, bus: Bus, hub: SessionHub
-) -> None:
-    subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
+async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
+    offered = ws.scope.get("subprotocols", [])
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
     try:
-        user = verify_token(
-            token_from_handshake(ws.headers, ws.scope.get("subprotocols", []), ws.query_params),
-            settings.secret,
+        user = await resources.auth.verify(
+            token_from_handshake(ws.headers, offered, ws.query_params)
         )
     except AuthError as exc:
         await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, str(exc))
         return
     try:
-        session = await bus.get_session(session_id) if subjects.is_session_id(session_id) else None
+        session = (
+            await resources.sessions.get(session_id) if subjects.is_session_id(session_id) else None
+        )
     except Unavailable:
         await _refuse(ws, subprotocol, CLOSE_TRY_AGAIN_LATER, "sessions unavailable; retry")
         return
     if session is None or user not in session.members:
         await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "not a member of this session")
         return
-
     await ws.accept(subprotocol=subprotocol)
-    outbox = Outbox(settings.send_queue_frames)
-    await hub.join(session_id, outbox)  # before reading the head: nothing falls in between
-    sender: asyncio.Task[None] | None = None
-    try:
-        head = await bus.session_head(session_id)
-        await ws.send_text(
-            ReadyFrame(session_id=session_id, participant=user, last_seq=head).model_dump_json()
-        )
-        sender = asyncio.create_task(_send_live(ws, outbox, after_seq=head))
-        await _receive(ws, session_id, user, settings, bus)
-    except WebSocketDisconnect:
-        pass
-    except Unavailable as exc:
-        log.warning("closing a connection: %s", exc)
-        await _close(ws, CLOSE_TRY_AGAIN_LATER, "broker unavailable; reconnect with last_seq")
-    finally:
-        await hub.leave(session_id, outbox)
-        if sender is not None:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await sender
+    await Connection(ws, session_id, user, resources).run(ws.query_params.get("last_seq"))
 
 
-async def _receive(
-    ws: WebSocket, session_id: str, user: str, settings: GatewaySettings, bus: Bus
-) -> None:
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+class Connection:
+    """One accepted socket: its outbox, its sender, its presence."""
+
+    def __init__(self, ws: WebSocket, session_id: str, user: str, resources: Resources) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.user = user
+        self.id = secrets.token_urlsafe(8)
+        self.r = resources
+        self.outbox = Outbox(resources.settings.send_queue_frames, owner=self.id)
+
+    async def run(self, last_seq_param: str | None) -> None:
+        last_seq = _cursor(last_seq_param)
+        hub, bus = self.r.hub, self.r.bus
+        await hub.join(self.session_id, self.outbox)  # first: nothing falls before the head
+        background: list[asyncio.Task[None]] = []
+        present = False
         try:
-            frame = parse_client_frame(raw or b"", max_bytes=settings.max_frame_bytes)
-        except FrameError as exc:
-            await _send_error(ws, ErrorFrame(code=exc.code, detail=exc.detail))
-            continue
-        await _handle(ws, frame, session_id, user, bus)
-
-
-async def _handle(ws: WebSocket, frame: ClientFrame, session_id: str, user: str, bus: Bus) -> None:
-    match frame:
-        case MessageFrame():
-            event = UserMessage(
-                session_id=session_id,
-                message_id=frame.message_id,
-                participant=user,
-                content=frame.content,
-                reply=frame.reply,
+            head = await bus.session_head(self.session_id)
+            recovered: bool | None = None
+            if last_seq is not None:
+                recovered = can_resume(last_seq, *await bus.stream_bounds())
+            await self._send(
+                ReadyFrame(
+                    session_id=self.session_id,
+                    participant=self.user,
+                    last_seq=head,
+                    recovered=recovered,
+                ).model_dump_json()
             )
-            try:
-                await bus.store_user_message(event)  # the echo on the live path acknowledges it
-            except Unavailable:
-                await _send_error(
-                    ws,
+            if last_seq_param is not None and last_seq is None:
+                await self._send(
                     ErrorFrame(
-                        code="unavailable",
-                        retry_after_s=1.0,
-                        detail="message not stored; send it again",
-                    ),
+                        code="bad_frame",
+                        detail="last_seq must be a non-negative integer; not resumed",
+                    ).model_dump_json()
                 )
-        case CancelFrame():
-            await bus.cancel(session_id, frame.message_id)
-        case TypingFrame():
-            pass  # relayed once presence and typing land; accepted so clients can send it now
-        case PingFrame():
-            await ws.send_text(PongFrame().model_dump_json())
-        case _:
-            assert_never(frame)
+            if recovered and last_seq is not None:
+                await self._replay(last_seq, head)
+            present = await self._enter()
+            background.append(asyncio.create_task(self._send_live(after=head)))
+            background.append(asyncio.create_task(self._heartbeat()))
+            await self._receive()
+        except WebSocketDisconnect:
+            pass
+        except (Unavailable, TimeoutError) as exc:
+            log.warning("closing a connection: %s", exc)
+            await self._close(CLOSE_TRY_AGAIN_LATER, "broker unavailable; resume with last_seq")
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                    await task
+            await hub.leave(self.session_id, self.outbox)
+            if present:
+                await self._leave()
 
+    async def _replay(self, after: int, through: int) -> None:
+        batch: list[Outgoing] = []
+        async for item in replay(self.r.bus.js, self.session_id, after, through):
+            batch.append(item)
+            if len(batch) >= REPLAY_BATCH:
+                await self._send_all(batch)
+        await self._send_all(batch)
 
-async def _send_live(ws: WebSocket, outbox: Outbox, *, after_seq: int) -> None:
-    """Forward the session's live frames newer than `after_seq`; close 1013 on overflow."""
-    while True:
-        seq, text = await outbox.queue.get()
-        if (seq, text) == OVERFLOW:
-            await _close(ws, CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
+    async def _send_live(self, *, after: int) -> None:
+        """Forward live frames newer than `after`, merged when they queue up; on overflow,
+        send what is queued and close with 1013 (the client resumes from its last `seq`)."""
+        while True:
+            items = await self.outbox.take()
+            await self._send_all([i for i in items if i.seq is None or i.seq > after])
+            if self.outbox.overflowed:
+                await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
+                return
+
+    async def _receive(self) -> None:
+        max_bytes = self.r.settings.max_frame_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            try:
+                frame = parse_client_frame(raw, max_bytes=max_bytes)
+            except FrameError as exc:
+                await self._send(ErrorFrame(code=exc.code, detail=exc.detail).model_dump_json())
+                continue
+            await self._handle(frame)
+
+    async def _handle(self, frame: ClientFrame) -> None:
+        bus = self.r.bus
+        match frame:
+            case MessageFrame():
+                event = UserMessage(
+                    session_id=self.session_id,
+                    message_id=frame.message_id,
+                    participant=self.user,
+                    content=frame.content,
+                    reply=frame.reply,
+                )
+                try:
+                    await bus.store_user_message(event)  # acknowledged by its echo
+                except Unavailable:
+                    await self._send(
+                        ErrorFrame(
+                            code="unavailable",
+                            retry_after_s=1.0,
+                            detail="message not stored; send it again",
+                        ).model_dump_json()
+                    )
+            case CancelFrame():
+                await bus.cancel(self.session_id, frame.message_id)
+            case TypingFrame():
+                await bus.relay_typing(
+                    self.session_id,
+                    TypingRelay(participant=self.user, state=frame.state, origin=self.id),
+                )
+            case PingFrame():
+                await self._send(PongFrame().model_dump_json())
+            case _:
+                assert_never(frame)
+
+    async def _enter(self) -> bool:
+        """Record presence; announce the user if this is their first connection here."""
+        try:
+            first = await self.r.presence.enter(self.session_id, self.user, self.id)
+        except RedisError as exc:
+            log.warning("presence unavailable: %s", exc)
+            return False
+        if first:
+            await self.r.bus.announce(
+                self.session_id,
+                PresenceChange(participant=self.user, state="joined", origin=self.id),
+            )
+        return True
+
+    async def _leave(self) -> None:
+        try:
+            last = await self.r.presence.leave(self.session_id, self.user, self.id)
+        except RedisError as exc:
+            log.warning("presence unavailable: %s", exc)
             return
-        if seq > after_seq:
-            await ws.send_text(text)
+        if last:
+            await self.r.bus.announce(
+                self.session_id, PresenceChange(participant=self.user, state="left", origin=self.id)
+            )
+
+    async def _heartbeat(self) -> None:
+        presence = self.r.presence
+        while True:
+            await asyncio.sleep(presence.ttl_s / 3)
+            try:
+                await presence.refresh(self.session_id, self.user, self.id)
+            except RedisError as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    async def _send_all(self, items: list[Outgoing]) -> None:
+        for text in coalesce(items):
+            await self._send(text)
+        items.clear()
+
+    async def _send(self, text: str) -> None:
+        await self.ws.send_text(text)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.ws.close(code=code, reason=reason)
 
 
-async def _send_error(ws: WebSocket, frame: ErrorFrame) -> None:
-    await ws.send_text(frame.model_dump_json())
+def _cursor(value: str | None) -> int | None:
+    """`?last_seq=` as a sequence, or None when absent or not a non-negative integer."""
+    if value is None or not value.isdigit() or len(value) > 19:
+        return None
+    return int(value)
 
 
 async def _refuse(ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
     """Accept, then close with `code`: browsers only see close codes of accepted sockets."""
     await ws.accept(subprotocol=subprotocol)
     await ws.close(code=code, reason=reason)
-
-
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    if ws.application_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError):
-            await ws.close(code=code, reason=reason)

@@ -13,6 +13,7 @@ from shared import rpc, subjects
 log = logging.getLogger(__name__)
 QUEUE = "persistence"
 _UNAVAILABLE = rpc.RpcError(code="internal", detail="database unavailable")
+_NOT_FOUND = rpc.RpcError(code="not_found", detail="no such session")
 
 
 def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -42,7 +43,26 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
             log.exception("reading a session failed")
             return rpc.SessionReply(error=_UNAVAILABLE)
         if info is None:
-            return rpc.SessionReply(error=rpc.RpcError(code="not_found", detail="no such session"))
+            return rpc.SessionReply(error=_NOT_FOUND)
+        return rpc.SessionReply(session=info)
+
+    @broker.subscriber(subjects.SVC_MEMBER_ADD, queue=QUEUE)
+    async def add_member(request: rpc.MemberAdd) -> rpc.SessionReply:
+        try:
+            async with sessions() as db:
+                info = await repository.get_session(db, request.session_id)
+                if info is None:
+                    return rpc.SessionReply(error=_NOT_FOUND)
+                if info.owner != request.by:
+                    return rpc.SessionReply(
+                        error=rpc.RpcError(code="forbidden", detail="only the owner adds members")
+                    )
+                await repository.add_member(db, request.session_id, request.user_id)
+                await db.commit()
+                info = await repository.get_session(db, request.session_id)
+        except SQLAlchemyError:
+            log.exception("adding a member failed")
+            return rpc.SessionReply(error=_UNAVAILABLE)
         return rpc.SessionReply(session=info)
 
     @broker.subscriber(subjects.SVC_HISTORY, queue=QUEUE)

@@ -46,6 +46,12 @@ async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | No
     return _info(row, sorted(members.all()))
 
 
+async def add_member(db: AsyncSession, session_id: str, user_id: str) -> None:
+    """Make `user_id` a member (idempotent)."""
+    values = {"session_id": session_id, "user_id": user_id, "role": "member"}
+    await db.exec(_insert(db, Member, values).on_conflict_do_nothing())
+
+
 async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> None:
     """Write each (event, stream sequence); safe to repeat."""
     for evt, seq in events:

@@ -1,0 +1,103 @@
+"""Per-connection send queue with lossless merging of token frames under backpressure.
+
+The fan-out puts `Outgoing` items into each connection's `Outbox` without ever waiting. The
+connection's sender takes everything queued at once; when more than one item waits (the client
+is behind), `coalesce` merges consecutive deltas of one reply into one `stream_token` frame
+carrying the `index` of the first and the `seq` of the last. Only past `max_items` is the
+connection marked overflowed and closed with 1013, after which the client resumes by `seq`.
+"""
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from shared.frames import StreamTokenFrame
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPart:
+    message_id: str
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One frame for a client: its serialised `text`, and for a token its parts for merging."""
+
+    text: str
+    seq: int | None = None
+    """Stream sequence of a stored event; None for relays (typing, presence)."""
+    token: TokenPart | None = None
+
+
+def coalesce(items: list[Outgoing]) -> list[str]:
+    """The frames to send for `items`, in order, merging each run of contiguous deltas of one
+    reply into one frame. Nothing is dropped: the merged text is the run's texts joined."""
+    frames: list[str] = []
+    run: list[Outgoing] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            frames.append(run[0].text)
+        elif run:
+            first, last = run[0], run[-1]
+            assert first.token is not None
+            assert last.seq is not None
+            frames.append(
+                StreamTokenFrame(
+                    seq=last.seq,
+                    message_id=first.token.message_id,
+                    index=first.token.index,
+                    text="".join(item.token.text for item in run if item.token),
+                ).model_dump_json()
+            )
+        run.clear()
+
+    for item in items:
+        token = item.token
+        if token is not None and run:
+            previous = run[-1].token
+            assert previous is not None
+            if previous.message_id == token.message_id and previous.index + 1 == token.index:
+                run.append(item)
+                continue
+        flush()
+        if token is not None and item.seq is not None:
+            run.append(item)
+        else:
+            frames.append(item.text)
+    flush()
+    return frames
+
+
+class Outbox:
+    def __init__(self, max_items: int, owner: str = "") -> None:
+        self.owner = owner
+        """The connection it belongs to: relays are not echoed to their origin."""
+        self._max_items = max_items
+        self._items: deque[Outgoing] = deque()
+        self._waiting = asyncio.Event()
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, item: Outgoing) -> None:
+        """Queue `item`; never blocks. Past `max_items`, marks the outbox overflowed instead."""
+        if self.overflowed:
+            return
+        if len(self._items) >= self._max_items:
+            self.overflowed = True
+        else:
+            self._items.append(item)
+        self._waiting.set()
+
+    async def take(self) -> list[Outgoing]:
+        """Everything queued, waiting for at least one item (or for the overflow mark)."""
+        while not self._items and not self.overflowed:
+            self._waiting.clear()
+            await self._waiting.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items

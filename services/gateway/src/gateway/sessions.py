@@ -1,0 +1,36 @@
+"""Sessions as the gateway sees them: asked of persistence, cached briefly.
+
+Membership is checked on every connect and REST call; a cache of a few seconds keeps that
+from costing a NATS round trip each time. A change made through this gateway is seen at once;
+one made through another gateway within `ttl_s`.
+"""
+
+import time
+from collections import OrderedDict
+
+from gateway.bus import Bus
+from shared import rpc
+
+
+class SessionCache:
+    def __init__(self, bus: Bus, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self._bus = bus
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, rpc.SessionInfo | None]] = OrderedDict()
+
+    async def get(self, session_id: str) -> rpc.SessionInfo | None:
+        """The session, or None if it does not exist; raises `Unavailable`."""
+        now = time.monotonic()
+        cached = self._entries.get(session_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = await self._bus.get_session(session_id)
+        self.put(session_id, info)
+        return info
+
+    def put(self, session_id: str, info: rpc.SessionInfo | None) -> None:
+        self._entries[session_id] = (time.monotonic() + self._ttl_s, info)
+        self._entries.move_to_end(session_id)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)

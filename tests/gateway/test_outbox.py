@@ -1,0 +1,71 @@
+"""Merging under backpressure is lossless, ordered, and only merges what may be merged."""
+
+import asyncio
+import json
+from typing import Any
+
+from gateway.outbox import Outbox, Outgoing, TokenPart, coalesce
+from shared.frames import StreamTokenFrame
+
+
+def token(seq: int, index: int, text: str, message_id: str = "m1") -> Outgoing:
+    frame = StreamTokenFrame(seq=seq, message_id=message_id, index=index, text=text)
+    return Outgoing(frame.model_dump_json(), seq, TokenPart(message_id, index, text))
+
+
+def other(text: str, seq: int | None = None) -> Outgoing:
+    return Outgoing(text, seq)
+
+
+def test_a_single_item_is_sent_as_it_is() -> None:
+    item = token(5, 0, "Hi")
+    assert coalesce([item]) == [item.text]
+
+
+def test_consecutive_deltas_merge_with_first_index_and_last_seq() -> None:
+    frames = coalesce([token(5, 0, "Hel"), token(6, 1, "lo"), token(7, 2, "!")])
+    assert [json.loads(f) for f in frames] == [
+        {"type": "stream_token", "seq": 7, "message_id": "m1", "index": 0, "text": "Hello!"}
+    ]
+
+
+def test_other_frames_break_runs_and_keep_their_place() -> None:
+    frames = coalesce(
+        [
+            token(1, 0, "a"),
+            token(2, 1, "b"),
+            other("END", 3),
+            token(4, 0, "c"),
+            token(5, 0, "x", message_id="m2"),
+            token(6, 1, "y", message_id="m2"),
+        ]
+    )
+    decoded: list[Any] = [json.loads(f) if f.startswith("{") else f for f in frames]
+    assert decoded[0]["text"] == "ab"
+    assert decoded[1] == "END"
+    assert decoded[2]["text"] == "c"
+    assert (decoded[3]["message_id"], decoded[3]["text"], decoded[3]["seq"]) == ("m2", "xy", 6)
+
+
+def test_a_gap_in_indexes_is_not_merged() -> None:
+    assert len(coalesce([token(1, 0, "a"), token(2, 2, "c")])) == 2
+
+
+async def test_outbox_hands_over_everything_queued_and_marks_overflow() -> None:
+    outbox = Outbox(max_items=3)
+    for i in range(3):
+        outbox.offer(other(str(i)))
+    assert [o.text for o in await outbox.take()] == ["0", "1", "2"]
+    for i in range(5):
+        outbox.offer(other(str(i)))
+    assert outbox.overflowed
+    assert len(await outbox.take()) == 3
+
+
+async def test_take_waits_for_an_item() -> None:
+    outbox = Outbox(max_items=3)
+    waiter = asyncio.create_task(outbox.take())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    outbox.offer(other("x"))
+    assert [o.text for o in await waiter] == ["x"]
