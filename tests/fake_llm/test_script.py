@@ -33,3 +33,9 @@ def test_token_counts_are_stable() -> None:
     assert script.count_tokens("") == 0
     assert script.count_tokens("abcd") == 1
     assert script.prompt_tokens([{"role": "user", "content": "abcdefgh"}]) == 2 + 4 + 3
+
+
+def test_pieces_can_be_padded_to_a_size() -> None:
+    pieces = script.reply_pieces(3, chars=20)
+    assert all(len(p) >= 20 for p in pieces)
+    assert pieces[0].split() == ["tokenwire"] * 3

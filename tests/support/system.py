@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,12 +44,18 @@ class Process:
 class System:
     gateway_url: str
     secret: str
+    gateway_urls: list[str] = field(default_factory=list)
+    """Every gateway's URL; `gateway_url` is the first."""
     processes: list[Process] = field(default_factory=list)
     add_worker: Callable[[], Process] = field(default=lambda: _no_worker())
 
     @property
     def ws_url(self) -> str:
         return self.gateway_url.replace("http://", "ws://", 1)
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [url.replace("http://", "ws://", 1) for url in self.gateway_urls]
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.processes)
@@ -67,10 +74,17 @@ def start_system(
     workers: int = 1,
     fake_llm_env: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None,
+    gateways: int = 1,
+    gateway_env: dict[str, str] | None = None,
+    gateway_envs: list[dict[str, str]] | None = None,
 ) -> System:
-    """Start every service and wait until the gateway's `/readyz` says ready."""
+    """Start every service and wait until every gateway's `/readyz` says ready.
+
+    `gateway_env` applies to every gateway, `gateway_envs[i]` to gateway `i` only.
+    """
     secret = secrets.token_urlsafe(48)
-    llm_port, gateway_port = free_port(), free_port()
+    llm_port = free_port()
+    gateway_ports = [free_port() for _ in range(gateways)]
     base = {
         **os.environ,
         "TOKENWIRE_NATS_URL": nats_url,
@@ -80,7 +94,8 @@ def start_system(
     }
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         base.pop(key, None)
-    system = System(f"http://127.0.0.1:{gateway_port}", secret)
+    urls = [f"http://127.0.0.1:{port}" for port in gateway_ports]
+    system = System(urls[0], secret, urls)
 
     def spawn(name: str, module: str, env: dict[str, str]) -> Process:
         log = workdir / f"{name}.log"
@@ -125,18 +140,22 @@ def start_system(
         )
         for _ in range(workers):
             add_worker()
-        spawn(
-            "gateway",
-            "gateway",
-            {
-                "TOKENWIRE_GATEWAY_PORT": str(gateway_port),
-                "TOKENWIRE_REDIS_URL": redis_url,
-                "TOKENWIRE_AUTH": "dev",
-                "TOKENWIRE_JWT_SECRET": secret,
-            },
-        )
+        for i, port in enumerate(gateway_ports):
+            spawn(
+                f"gateway-{i + 1}" if gateways > 1 else "gateway",
+                "gateway",
+                {
+                    "TOKENWIRE_GATEWAY_PORT": str(port),
+                    "TOKENWIRE_REDIS_URL": redis_url,
+                    "TOKENWIRE_AUTH": "dev",
+                    "TOKENWIRE_JWT_SECRET": secret,
+                    **(gateway_env or {}),
+                    **(gateway_envs[i] if gateway_envs else {}),
+                },
+            )
         wait_for_port(llm_port)
-        wait_for_port(gateway_port, timeout_s=30)
+        for port in gateway_ports:
+            wait_for_port(port, timeout_s=30)
         _wait_ready(system)
     except BaseException:
         logs = system.logs()
@@ -146,10 +165,15 @@ def start_system(
 
 
 @contextlib.contextmanager
-def system_with_own_nats(workdir: Path, *, redis_url: str, workers: int) -> Iterator[System]:
-    """A whole system on a nats-server of its own, stopped on exit."""
+def system_with_own_nats(
+    workdir: Path, *, redis_url: str, workers: int, **options: Any
+) -> Iterator[System]:
+    """A whole system on a nats-server of its own, stopped on exit; `options` as for
+    `start_system`."""
     with servers.running(servers.start_nats(workdir)) as nats:
-        system = start_system(workdir, nats_url=nats.url, redis_url=redis_url, workers=workers)
+        system = start_system(
+            workdir, nats_url=nats.url, redis_url=redis_url, workers=workers, **options
+        )
         try:
             yield system
         finally:
@@ -161,6 +185,11 @@ def _no_worker() -> Process:
 
 
 def _wait_ready(system: System, timeout_s: float = 30.0) -> None:
+    for url in system.gateway_urls:
+        _wait_gateway_ready(system, url, timeout_s)
+
+
+def _wait_gateway_ready(system: System, url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -168,7 +197,7 @@ def _wait_ready(system: System, timeout_s: float = 30.0) -> None:
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited")
         try:
-            answer = httpx.get(f"{system.gateway_url}/readyz", timeout=5)
+            answer = httpx.get(f"{url}/readyz", timeout=5)
             if answer.status_code == 200:
                 return
             last = answer.text

@@ -50,7 +50,7 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
         model = str(body.get("model") or settings.model)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         prompt = script.prompt_tokens(messages)
-        pieces = script.reply_pieces(count)
+        pieces = script.reply_pieces(count, plan.chars)
         if not body.get("stream"):
             await asyncio.sleep((plan.ttft_ms + plan.delay_ms * (count - 1)) / 1000)
             return JSONResponse(

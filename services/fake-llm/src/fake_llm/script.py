@@ -1,7 +1,7 @@
 """What the fake model says, and how: pure functions, no I/O.
 
 A request's last user message may carry a directive that overrides the server's settings
-for that request only, e.g. `[fake tokens=5 ttft_ms=0 delay_ms=0 fail=429]`.
+for that request only, e.g. `[fake tokens=5 ttft_ms=0 delay_ms=0 fail=429 chars=200]`.
 """
 
 import re
@@ -29,6 +29,8 @@ class Plan:
     delay_ms: float
     fail: FailMode
     fail_after: int
+    chars: int = 0
+    """Pad each piece to about this many characters (0: one word a piece)."""
 
 
 def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll: float) -> Plan:
@@ -56,12 +58,16 @@ def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll:
         delay_ms=float(fields.get("delay_ms", plan.delay_ms)),
         fail=fail if fail in get_args(FailMode) else plan.fail,
         fail_after=int(fields.get("fail_after", plan.fail_after)),
+        chars=int(fields.get("chars", plan.chars)),
     )
 
 
-def reply_pieces(count: int) -> list[str]:
-    """`count` content deltas: words, each with its leading space except the first."""
+def reply_pieces(count: int, chars: int = 0) -> list[str]:
+    """`count` content deltas: words, each with its leading space except the first; with
+    `chars`, each word is repeated until the piece has at least that many characters."""
     words = list(islice(cycle(_WORDS), count))
+    if chars:
+        words = [" ".join([w] * -(-(chars + 1) // (len(w) + 1))) for w in words]
     return [word if i == 0 else f" {word}" for i, word in enumerate(words)]
 
 

@@ -6,6 +6,7 @@ come back, nothing is dropped. An event that cannot be parsed is terminated and 
 """
 
 import asyncio
+import contextlib
 import logging
 
 from nats.aio.msg import Msg
@@ -39,18 +40,25 @@ class Recorder:
         self._retry_delay_s = retry_delay_s
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. Messages fetched but not yet recorded are left unacked:
+        the server hands them out again after the ack wait."""
         sub = await self._js.pull_subscribe_bind(PERSISTENCE_CONSUMER, stream=subjects.STREAM)
-        while True:
-            try:
-                batch = await sub.fetch(self._batch_size, timeout=1.0)
-            except NatsTimeoutError:
-                continue
-            except Exception:  # a broker hiccup: the consumer keeps its position
-                log.exception("fetch from %s failed; retrying", PERSISTENCE_CONSUMER)
-                await asyncio.sleep(self._retry_delay_s)
-                continue
-            await self.handle(batch)
+        try:
+            while True:
+                try:
+                    batch = await sub.fetch(self._batch_size, timeout=1.0)
+                except NatsTimeoutError:
+                    continue
+                except Exception:  # a broker hiccup: the consumer keeps its position
+                    log.exception("fetch from %s failed; retrying", PERSISTENCE_CONSUMER)
+                    await asyncio.sleep(self._retry_delay_s)
+                    continue
+                await self.handle(batch)
+        finally:
+            # Unsubscribed, not left for the connection's drain, which would wait for a
+            # reader of its queued messages until the drain timeout.
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def handle(self, batch: list[Msg]) -> None:
         """Record `batch` in one transaction, then ack it; nak it all on a database failure."""
