@@ -1,10 +1,16 @@
-"""The worker's handler through FastStream's in-memory broker, then through a real nats-server."""
+"""The worker's handler through FastStream's in-memory broker, then through a real nats-server.
+
+Both use a real Redis-compatible server for fencing, queueing and context.
+"""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
-from faststream.nats import TestNatsBroker
+from faststream.nats import NatsBroker, TestNatsBroker
+from redis.asyncio import Redis
 
 from llm_worker.main import create_app
 from llm_worker.settings import WorkerSettings
@@ -12,61 +18,78 @@ from shared import stream, subjects
 from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
 from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
 
+pytestmark = pytest.mark.real
 
-def worker(publisher: RecordingPublisher, nats_url: str = "nats://127.0.0.1:4222"):  # type: ignore[no-untyped-def]
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def worker(
+    publisher: RecordingPublisher, redis: Redis, nats_url: str = "nats://127.0.0.1:4222"
+) -> tuple[NatsBroker, WorkerSettings]:
     settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url)
     client = openai_over(streaming(sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))))
-    return create_app(settings, client=client, publisher=publisher)
+    app = create_app(settings, client=client, publisher=publisher, redis=redis)
+    return cast(NatsBroker, app.broker), settings
 
 
-async def test_a_user_message_becomes_a_reply(publisher: RecordingPublisher) -> None:
-    app = worker(publisher)
-    message = UserMessage(
-        session_id="s1", message_id=uuid.uuid4().hex, participant="u", content="hi"
+def message(**fields: object) -> UserMessage:
+    return UserMessage.model_validate(
+        {
+            "session_id": uuid.uuid4().hex,
+            "message_id": uuid.uuid4().hex,
+            "participant": "u",
+            "content": "hi",
+            **fields,
+        }
     )
-    async with TestNatsBroker(app.broker) as broker:
+
+
+async def test_a_user_message_becomes_a_reply(publisher: RecordingPublisher, redis: Redis) -> None:
+    broker, _ = worker(publisher, redis)
+    async with TestNatsBroker(broker) as broker:
         await broker.publish(
-            message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
+            message().model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
         )
-    kinds = [type(e) for e in publisher.events]
-    assert kinds == [ReplyStart, ReplyToken, ReplyToken, ReplyEnd]
+    assert [type(e) for e in publisher.events] == [ReplyStart, ReplyToken, ReplyToken, ReplyEnd]
 
 
-async def test_messages_without_reply_are_only_acknowledged(publisher: RecordingPublisher) -> None:
-    app = worker(publisher)
-    message = UserMessage(
-        session_id="s1", message_id="m2", participant="u", content="note", reply=False
-    )
-    async with TestNatsBroker(app.broker) as broker:
+async def test_messages_without_reply_only_join_the_context(
+    publisher: RecordingPublisher, redis: Redis
+) -> None:
+    broker, _ = worker(publisher, redis)
+    note = message(reply=False, content="for the record")
+    async with TestNatsBroker(broker) as broker:
         await broker.publish(
-            message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
+            note.model_dump_json(), subjects.chat_in(note.session_id), stream=subjects.STREAM
         )
     assert publisher.events == []
+    cached = await redis.lrange(f"tw:ctx:{note.session_id}", 0, -1)
+    assert [b"for the record" in raw for raw in cached] == [True]
 
 
-@pytest.mark.real
 async def test_the_same_reply_through_a_real_nats_server(
-    publisher: RecordingPublisher, nats_url: str
+    publisher: RecordingPublisher, nats_url: str, redis: Redis
 ) -> None:
-    app = worker(publisher, nats_url)
-    await stream.prepare(WorkerSettings(openai_base_url="http://x", nats_url=nats_url), name="t")
-    message = UserMessage(
-        session_id="s1", message_id=uuid.uuid4().hex, participant="u", content="hi"
-    )
-    async with TestNatsBroker(app.broker, with_real=True) as broker:
+    broker, settings = worker(publisher, redis, nats_url)
+    await stream.prepare(settings, name="test")
+    sent = message()
+    async with TestNatsBroker(broker, with_real=True) as broker:
         await broker.publish(
-            message.model_dump_json(), subjects.chat_in("s1"), stream=subjects.STREAM
+            sent.model_dump_json(), subjects.chat_in(sent.session_id), stream=subjects.STREAM
         )
         for _ in range(100):
             if any(
-                isinstance(e, ReplyEnd) and e.message_id == message.message_id
+                isinstance(e, ReplyEnd) and e.message_id == sent.message_id
                 for e in publisher.events
             ):
                 break
             await asyncio.sleep(0.05)
     ends = [
-        e
-        for e in publisher.events
-        if isinstance(e, ReplyEnd) and e.message_id == message.message_id
+        e for e in publisher.events if isinstance(e, ReplyEnd) and e.message_id == sent.message_id
     ]
     assert [(e.text, e.attempt) for e in ends] == [("Hi!", 1)]

@@ -1,21 +1,44 @@
-"""One reply: start, numbered tokens, exactly one terminal event with the whole text."""
+"""One reply: start, numbered tokens, exactly one terminal event; stops that close upstream."""
+
+import asyncio
 
 import httpx2
 
-from llm_worker.replies import ReplyOptions, generate_reply
+from llm_worker.cancels import StopSignal
+from llm_worker.replies import ReplyJob, generate_reply
+from llm_worker.settings import Price
+from llm_worker.tokens import TokenCounter
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
-from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
+from support.llm_mock import (
+    RecordingPublisher,
+    SlowStream,
+    chunk,
+    openai_over,
+    slow_openai,
+    sse,
+    streaming,
+    usage,
+)
 
-OPTIONS = ReplyOptions(model="m", max_tokens=10, system_prompt="Be brief.")
 MESSAGE = UserMessage(session_id="s1", message_id="m1", participant="u1", content="hi")
+JOB = ReplyJob(
+    message=MESSAGE, attempt=2, prompt=[{"role": "user", "content": "hi"}], model="m", max_tokens=10
+)
+COUNTER = TokenCounter("gpt-4o-mini")
 
 
 async def test_reply_publishes_start_tokens_and_end(publisher: RecordingPublisher) -> None:
     client = openai_over(
         streaming(sse(chunk("Hi"), chunk(" there"), chunk(None, "length"), usage(12, 2)))
     )
-    end = await generate_reply(MESSAGE, 2, client=client, publisher=publisher, options=OPTIONS)
-
+    end = await generate_reply(
+        JOB,
+        client=client,
+        publisher=publisher,
+        counter=COUNTER,
+        stop=StopSignal(),
+        prices={"m": Price(input=1.0, output=2.0)},
+    )
     start, *tokens, last = publisher.events
     assert start == ReplyStart(session_id="s1", message_id="m1", attempt=2, model="m")
     assert [(t.index, t.text, t.attempt) for t in tokens if isinstance(t, ReplyToken)] == [
@@ -30,18 +53,22 @@ async def test_reply_publishes_start_tokens_and_end(publisher: RecordingPublishe
         2,
         False,
     )
+    assert end.cost_usd == (12 * 1.0 + 2 * 2.0) / 1_000_000
     assert end.ttft_ms is not None
     assert end.duration_ms >= end.ttft_ms
 
 
-async def test_usage_is_estimated_when_the_provider_sends_none(
+async def test_usage_is_counted_when_the_provider_sends_none(
     publisher: RecordingPublisher,
 ) -> None:
-    client = openai_over(streaming(sse(chunk("abcdefgh"), chunk(None, "stop"))))
-    end = await generate_reply(MESSAGE, 1, client=client, publisher=publisher, options=OPTIONS)
+    client = openai_over(streaming(sse(chunk("hello world"), chunk(None, "stop"))))
+    end = await generate_reply(
+        JOB, client=client, publisher=publisher, counter=COUNTER, stop=StopSignal()
+    )
     assert isinstance(end, ReplyEnd)
     assert end.usage.estimated
-    assert end.usage.completion_tokens == 2
+    assert end.usage.completion_tokens == 2  # o200k: "hello", " world"
+    assert end.cost_usd is None  # no price for "m": unknown, not free
 
 
 async def test_upstream_failure_ends_in_one_error_event(publisher: RecordingPublisher) -> None:
@@ -49,8 +76,70 @@ async def test_upstream_failure_ends_in_one_error_event(publisher: RecordingPubl
         return httpx2.Response(429, json={"error": {"message": "slow down", "type": "x"}})
 
     end = await generate_reply(
-        MESSAGE, 1, client=openai_over(handle), publisher=publisher, options=OPTIONS
+        JOB, client=openai_over(handle), publisher=publisher, counter=COUNTER, stop=StopSignal()
     )
     assert isinstance(end, ReplyError)
     assert (end.code, end.retryable) == ("upstream_rate_limited", True)
     assert [type(e) for e in publisher.events] == [ReplyStart, ReplyError]
+
+
+async def test_cancel_closes_the_upstream_stream_and_keeps_the_partial_text(
+    publisher: RecordingPublisher,
+) -> None:
+    body = SlowStream(deltas=100, delay_s=0.02, signal_after=3)
+    stop = StopSignal()
+    reply = asyncio.create_task(
+        generate_reply(
+            JOB, client=slow_openai(body), publisher=publisher, counter=COUNTER, stop=stop
+        )
+    )
+    await asyncio.wait_for(body.reached.wait(), 2)
+    stop.set("cancelled")
+    end = await asyncio.wait_for(reply, 1)
+    assert body.closed_early
+    assert isinstance(end, ReplyEnd)
+    assert end.finish_reason == "cancelled"
+    assert end.text.startswith(" w0 w1 w2")
+    assert end.usage.estimated
+    assert end.usage.completion_tokens == COUNTER.count(end.text)
+
+
+async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
+    publisher: RecordingPublisher,
+) -> None:
+    body = SlowStream(deltas=100, delay_s=0.001)
+    spent: list[int] = []
+
+    async def meter(tokens: int) -> bool:
+        spent.append(tokens)
+        return sum(spent) < 5
+
+    end = await generate_reply(
+        JOB,
+        client=slow_openai(body),
+        publisher=publisher,
+        counter=COUNTER,
+        stop=StopSignal(),
+        meter=meter,
+    )
+    assert isinstance(end, ReplyEnd)
+    assert end.finish_reason == "budget"
+    assert body.closed_early
+    assert 5 <= sum(spent) <= 7
+
+
+async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPublisher) -> None:
+    async def not_ours() -> bool:
+        return False
+
+    client = openai_over(streaming(sse(chunk("Hi"), chunk(None, "stop"))))
+    end = await generate_reply(
+        JOB,
+        client=client,
+        publisher=publisher,
+        counter=COUNTER,
+        stop=StopSignal(),
+        still_ours=not_ours,
+    )
+    assert end is None
+    assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)

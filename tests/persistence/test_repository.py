@@ -45,13 +45,16 @@ async def count(sessions: Sessions, table: type[Message] | type[UsageRow]) -> in
 
 async def test_sessions_are_created_with_their_owner_as_member(sessions: Sessions) -> None:
     async with sessions() as db:
-        created = await repository.create_session(db, "alice", "chat")
+        created = await repository.create_session(
+            db, rpc.SessionCreate(owner="alice", title="chat", policy="reject")
+        )
         await db.commit()
     async with sessions() as db:
         info = await repository.get_session(db, created.session_id)
         assert await repository.get_session(db, "missing") is None
     assert info is not None
     assert (info.owner, info.title, info.members) == ("alice", "chat", ["alice"])
+    assert info.policy == "reject"
 
 
 async def test_redelivered_events_change_nothing(sessions: Sessions) -> None:

@@ -1,5 +1,6 @@
 """An OpenAI client over `httpx2.MockTransport`, SSE builders, a recording reply publisher."""
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -66,3 +67,41 @@ class RecordingPublisher:
 
     async def end(self, event: ReplyEnd | ReplyError) -> None:
         self.events.append(event)
+
+
+class SlowStream(httpx2.AsyncByteStream):
+    """An SSE body that yields one delta every `delay_s`, and notes when it is closed early."""
+
+    def __init__(self, deltas: int, delay_s: float, *, signal_after: int = 0) -> None:
+        self.deltas = deltas
+        self.delay_s = delay_s
+        self.sent = 0
+        self.closed_early = False
+        self.signal_after = signal_after
+        self.reached = asyncio.Event()
+        """Set once `signal_after` deltas are sent."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        try:
+            for i in range(self.deltas):
+                yield b"data: " + json.dumps(chunk(f" w{i}")).encode() + b"\n\n"
+                self.sent += 1
+                if self.sent == self.signal_after:
+                    self.reached.set()
+                await asyncio.sleep(self.delay_s)
+            yield b"data: " + json.dumps(chunk(None, "stop")).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            self.closed_early = True
+            raise
+
+    async def aclose(self) -> None:
+        if self.sent < self.deltas:
+            self.closed_early = True
+
+
+def slow_openai(body: SlowStream) -> AsyncOpenAI:
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, stream=body, headers={"content-type": "text/event-stream"})
+
+    return openai_over(handle)

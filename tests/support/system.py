@@ -88,6 +88,7 @@ def start_system(
     base = {
         **os.environ,
         "TOKENWIRE_NATS_URL": nats_url,
+        "TOKENWIRE_REDIS_URL": redis_url,
         "TOKENWIRE_NATS_CONNECT_TIMEOUT_S": "20",
         "TOKENWIRE_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",

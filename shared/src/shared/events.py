@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 MAX_CONTENT_CHARS = 10_000
 
 FinishReason = Literal["stop", "length", "cancelled", "budget"]
+Policy = Literal["queue", "interrupt", "reject", "parallel"]
+"""What a session does with a message that arrives while a reply streams: answer it after
+(`queue`), cancel the running reply first (`interrupt`), refuse it (`reject`), or answer both
+at once (`parallel`)."""
 
 
 def utcnow() -> datetime:
@@ -43,6 +47,9 @@ class UserMessage(Event):
     participant: str
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     reply: bool = True
+    policy: Policy = "queue"
+    system_prompt: str | None = None
+    """The session's own system prompt, when it has one."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -21,6 +21,7 @@ ErrorCode = Literal[
     "bad_frame",
     "too_large",
     "rate_limited",
+    "busy",
     "budget_exceeded",
     "forbidden",
     "unavailable",

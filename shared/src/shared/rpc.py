@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Usage
+from shared.events import Policy, Usage
 
 RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "internal"]
 
@@ -27,6 +27,8 @@ class RpcError(_Model):
 class SessionCreate(_Model):
     owner: str
     title: str = Field(default="", max_length=200)
+    policy: Policy = "queue"
+    system_prompt: str | None = Field(default=None, max_length=20_000)
 
 
 class SessionGet(_Model):
@@ -46,6 +48,8 @@ class SessionInfo(_Model):
     title: str
     members: list[str]
     created_at: datetime
+    policy: Policy = "queue"
+    system_prompt: str | None = None
 
 
 class SessionReply(_Model):

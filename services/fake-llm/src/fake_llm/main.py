@@ -5,7 +5,9 @@ import json
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,9 +23,25 @@ class DroppedConnection(ConnectionError):
     """Raised mid-stream to cut the connection, as a crashed upstream would."""
 
 
+@dataclass
+class StreamRecord:
+    """One streamed completion, as `GET /v1/_fake/streams` reports it to tests."""
+
+    id: str
+    worker: str
+    planned: int
+    sent: int = 0
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    closed_early: bool = False
+    """The client went away before the last chunk: a cancel that really stopped the model."""
+
+
 def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
     """Build the app; `rng` decides which requests fail when `fail_rate` is set."""
     draw = rng or random.Random()
+    failures: dict[str, int] = {}
+    streams: deque[StreamRecord] = deque(maxlen=1000)
 
     async def completions(request: Request) -> Response:
         try:
@@ -34,6 +52,11 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
         if not isinstance(messages, list) or not messages:
             return _error(400, "'messages' must be a non-empty list", "invalid_request_error", None)
         plan = script.plan_for(messages, settings, roll=draw.random())
+        if plan.fail_first:
+            key = script.conversation_key(messages)
+            failures[key] = failures.get(key, 0) + 1
+            if failures[key] > plan.fail_first:
+                plan = replace(plan, fail="none")
         if plan.fail == "429":
             return _error(
                 429,
@@ -57,8 +80,12 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
                 _whole(completion_id, model, "".join(pieces), finish, prompt, count)
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        record = StreamRecord(
+            completion_id, request.headers.get("x-tokenwire-worker", ""), len(pieces)
+        )
+        streams.append(record)
         return StreamingResponse(
-            _stream(completion_id, model, pieces, finish, prompt, plan, include_usage),
+            _stream(completion_id, model, pieces, finish, prompt, plan, include_usage, record),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -76,11 +103,15 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def recorded_streams(_: Request) -> Response:
+        return JSONResponse([asdict(record) for record in streams])
+
     return Starlette(
         routes=[
             Route("/v1/chat/completions", completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/v1/_fake/streams", recorded_streams, methods=["GET"]),
         ]
     )
 
@@ -93,9 +124,32 @@ async def _stream(
     prompt: int,
     plan: script.Plan,
     include_usage: bool,
+    record: StreamRecord,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
+    try:
+        async for chunk in _chunks(
+            completion_id, model, pieces, finish, prompt, plan, include_usage, created, record
+        ):
+            yield chunk
+    except (asyncio.CancelledError, GeneratorExit):
+        record.closed_early = True
+        raise
+    finally:
+        record.ended = time.time()
 
+
+async def _chunks(
+    completion_id: str,
+    model: str,
+    pieces: list[str],
+    finish: str,
+    prompt: int,
+    plan: script.Plan,
+    include_usage: bool,
+    created: int,
+    record: StreamRecord,
+) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         return sse.event(
             sse.chunk(
@@ -111,6 +165,7 @@ async def _stream(
         if i:
             await asyncio.sleep(plan.delay_ms / 1000)
         yield chunk({"content": piece})
+        record.sent += 1
     yield chunk({}, finish)
     if include_usage:
         yield sse.event(sse.usage_chunk(completion_id, model, created, prompt, len(pieces)))

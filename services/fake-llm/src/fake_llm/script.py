@@ -31,6 +31,8 @@ class Plan:
     fail_after: int
     chars: int = 0
     """Pad each piece to about this many characters (0: one word a piece)."""
+    fail_first: int = 0
+    """Fail only the first this-many requests with the same last user message (then answer)."""
 
 
 def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll: float) -> Plan:
@@ -50,7 +52,7 @@ def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll:
     if match is None:
         return plan
     fields = dict(_PAIR.findall(match.group(1)))
-    fail = fields.get("fail", plan.fail)
+    fail = fields.get("fail", "429" if "fail_first" in fields else plan.fail)
     return replace(
         plan,
         tokens=int(fields.get("tokens", plan.tokens)),
@@ -59,7 +61,13 @@ def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll:
         fail=fail if fail in get_args(FailMode) else plan.fail,
         fail_after=int(fields.get("fail_after", plan.fail_after)),
         chars=int(fields.get("chars", plan.chars)),
+        fail_first=int(fields.get("fail_first", 0)),
     )
+
+
+def conversation_key(messages: list[dict[str, Any]]) -> str:
+    """What identifies "the same request" for `fail_first`: its last user message."""
+    return _last_user_text(messages)
 
 
 def reply_pieces(count: int, chars: int = 0) -> list[str]:

@@ -10,6 +10,7 @@ from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
 from gateway.deps import ResourcesDep, UserDep
 from shared import rpc, subjects
+from shared.events import Policy
 
 router = APIRouter()
 T = TypeVar("T", bound=BaseModel)
@@ -22,6 +23,11 @@ class DevToken(BaseModel):
 
 class NewSession(BaseModel):
     title: str = Field(default="", max_length=200)
+    policy: Policy = "queue"
+    """A message sent while a reply streams: `queue`d after it, `interrupt`s it, is
+    `reject`ed, or is answered in `parallel`."""
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    """Replaces the workers' system prompt in this session."""
 
 
 class CreatedSession(BaseModel):
@@ -56,7 +62,10 @@ async def create_session(
     resources: ResourcesDep, user: UserDep, body: NewSession | None = None
 ) -> CreatedSession:
     """Create a session; the caller becomes its owner."""
-    request = rpc.SessionCreate(owner=user, title=body.title if body else "")
+    body = body or NewSession()
+    request = rpc.SessionCreate(
+        owner=user, title=body.title, policy=body.policy, system_prompt=body.system_prompt
+    )
     answer = await _ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
     if answer.session is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from gateway.outbox import Outbox, Outgoing
+from gateway.outbox import AttemptFilter, Outbox, Outgoing
 from gateway.translate import outgoing_for_event
 from shared import subjects
 from shared.events import PresenceChange, TypingRelay
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 class _Room:
     subscriptions: list[Subscription] = field(default_factory=list)
     outboxes: set[Outbox] = field(default_factory=set)
+    attempts: AttemptFilter = field(default_factory=AttemptFilter)
 
 
 class SessionHub:
@@ -84,6 +85,8 @@ class SessionHub:
                 item = outgoing_for_event(msg.data, seq)
             except (KeyError, ValueError, ValidationError):
                 log.warning("skipping a live event on %s that is no bus event", msg.subject)
+                return
+            if not room.attempts.admit(item):
                 return
             for outbox in room.outboxes:
                 outbox.offer(item)

@@ -8,7 +8,7 @@ connection marked overflowed and closed with 1013, after which the client resume
 """
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from shared.frames import StreamTokenFrame
@@ -29,6 +29,31 @@ class Outgoing:
     seq: int | None = None
     """Stream sequence of a stored event; None for relays (typing, presence)."""
     token: TokenPart | None = None
+    attempt: tuple[str, int, bool] | None = None
+    """For reply events: (message id, attempt, whether it is the attempt's start)."""
+
+
+class AttemptFilter:
+    """Drops events of a reply attempt older than the newest one seen: a worker that stalled
+    and woke up after its message went to another worker must not interleave its tokens."""
+
+    def __init__(self, remember: int = 1024) -> None:
+        self._newest: OrderedDict[str, int] = OrderedDict()
+        self._remember = remember
+
+    def admit(self, item: Outgoing) -> bool:
+        if item.attempt is None:
+            return True
+        message_id, attempt, starts = item.attempt
+        newest = self._newest.get(message_id, 0)
+        if attempt < newest:
+            return False
+        if starts and attempt > newest:
+            self._newest[message_id] = attempt
+            self._newest.move_to_end(message_id)
+            if len(self._newest) > self._remember:
+                self._newest.popitem(last=False)
+        return True
 
 
 def coalesce(items: list[Outgoing]) -> list[str]:

@@ -11,7 +11,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from gateway.outbox import Outgoing
+from gateway.outbox import AttemptFilter, Outgoing
 from gateway.translate import outgoing_for_event
 from shared import subjects
 
@@ -25,9 +25,11 @@ def can_resume(last_seq: int, stream_first: int, stream_last: int) -> bool:
 async def replay(
     js: JetStreamContext, session_id: str, after: int, through: int, *, timeout_s: float = 5.0
 ) -> AsyncIterator[Outgoing]:
-    """Yield the session's stored events with `after < seq <= through`."""
+    """Yield the session's stored events with `after < seq <= through`, without the events
+    of reply attempts that a newer attempt replaced."""
     if through <= after:
         return
+    attempts = AttemptFilter()
     sub = await js.subscribe(
         subjects.session_stored(session_id),
         ordered_consumer=True,
@@ -44,7 +46,9 @@ async def replay(
             seq = msg.metadata.sequence.stream
             if seq > through:
                 return
-            yield outgoing_for_event(msg.data, seq)
+            item = outgoing_for_event(msg.data, seq)
+            if attempts.admit(item):
+                yield item
             if seq == through:
                 return
     finally:

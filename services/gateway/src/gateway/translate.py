@@ -3,7 +3,15 @@
 from typing import assert_never
 
 from gateway.outbox import Outgoing, TokenPart
-from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage, parse_event
+from shared.events import (
+    BusEvent,
+    ReplyEnd,
+    ReplyError,
+    ReplyStart,
+    ReplyToken,
+    UserMessage,
+    parse_event,
+)
 from shared.frames import (
     ChatMessageFrame,
     ServerFrame,
@@ -23,13 +31,19 @@ SOLUTIONS: dict[str, list[str]] = {
 
 def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
     """The frame for a stored event, serialised once for every connection that gets it."""
-    frame = frame_for_event(data, seq)
+    event = parse_event(data)
+    frame = frame_for(event, seq)
     token = (
         TokenPart(frame.message_id, frame.index, frame.text)
         if isinstance(frame, StreamTokenFrame)
         else None
     )
-    return Outgoing(frame.model_dump_json(), seq, token)
+    attempt = (
+        None
+        if isinstance(event, UserMessage)
+        else (event.message_id, event.attempt, isinstance(event, ReplyStart))
+    )
+    return Outgoing(frame.model_dump_json(), seq, token, attempt)
 
 
 def frame_for_event(data: bytes, seq: int) -> ServerFrame:
@@ -37,7 +51,10 @@ def frame_for_event(data: bytes, seq: int) -> ServerFrame:
 
     Raises `pydantic.ValidationError` for bytes that are no bus event.
     """
-    event = parse_event(data)
+    return frame_for(parse_event(data), seq)
+
+
+def frame_for(event: BusEvent, seq: int) -> ServerFrame:
     match event:
         case UserMessage():
             return ChatMessageFrame(

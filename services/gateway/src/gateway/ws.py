@@ -16,12 +16,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
+from gateway import policy
 from gateway.auth import AuthError, token_from_handshake
 from gateway.bus import Unavailable
 from gateway.deps import Resources
 from gateway.outbox import Outbox, Outgoing, coalesce
 from gateway.replay import can_resume, replay
-from shared import subjects
+from shared import rpc, subjects
 from shared.events import PresenceChange, TypingRelay, UserMessage
 from shared.frames import (
     SUBPROTOCOL,
@@ -67,15 +68,18 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
         await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "not a member of this session")
         return
     await ws.accept(subprotocol=subprotocol)
-    await Connection(ws, session_id, user, resources).run(ws.query_params.get("last_seq"))
+    await Connection(ws, session, user, resources).run(ws.query_params.get("last_seq"))
 
 
 class Connection:
     """One accepted socket: its outbox, its sender, its presence."""
 
-    def __init__(self, ws: WebSocket, session_id: str, user: str, resources: Resources) -> None:
+    def __init__(
+        self, ws: WebSocket, session: rpc.SessionInfo, user: str, resources: Resources
+    ) -> None:
         self.ws = ws
-        self.session_id = session_id
+        self.session = session
+        self.session_id = session.session_id
         self.user = user
         self.id = secrets.token_urlsafe(8)
         self.r = resources
@@ -166,25 +170,12 @@ class Connection:
         bus = self.r.bus
         match frame:
             case MessageFrame():
-                event = UserMessage(
-                    session_id=self.session_id,
-                    message_id=frame.message_id,
-                    participant=self.user,
-                    content=frame.content,
-                    reply=frame.reply,
-                )
-                try:
-                    await bus.store_user_message(event)  # acknowledged by its echo
-                except Unavailable:
-                    await self._send(
-                        ErrorFrame(
-                            code="unavailable",
-                            retry_after_s=1.0,
-                            detail="message not stored; send it again",
-                        ).model_dump_json()
-                    )
+                await self._store(frame)
             case CancelFrame():
-                await bus.cancel(self.session_id, frame.message_id)
+                try:
+                    await policy.cancel(self.r.redis, bus, self.session_id, frame.message_id)
+                except RedisError:  # the workers still hear the broadcast
+                    await bus.cancel(self.session_id, frame.message_id)
             case TypingFrame():
                 await bus.relay_typing(
                     self.session_id,
@@ -194,6 +185,37 @@ class Connection:
                 await self._send(PongFrame().model_dump_json())
             case _:
                 assert_never(frame)
+
+    async def _store(self, frame: MessageFrame) -> None:
+        """Store the message (its echo acknowledges it), after the session's policy agrees."""
+        session = self.session
+        try:
+            if frame.reply:
+                refusal = await policy.admit(
+                    self.r.redis, self.r.bus, session.policy, self.session_id
+                )
+                if refusal is not None:
+                    await self._send(refusal.model_dump_json())
+                    return
+            await self.r.bus.store_user_message(
+                UserMessage(
+                    session_id=self.session_id,
+                    message_id=frame.message_id,
+                    participant=self.user,
+                    content=frame.content,
+                    reply=frame.reply,
+                    policy=session.policy,
+                    system_prompt=session.system_prompt,
+                )
+            )
+        except (Unavailable, RedisError):
+            await self._send(
+                ErrorFrame(
+                    code="unavailable",
+                    retry_after_s=1.0,
+                    detail="message not stored; send it again",
+                ).model_dump_json()
+            )
 
     async def _enter(self) -> bool:
         """Record presence; announce the user if this is their first connection here."""

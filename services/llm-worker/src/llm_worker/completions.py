@@ -4,7 +4,7 @@
 `UpstreamError` for any failure of the model server, before or during the stream.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,7 @@ async def stream_completion(
     model: str,
     messages: list[ChatCompletionMessageParam],
     max_tokens: int,
-) -> AsyncIterator[Piece]:
+) -> AsyncGenerator[Piece, None]:
     """Stream one completion; the upstream request is closed when the caller stops iterating."""
     try:
         stream = await client.chat.completions.create(

@@ -1,18 +1,16 @@
-"""The worker's one handler: a user message from the `llm-workers` consumer becomes a reply."""
+"""The worker's handlers: user messages from the `llm-workers` consumer, and cancels."""
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.errors import NotJSMessageError
-from openai import AsyncOpenAI
 from pydantic import ValidationError
 
-from llm_worker.publisher import ReplyPublisher
-from llm_worker.replies import ReplyOptions, generate_reply
+from llm_worker.responder import Delivery, Responder
 from llm_worker.settings import WorkerSettings
 from shared import subjects
 from shared.events import UserMessage
@@ -21,19 +19,7 @@ from shared.stream import WORKER_CONSUMER, worker_consumer_config
 log = logging.getLogger(__name__)
 
 
-def register(
-    broker: NatsBroker,
-    settings: WorkerSettings,
-    client: AsyncOpenAI,
-    publisher: Callable[[], ReplyPublisher],
-) -> None:
-    """Subscribe the reply handler; `publisher()` gives the publisher once the broker is up."""
-    options = ReplyOptions(
-        model=settings.llm_model,
-        max_tokens=settings.llm_max_tokens,
-        system_prompt=settings.system_prompt,
-    )
-
+def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
     @broker.subscriber(
         subjects.ALL_IN,
         stream=JStream(subjects.STREAM, declare=False),
@@ -53,14 +39,26 @@ def register(
             await msg.reject()
             return
         if not message.reply:
+            await responder.note(message)
             await msg.ack()
             return
-        attempt = delivery_attempt(msg)
-        async with _in_progress(msg, every_s=settings.worker_ack_wait_s / 3):
-            await generate_reply(
-                message, attempt, client=client, publisher=publisher(), options=options
-            )
-        await msg.ack()
+        delivery = Delivery(message, delivery_attempt(msg), stream_sequence(msg))
+        try:
+            async with _in_progress(
+                msg, settings.worker_ack_wait_s / 3, lambda: responder.watch(delivery)
+            ):
+                ours = await responder.respond(delivery)
+        except asyncio.CancelledError:
+            # Draining: hand the message back at once instead of after the ack wait.
+            await msg.nack()
+            raise
+        if ours:
+            await msg.ack()
+
+    @broker.subscriber(subjects.ALL_CANCEL)
+    async def on_cancel(msg: NatsMessage) -> None:
+        session_id, _ = subjects.split(msg.raw_message.subject)
+        responder.cancels.cancel(session_id, msg.raw_message.data.decode(errors="replace"))
 
 
 def delivery_attempt(msg: NatsMessage) -> int:
@@ -71,14 +69,24 @@ def delivery_attempt(msg: NatsMessage) -> int:
         return 1
 
 
+def stream_sequence(msg: NatsMessage) -> int:
+    try:
+        return msg.raw_message.metadata.sequence.stream
+    except NotJSMessageError:
+        return 0
+
+
 @contextlib.asynccontextmanager
-async def _in_progress(msg: NatsMessage, every_s: float) -> AsyncIterator[None]:
-    """Tell the server, every `every_s`, that `msg` is still being worked on."""
+async def _in_progress(
+    msg: NatsMessage, every_s: float, also: Callable[[], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Every `every_s`, tell the server `msg` is still being worked on, and run `also`."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every_s)
             await msg.in_progress()
+            await also()
 
     task = asyncio.create_task(beat())
     try:

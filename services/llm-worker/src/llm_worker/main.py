@@ -1,17 +1,28 @@
-"""Build the worker app: the OpenAI client, the broker, the reply handler."""
+"""Build the worker app: the OpenAI client, Redis, the broker, the handlers."""
 
 import logging
+import os
+import socket
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from llm_worker import handlers
+from llm_worker.cancels import CancelRegistry
+from llm_worker.context import ContextStore
+from llm_worker.coordination import Coordinator
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
+from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
-from shared import stream
+from shared import rpc, stream, subjects
 
 LOGGER = logging.getLogger("tokenwire.broker")
+
+
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
+"""Sent as `X-Tokenwire-Worker` with every model request, for the model server's logs."""
 
 
 def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
@@ -22,6 +33,7 @@ def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
         base_url=settings.openai_base_url,
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        default_headers={"X-Tokenwire-Worker": WORKER_ID},
     )
 
 
@@ -29,18 +41,22 @@ def create_app(
     settings: WorkerSettings,
     client: AsyncOpenAI | None = None,
     publisher: ReplyPublisher | None = None,
+    redis: Redis | None = None,
 ) -> FastStream:
-    """The worker; `client` and `publisher` replace the real ones in tests."""
+    """The worker; `client`, `publisher` and `redis` replace its own in tests (and are then
+    the caller's to close)."""
     broker = NatsBroker(
         settings.nats_url,
         name="llm-worker",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        graceful_timeout=settings.drain_timeout_s,
         logger=LOGGER,
         log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     llm = client or openai_client(settings)
-
+    own_redis = redis is None
+    redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     publishers: list[ReplyPublisher] = [publisher] if publisher else []
 
     def get_publisher() -> ReplyPublisher:
@@ -48,12 +64,30 @@ def create_app(
             publishers.append(JetStreamPublisher(broker.connection.jetstream()))
         return publishers[0]
 
-    handlers.register(broker, settings, llm, get_publisher)
+    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        answer = await broker.connection.request(
+            subjects.SVC_HISTORY, request.model_dump_json().encode(), timeout=3
+        )
+        return rpc.HistoryPage.model_validate_json(answer.data)
+
+    responder = Responder(
+        settings,
+        llm,
+        get_publisher,
+        Coordinator(redis, lease_ttl_s=int(settings.worker_ack_wait_s * 2) + 1),
+        ContextStore(
+            redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
+        ),
+        CancelRegistry(),
+    )
+    handlers.register(broker, settings, responder)
 
     async def setup() -> None:
         await stream.prepare(settings, name="llm-worker")
 
     async def close() -> None:
         await llm.close()
+        if own_redis:
+            await redis.aclose()
 
     return FastStream(broker, logger=LOGGER, on_startup=[setup], after_shutdown=[close])

@@ -1,13 +1,25 @@
-"""One reply: stream a completion and publish start, tokens and exactly one terminal event."""
+"""One reply: stream a completion, publish start, tokens and exactly one terminal event.
 
+The stream can be stopped at any time by its `StopSignal` (a cancel, the user's budget, or a
+newer attempt fencing this one off): the upstream HTTP stream is closed at once, and the
+terminal event carries the partial text with usage counted by the tokenizer.
+"""
+
+import asyncio
+import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from llm_worker.cancels import StopSignal
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
+from llm_worker.pricing import cost_usd
 from llm_worker.publisher import ReplyPublisher
+from llm_worker.settings import Price
+from llm_worker.tokens import TokenCounter
 from shared.events import (
     FinishReason,
     ReplyEnd,
@@ -18,60 +30,99 @@ from shared.events import (
     UserMessage,
 )
 
+BudgetMeter = Callable[[int], Awaitable[bool]]
+"""Told of tokens as they stream; answers False once the user's budget is spent."""
+
 
 @dataclass(frozen=True)
-class ReplyOptions:
+class ReplyJob:
+    message: UserMessage
+    attempt: int
+    prompt: list[ChatCompletionMessageParam]
     model: str
     max_tokens: int
-    system_prompt: str
+
+
+@dataclass
+class _Progress:
+    texts: list[str] = field(default_factory=list)
+    ttft_ms: float | None = None
+    finish: FinishReason = "stop"
+    usage: Usage | None = None
+    complete: bool = False
+    """The model's stream ended by itself (a stop that came later changes nothing)."""
 
 
 async def generate_reply(
-    message: UserMessage,
-    attempt: int,
+    job: ReplyJob,
     *,
     client: AsyncOpenAI,
     publisher: ReplyPublisher,
-    options: ReplyOptions,
-) -> ReplyEnd | ReplyError:
-    """Answer `message`; returns the terminal event it published.
+    counter: TokenCounter,
+    stop: StopSignal,
+    prices: Mapping[str, Price] | None = None,
+    meter: BudgetMeter | None = None,
+    still_ours: Callable[[], Awaitable[bool]] | None = None,
+) -> ReplyEnd | ReplyError | None:
+    """Answer `job.message`; returns the terminal event it published, or None when the reply
+    was fenced off by a newer attempt (which publishes the terminal event instead).
 
     Upstream failures end in a `ReplyError`; publishing failures propagate (the message is
     then not acked and another worker tries again).
     """
     started = time.perf_counter()
+    message, attempt = job.message, job.attempt
     sid, mid = message.session_id, message.message_id
     await publisher.start(
-        ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=options.model)
+        ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
     )
-    texts: list[str] = []
-    ttft_ms: float | None = None
-    finish: FinishReason = "stop"
-    usage: Usage | None = None
-    prompt = _prompt(message, options.system_prompt)
-    try:
-        async for piece in stream_completion(
-            client, model=options.model, messages=prompt, max_tokens=options.max_tokens
-        ):
-            match piece:
-                case Delta(text=text):
-                    if ttft_ms is None:
-                        ttft_ms = _ms_since(started)
-                    await publisher.token(
-                        ReplyToken(
-                            session_id=sid,
-                            message_id=mid,
-                            attempt=attempt,
-                            index=len(texts),
-                            text=text,
+    progress = _Progress()
+
+    async def consume() -> None:
+        pieces = stream_completion(
+            client, model=job.model, messages=job.prompt, max_tokens=job.max_tokens
+        )
+        async with contextlib.aclosing(pieces):  # closing it closes the upstream stream
+            async for piece in pieces:
+                match piece:
+                    case Delta(text=text):
+                        if progress.ttft_ms is None:
+                            progress.ttft_ms = _ms_since(started)
+                        await publisher.token(
+                            ReplyToken(
+                                session_id=sid,
+                                message_id=mid,
+                                attempt=attempt,
+                                index=len(progress.texts),
+                                text=text,
+                            )
                         )
-                    )
-                    texts.append(text)
-                case Finish(reason=reason):
-                    finish = "length" if reason == "length" else "stop"
-                case UsageReport(usage=reported):
-                    usage = reported
-    except UpstreamError as exc:
+                        progress.texts.append(text)
+                        if meter is not None and not await meter(counter.count(text)):
+                            stop.set("budget")
+                            return
+                    case Finish(reason=reason):
+                        progress.finish = "length" if reason == "length" else "stop"
+                    case UsageReport(usage=reported):
+                        progress.usage = reported
+        progress.complete = True
+
+    streaming = asyncio.create_task(consume())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({streaming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, stopped):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+                    await task
+    if stop.reason == "fenced" or (still_ours is not None and not await still_ours()):
+        return None
+    if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+        exc = streaming.exception()
+        if not isinstance(exc, UpstreamError):
+            raise exc  # type: ignore[misc]
         error = ReplyError(
             session_id=sid,
             message_id=mid,
@@ -82,34 +133,31 @@ async def generate_reply(
         )
         await publisher.end(error)
         return error
-    text = "".join(texts)
+    if not progress.complete and stop.reason in ("cancelled", "budget"):
+        progress.finish = "cancelled" if stop.reason == "cancelled" else "budget"
+        progress.usage = None  # whatever the provider said, it was not the whole stream
+    text = "".join(progress.texts)
+    usage = progress.usage or _counted(counter, job.prompt, text)
     end = ReplyEnd(
         session_id=sid,
         message_id=mid,
         attempt=attempt,
-        model=options.model,
+        model=job.model,
         text=text,
-        finish_reason=finish,
-        usage=usage or _estimate(prompt, text),
-        ttft_ms=ttft_ms,
+        finish_reason=progress.finish,
+        usage=usage,
+        cost_usd=cost_usd(prices or {}, job.model, usage),
+        ttft_ms=progress.ttft_ms,
         duration_ms=_ms_since(started),
     )
     await publisher.end(end)
     return end
 
 
-def _prompt(message: UserMessage, system_prompt: str) -> list[ChatCompletionMessageParam]:
-    return [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": message.content},
-    ]
-
-
-def _estimate(prompt: list[ChatCompletionMessageParam], text: str) -> Usage:
-    """Usage when the provider reports none: about four characters a token."""
-    prompt_chars = sum(len(str(m.get("content", ""))) for m in prompt)
-    prompt_tokens = (prompt_chars + 3) // 4
-    completion_tokens = (len(text) + 3) // 4
+def _counted(counter: TokenCounter, prompt: list[ChatCompletionMessageParam], text: str) -> Usage:
+    """Usage counted with the tokenizer, when the provider reported none."""
+    prompt_tokens = counter.count_messages(prompt)
+    completion_tokens = counter.count(text)
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,

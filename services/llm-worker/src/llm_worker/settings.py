@@ -2,9 +2,16 @@
 
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 
 from shared.settings import TokenwireSettings
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
 
 
 class WorkerSettings(TokenwireSettings):
@@ -13,10 +20,23 @@ class WorkerSettings(TokenwireSettings):
     """Sent as `max_tokens` on every request: no reply runs unbounded."""
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0)
-    """Retries of the SDK itself before any token was streamed (connection errors, 429, 5xx)."""
+    """Retries of 429, 5xx and connection errors before the first token, with exponential
+    backoff and jitter, honouring `Retry-After` (the openai SDK's own policy)."""
     system_prompt: str = "You are a helpful assistant."
+    max_context_tokens: int = Field(default=8000, ge=256)
+    """Prompt budget: the oldest turns are dropped until system prompt and turns fit."""
+    context_turns: int = Field(default=40, ge=0)
+    """Recent turns kept per session in Redis (and read from history on a cache miss)."""
+    context_ttl_s: int = Field(default=24 * 3600, ge=60)
+    redis_url: str = "redis://127.0.0.1:6379/0"
     worker_concurrency: int = Field(default=64, ge=1)
     """Replies one worker streams at once."""
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM: how long held replies may finish before they are handed back."""
+    daily_token_budget: int = Field(default=0, ge=0)
+    """Tokens (prompt + completion) one user may spend per UTC day; 0 means no limit."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Per model, e.g. `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "TOKENWIRE_OPENAI_API_KEY")
     )

@@ -27,7 +27,7 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
     async def create_session(request: rpc.SessionCreate) -> rpc.SessionReply:
         try:
             async with sessions() as db:
-                info = await repository.create_session(db, request.owner, request.title)
+                info = await repository.create_session(db, request)
                 await db.commit()
         except SQLAlchemyError:
             log.exception("creating a session failed")

@@ -20,6 +20,9 @@ class ChatSession(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     owner: str = Field(index=True, max_length=128)
     title: str = Field(default="", max_length=200)
+    policy: str = Field(default="queue", max_length=16)
+    """What a message does while a reply streams: `queue`, `interrupt`, `reject`, `parallel`."""
+    system_prompt: str | None = None
     created_at: datetime = Field(sa_column=_timestamp())
 
 

@@ -30,12 +30,19 @@ def reply_id(user_message_id: str) -> str:
     return f"{user_message_id}/reply"
 
 
-async def create_session(db: AsyncSession, owner: str, title: str) -> rpc.SessionInfo:
-    row = ChatSession(id=new_session_id(), owner=owner, title=title, created_at=_now())
+async def create_session(db: AsyncSession, request: rpc.SessionCreate) -> rpc.SessionInfo:
+    row = ChatSession(
+        id=new_session_id(),
+        owner=request.owner,
+        title=request.title,
+        policy=request.policy,
+        system_prompt=request.system_prompt,
+        created_at=_now(),
+    )
     db.add(row)
-    db.add(Member(session_id=row.id, user_id=owner, role="owner"))
+    db.add(Member(session_id=row.id, user_id=request.owner, role="owner"))
     await db.flush()
-    return _info(row, [owner])
+    return _info(row, [request.owner])
 
 
 async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | None:
@@ -233,6 +240,8 @@ def _info(row: ChatSession, members: list[str]) -> rpc.SessionInfo:
         title=row.title,
         members=members,
         created_at=_aware(row.created_at),
+        policy=row.policy,  # type: ignore[arg-type]
+        system_prompt=row.system_prompt,
     )
 
 

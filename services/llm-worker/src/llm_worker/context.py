@@ -1,0 +1,130 @@
+"""Conversation context: the recent turns of a session, and the prompt that fits the budget.
+
+Turns live in a capped Redis list per session (`tw:ctx:<sid>`, JSON `{id, role, content}`,
+oldest first, with a TTL). On a miss — a new worker, an expired key, Redis down — they come
+from persistence's history, so a restart loses no context.
+"""
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from openai.types.chat import ChatCompletionMessageParam
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from llm_worker.tokens import TokenCounter
+from shared import rpc
+
+log = logging.getLogger(__name__)
+
+HistoryFetcher = Callable[[rpc.HistoryRequest], Awaitable[rpc.HistoryPage]]
+
+
+@dataclass(frozen=True)
+class Turn:
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+
+
+def fit_prompt(
+    system_prompt: str,
+    earlier: Sequence[Turn],
+    message: Turn,
+    counter: TokenCounter,
+    max_tokens: int,
+) -> list[ChatCompletionMessageParam]:
+    """System prompt, then as many of the newest `earlier` turns as fit in `max_tokens`, then
+    `message` (always kept: a prompt too long on its own is refused before the model call)."""
+    budget = max_tokens - counter.count_messages(
+        [{"content": system_prompt}, {"content": message.content}]
+    )
+    kept: list[Turn] = []
+    for turn in reversed(earlier):
+        cost = counter.count(turn.content) + 3
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(turn)
+    prompt: list[ChatCompletionMessageParam] = [{"role": "system", "content": system_prompt}]
+    for turn in reversed(kept):
+        if turn.role == "assistant":
+            prompt.append({"role": "assistant", "content": turn.content})
+        else:
+            prompt.append({"role": "user", "content": turn.content})
+    prompt.append({"role": "user", "content": message.content})
+    return prompt
+
+
+def before(turns: Sequence[Turn], message_id: str) -> list[Turn]:
+    """The turns that came before `message_id` (all of them if it is not among them): a
+    redelivered message must not see itself, or what was said after it, as context."""
+    for i, turn in enumerate(turns):
+        if turn.id == message_id:
+            return list(turns[:i])
+    return list(turns)
+
+
+class ContextStore:
+    def __init__(
+        self, redis: Redis, history: HistoryFetcher, *, max_turns: int, ttl_s: int
+    ) -> None:
+        self._redis = redis
+        self._history = history
+        self._max_turns = max_turns
+        self._ttl_s = ttl_s
+
+    async def turns(self, session_id: str) -> list[Turn]:
+        """The session's recent turns, oldest first."""
+        if self._max_turns == 0:
+            return []
+        key = _key(session_id)
+        try:
+            if await self._redis.exists(key):
+                return [_decode(raw) for raw in await self._redis.lrange(key, 0, -1)]
+        except RedisError as exc:
+            log.warning("context cache unavailable (%s); reading history", exc)
+            return await self._from_history(session_id)
+        turns = await self._from_history(session_id)
+        await self.append(session_id, *turns)
+        return turns
+
+    async def append(self, session_id: str, *turns: Turn) -> None:
+        """Add turns at the end (best effort: the history is the record)."""
+        if not turns or self._max_turns == 0:
+            return
+        key = _key(session_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, *(json.dumps(t.__dict__) for t in turns))
+                pipe.ltrim(key, -self._max_turns, -1)
+                pipe.expire(key, self._ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("context cache not updated: %s", exc)
+
+    async def _from_history(self, session_id: str) -> list[Turn]:
+        try:
+            page = await self._history(
+                rpc.HistoryRequest(session_id=session_id, limit=min(self._max_turns, 200))
+            )
+        except Exception as exc:  # context is an aid: a reply goes on without it
+            log.warning("history unavailable for context: %s", exc)
+            return []
+        return [
+            Turn(m.message_id, m.role, m.content)
+            for m in reversed(page.messages)
+            if m.status in ("complete", "cancelled", "budget")
+        ]
+
+
+def _key(session_id: str) -> str:
+    return f"tw:ctx:{session_id}"
+
+
+def _decode(raw: bytes | str) -> Turn:
+    data = json.loads(raw)
+    return Turn(str(data["id"]), data["role"], str(data["content"]))

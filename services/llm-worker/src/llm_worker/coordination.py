@@ -1,0 +1,87 @@
+"""What workers agree on through Redis: fencing, one reply at a time per session, cancel
+marks and daily budgets. Each operation is one round trip (a Lua script where it must be
+atomic)."""
+
+import time
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from shared import keys
+
+# Claim the reply for `attempt` unless a newer attempt already has it.
+_CLAIM = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+# Queue `seq` in its session, and say whether it is first in line.
+_ENQUEUE = """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+return head[1] == ARGV[1] and 1 or 0
+"""
+
+# Leave the queue, and clear the active mark if it is still this message's.
+_DONE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+class Coordinator:
+    def __init__(self, redis: Redis, *, lease_ttl_s: int, queue_ttl_s: int = 3600) -> None:
+        self.redis = redis
+        self._lease_ttl_s = lease_ttl_s
+        self._queue_ttl_s = queue_ttl_s
+        self._claim = redis.register_script(_CLAIM)
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._done = redis.register_script(_DONE)
+
+    # Fencing: attempts are the stream's delivery count, so they only grow.
+    async def claim(self, session_id: str, message_id: str, attempt: int) -> bool:
+        """Take the reply for `attempt`; False when a newer attempt already took it."""
+        key = keys.fence(session_id, message_id)
+        return bool(await self._claim(keys=[key], args=[attempt, self._lease_ttl_s]))
+
+    async def holds(self, session_id: str, message_id: str, attempt: int) -> bool:
+        """Whether `attempt` is still the newest (renews the lease's TTL when it is)."""
+        key = keys.fence(session_id, message_id)
+        return bool(await self._claim(keys=[key], args=[attempt, self._lease_ttl_s]))
+
+    # One reply at a time per session, in stream order, across workers.
+    async def first_in_line(self, session_id: str, seq: int) -> bool:
+        queue = keys.session_queue(session_id)
+        return bool(await self._enqueue(keys=[queue], args=[seq, self._queue_ttl_s]))
+
+    async def done(self, session_id: str, seq: int, message_id: str) -> None:
+        await self._done(
+            keys=[keys.session_queue(session_id), keys.active_reply(session_id)],
+            args=[seq, message_id],
+        )
+
+    async def set_active(self, session_id: str, message_id: str) -> None:
+        await self.redis.set(keys.active_reply(session_id), message_id, ex=self._queue_ttl_s)
+
+    async def cancel_marked(self, session_id: str, message_id: str) -> bool:
+        return bool(await self.redis.exists(keys.cancel_mark(session_id, message_id)))
+
+    # Budgets.
+    async def spent_today(self, user_id: str) -> int:
+        return int(await self.redis.get(keys.budget(user_id, _today())) or 0)
+
+    async def spend(self, user_id: str, tokens: int) -> int:
+        """Add `tokens` to today's spending; returns the new total."""
+        key = keys.budget(user_id, _today())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, tokens)
+            pipe.expire(key, 2 * 24 * 3600)
+            total, _ = await pipe.execute()
+        return int(total)
+
+
+def _today() -> str:
+    return datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%d")

@@ -1,0 +1,198 @@
+"""Everything around one reply: fencing, the session's queue, cancel marks, the budget, the
+context, then `generate_reply`, then the context and the budget again.
+
+`Responder.respond` returns whether the delivery should be acked: False only when a newer
+attempt has the reply (the stale worker leaves the message to it).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from openai import AsyncOpenAI
+from redis.exceptions import RedisError
+
+from llm_worker.cancels import CancelRegistry, StopSignal
+from llm_worker.context import ContextStore, Turn, before, fit_prompt
+from llm_worker.coordination import Coordinator
+from llm_worker.publisher import ReplyPublisher
+from llm_worker.replies import ReplyJob, generate_reply
+from llm_worker.settings import WorkerSettings
+from llm_worker.tokens import TokenCounter
+from shared.events import ReplyEnd, ReplyError, Usage, UserMessage
+
+log = logging.getLogger(__name__)
+QUEUE_POLL_S = 0.1
+METER_EVERY_TOKENS = 32
+"""Streamed tokens are added to the user's spending in batches of this many."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message: UserMessage
+    attempt: int
+    seq: int
+    """Stream sequence of the user message: its place in the session's queue."""
+
+
+class Responder:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        client: AsyncOpenAI,
+        publisher: Callable[[], ReplyPublisher],
+        coordinator: Coordinator,
+        context: ContextStore,
+        cancels: CancelRegistry,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._publisher = publisher
+        self._coord = coordinator
+        self._context = context
+        self.cancels = cancels
+        self._counter = TokenCounter(settings.llm_model)
+
+    async def note(self, message: UserMessage) -> None:
+        """A message that wants no reply: it only joins the context."""
+        await self._context.append(message.session_id, _user_turn(message))
+
+    async def respond(self, delivery: Delivery) -> bool:
+        message, attempt = delivery.message, delivery.attempt
+        sid, mid = message.session_id, message.message_id
+        if not await self._coord.claim(sid, mid, attempt):
+            log.info("reply to %s/%s belongs to a newer attempt than %d", sid, mid, attempt)
+            return False
+        stop = self.cancels.hold(sid, mid)
+        queued = message.policy != "parallel"
+        try:
+            if await self._coord.cancel_marked(sid, mid):
+                stop.set("cancelled")
+            if queued:
+                await self._wait_turn(delivery, stop)
+                await self._coord.set_active(sid, mid)
+            if stop.reason == "cancelled":
+                await self._publisher().end(self._cancelled_before_start(delivery))
+                return True
+            terminal = await self._answer(delivery, stop)
+            if terminal is None:
+                return False
+            if isinstance(terminal, ReplyEnd):
+                await self._context.append(
+                    sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
+                )
+            return True
+        finally:
+            self.cancels.release(sid, mid)
+            if queued:
+                await self._coord.done(sid, delivery.seq, mid)
+
+    async def watch(self, delivery: Delivery) -> None:
+        """Called on every in-progress beat: stop the reply if a newer attempt fenced it off."""
+        sid, mid = delivery.message.session_id, delivery.message.message_id
+        try:
+            ours = await self._coord.holds(sid, mid, delivery.attempt)
+        except RedisError:
+            return
+        if not ours:
+            signal = self.cancels.hold(sid, mid)
+            signal.set("fenced")
+
+    async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
+        """Until every earlier message of the session has its reply (or a cancel comes)."""
+        sid = delivery.message.session_id
+        while not await self._coord.first_in_line(sid, delivery.seq):
+            if stop.reason is not None:
+                return
+            await asyncio.sleep(QUEUE_POLL_S)
+
+    async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:
+        message, settings = delivery.message, self._settings
+        user = message.participant
+        budget = settings.daily_token_budget
+        if budget and await self._coord.spent_today(user) >= budget:
+            error = self._error(
+                delivery, "budget_exceeded", "the daily token budget is spent", retryable=False
+            )
+            await self._publisher().end(error)
+            return error
+        turns = before(await self._context.turns(message.session_id), message.message_id)
+        prompt = fit_prompt(
+            message.system_prompt or settings.system_prompt,
+            turns,
+            _user_turn(message),
+            self._counter,
+            settings.max_context_tokens,
+        )
+        if self._counter.count_messages(prompt) > settings.max_context_tokens:
+            error = self._error(
+                delivery,
+                "context_too_long",
+                "the message is longer than the model's context allows",
+                retryable=False,
+            )
+            await self._publisher().end(error)
+            return error
+        metered = 0
+        pending = 0
+
+        async def meter(tokens: int) -> bool:
+            nonlocal metered, pending
+            pending += tokens
+            if pending < METER_EVERY_TOKENS:
+                return True
+            total = await self._coord.spend(user, pending)
+            metered, pending = metered + pending, 0
+            return total < budget
+
+        job = ReplyJob(
+            message=message,
+            attempt=delivery.attempt,
+            prompt=prompt,
+            model=settings.llm_model,
+            max_tokens=settings.llm_max_tokens,
+        )
+        terminal = await generate_reply(
+            job,
+            client=self._client,
+            publisher=self._publisher(),
+            counter=self._counter,
+            stop=stop,
+            prices=settings.prices,
+            meter=meter if budget else None,
+            still_ours=lambda: self._coord.holds(
+                message.session_id, message.message_id, delivery.attempt
+            ),
+        )
+        if budget and isinstance(terminal, ReplyEnd):
+            await self._coord.spend(user, max(terminal.usage.total_tokens - metered, 0))
+        return terminal
+
+    def _cancelled_before_start(self, delivery: Delivery) -> ReplyEnd:
+        message = delivery.message
+        return ReplyEnd(
+            session_id=message.session_id,
+            message_id=message.message_id,
+            attempt=delivery.attempt,
+            model=self._settings.llm_model,
+            text="",
+            finish_reason="cancelled",
+            usage=Usage(estimated=True),
+            duration_ms=0,
+        )
+
+    def _error(self, delivery: Delivery, code: str, text: str, *, retryable: bool) -> ReplyError:
+        message = delivery.message
+        return ReplyError(
+            session_id=message.session_id,
+            message_id=message.message_id,
+            attempt=delivery.attempt,
+            code=code,
+            message=text,
+            retryable=retryable,
+        )
+
+
+def _user_turn(message: UserMessage) -> Turn:
+    return Turn(message.message_id, "user", message.content)

@@ -1,0 +1,29 @@
+"""Redis keys shared by gateway and workers, spelled once (like `subjects`)."""
+
+CANCEL_MARK_TTL_S = 600
+"""A cancel that arrives before any worker took the message waits this long."""
+
+
+def cancel_mark(session_id: str, message_id: str) -> str:
+    """Set by the gateway on `cancel`; a worker taking the message later honours it."""
+    return f"tw:cancel:{session_id}:{message_id}"
+
+
+def active_reply(session_id: str) -> str:
+    """The `message_id` whose reply a worker is streaming in a queued session."""
+    return f"tw:active:{session_id}"
+
+
+def session_queue(session_id: str) -> str:
+    """Sorted set of the stream sequences of a session's messages waiting for their reply."""
+    return f"tw:queue:{session_id}"
+
+
+def fence(session_id: str, message_id: str) -> str:
+    """The newest attempt that claimed the reply to a message (its fencing number)."""
+    return f"tw:fence:{session_id}:{message_id}"
+
+
+def budget(user_id: str, day: str) -> str:
+    """Tokens a user spent on `day` (UTC, `YYYYMMDD`)."""
+    return f"tw:budget:{user_id}:{day}"

@@ -1,0 +1,117 @@
+"""Context: the newest turns that fit, never the message itself twice; Redis first, history
+on a miss."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from llm_worker.context import ContextStore, Turn, before, fit_prompt
+from llm_worker.tokens import TokenCounter
+from shared import rpc
+
+COUNTER = TokenCounter("gpt-4o-mini")
+
+
+def turns(n: int) -> list[Turn]:
+    return [
+        Turn(f"m{i}", "user" if i % 2 == 0 else "assistant", f"turn number {i}") for i in range(n)
+    ]
+
+
+def test_everything_fits_in_a_large_budget() -> None:
+    prompt = fit_prompt("Be brief.", turns(4), Turn("new", "user", "hello"), COUNTER, 8000)
+    assert [m["role"] for m in prompt] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert prompt[-1]["content"] == "hello"
+
+
+def test_the_oldest_turns_go_first_when_the_budget_is_tight() -> None:
+    budget = COUNTER.count_messages([{"content": "S"}, {"content": "hello"}]) + 2 * (
+        COUNTER.count("turn number 9") + 3
+    )
+    prompt = fit_prompt("S", turns(10), Turn("new", "user", "hello"), COUNTER, budget)
+    assert [m["content"] for m in prompt] == ["S", "turn number 8", "turn number 9", "hello"]
+    assert COUNTER.count_messages(prompt) <= budget
+
+
+def test_before_drops_the_message_and_what_followed_it() -> None:
+    history = turns(5)
+    assert [t.id for t in before(history, "m3")] == ["m0", "m1", "m2"]
+    assert len(before(history, "unknown")) == 5
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.mark.real
+async def test_a_cache_miss_reads_history_once_then_the_cache(redis: Redis) -> None:
+    asked: list[rpc.HistoryRequest] = []
+    now = datetime.now(UTC)
+
+    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        asked.append(request)
+        return rpc.HistoryPage(
+            messages=[  # newest first, as persistence answers
+                rpc.HistoryMessage(
+                    message_id="m1/reply",
+                    role="assistant",
+                    participant="assistant",
+                    content="hi there",
+                    status="complete",
+                    in_reply_to="m1",
+                    attempt=1,
+                    model="x",
+                    usage=None,
+                    seq=3,
+                    created_at=now,
+                ),
+                rpc.HistoryMessage(
+                    message_id="m0/reply",
+                    role="assistant",
+                    participant="assistant",
+                    content="[upstream_error] boom",
+                    status="error",
+                    in_reply_to="m0",
+                    attempt=1,
+                    model=None,
+                    usage=None,
+                    seq=2,
+                    created_at=now,
+                ),
+                rpc.HistoryMessage(
+                    message_id="m1",
+                    role="user",
+                    participant="u",
+                    content="hello",
+                    status="complete",
+                    in_reply_to=None,
+                    attempt=None,
+                    model=None,
+                    usage=None,
+                    seq=1,
+                    created_at=now,
+                ),
+            ]
+        )
+
+    store = ContextStore(redis, history, max_turns=3, ttl_s=60)
+    sid = uuid.uuid4().hex
+    expected = [Turn("m1", "user", "hello"), Turn("m1/reply", "assistant", "hi there")]
+    assert await store.turns(sid) == expected
+    await store.append(sid, Turn("m2", "user", "more"), Turn("m2/reply", "assistant", "ok"))
+    assert [t.id for t in await store.turns(sid)] == ["m1/reply", "m2", "m2/reply"]
+    assert len(asked) == 1
+    assert 0 < await redis.ttl(f"tw:ctx:{sid}") <= 60
