@@ -46,8 +46,14 @@ class System:
     secret: str
     gateway_urls: list[str] = field(default_factory=list)
     """Every gateway's URL; `gateway_url` is the first."""
+    llm_url: str = ""
+    """The fake model's base URL (its `/v1/_fake/streams` tells what it streamed)."""
     processes: list[Process] = field(default_factory=list)
-    add_worker: Callable[[], Process] = field(default=lambda: _no_worker())
+    add_worker: Callable[..., Process] = field(default=lambda **_: _no_worker())
+    """Start one more worker; keyword arguments are extra environment variables."""
+
+    def process(self, pid: int) -> Process:
+        return next(p for p in self.processes if p.popen.pid == pid)
 
     @property
     def ws_url(self) -> str:
@@ -77,10 +83,12 @@ def start_system(
     gateways: int = 1,
     gateway_env: dict[str, str] | None = None,
     gateway_envs: list[dict[str, str]] | None = None,
+    common_env: dict[str, str] | None = None,
 ) -> System:
     """Start every service and wait until every gateway's `/readyz` says ready.
 
-    `gateway_env` applies to every gateway, `gateway_envs[i]` to gateway `i` only.
+    `gateway_env` applies to every gateway, `gateway_envs[i]` to gateway `i` only,
+    `common_env` to every process.
     """
     secret = secrets.token_urlsafe(48)
     llm_port = free_port()
@@ -92,11 +100,12 @@ def start_system(
         "TOKENWIRE_NATS_CONNECT_TIMEOUT_S": "20",
         "TOKENWIRE_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        **(common_env or {}),
     }
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         base.pop(key, None)
     urls = [f"http://127.0.0.1:{port}" for port in gateway_ports]
-    system = System(urls[0], secret, urls)
+    system = System(urls[0], secret, urls, llm_url=f"http://127.0.0.1:{llm_port}")
 
     def spawn(name: str, module: str, env: dict[str, str]) -> Process:
         log = workdir / f"{name}.log"
@@ -110,12 +119,13 @@ def start_system(
         system.processes.append(Process(name, popen, log))
         return system.processes[-1]
 
-    def add_worker() -> Process:
+    def add_worker(**env: str) -> Process:
         count = sum(p.name.startswith("worker-") for p in system.processes)
         worker = {
             "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
             "TOKENWIRE_LLM_MAX_RETRIES": "0",
             **(worker_env or {}),
+            **env,
         }
         return spawn(f"worker-{count + 1}", "llm_worker", worker)
 

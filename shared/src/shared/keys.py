@@ -4,6 +4,9 @@ CANCEL_MARK_TTL_S = 600
 """A cancel that arrives before any worker took the message waits this long."""
 
 
+SESSION_QUEUE_TTL_S = 3600
+
+
 def cancel_mark(session_id: str, message_id: str) -> str:
     """Set by the gateway on `cancel`; a worker taking the message later honours it."""
     return f"tw:cancel:{session_id}:{message_id}"

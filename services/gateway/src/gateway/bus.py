@@ -23,9 +23,10 @@ class Bus:
         self.js = nc.jetstream(timeout=timeout_s)
         self._timeout_s = timeout_s
 
-    async def store_user_message(self, event: UserMessage) -> int:
-        """Store `event` in the stream; returns its sequence. A resend within the dedup window
-        is stored once. Raises `Unavailable` when the stream does not confirm in time."""
+    async def store_user_message(self, event: UserMessage) -> tuple[int, bool]:
+        """Store `event` in the stream; returns its sequence and whether it was new (a resend
+        within the dedup window is stored once). Raises `Unavailable` when the stream does not
+        confirm in time."""
         try:
             ack = await self.js.publish(
                 subjects.chat_in(event.session_id),
@@ -34,7 +35,7 @@ class Bus:
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise Unavailable(f"message not stored: {type(exc).__name__}") from exc
-        return ack.seq
+        return ack.seq, not ack.duplicate
 
     async def cancel(self, session_id: str, message_id: str) -> None:
         await self.nc.publish(subjects.cancel(session_id), message_id.encode())

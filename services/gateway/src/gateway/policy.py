@@ -37,6 +37,16 @@ async def admit(redis: Redis, bus: Bus, policy: Policy, session_id: str) -> Erro
     return None
 
 
+async def enqueue(redis: Redis, policy: Policy, session_id: str, seq: int) -> None:
+    """Put a stored message in its session's reply queue at once, so that a worker taking a
+    later message of the session sees it waiting (workers add it too, idempotently)."""
+    if policy in ("queue", "interrupt"):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.session_queue(session_id), {str(seq): seq}, nx=True)
+            pipe.expire(keys.session_queue(session_id), keys.SESSION_QUEUE_TTL_S)
+            await pipe.execute()
+
+
 async def cancel(redis: Redis, bus: Bus, session_id: str, message_id: str) -> None:
     """Stop the reply to `message_id`, now or when a worker takes it."""
     await redis.set(keys.cancel_mark(session_id, message_id), 1, ex=keys.CANCEL_MARK_TTL_S)

@@ -197,7 +197,7 @@ class Connection:
                 if refusal is not None:
                     await self._send(refusal.model_dump_json())
                     return
-            await self.r.bus.store_user_message(
+            seq, new = await self.r.bus.store_user_message(
                 UserMessage(
                     session_id=self.session_id,
                     message_id=frame.message_id,
@@ -208,6 +208,8 @@ class Connection:
                     system_prompt=session.system_prompt,
                 )
             )
+            if new and frame.reply:
+                await policy.enqueue(self.r.redis, session.policy, self.session_id, seq)
         except (Unavailable, RedisError):
             await self._send(
                 ErrorFrame(

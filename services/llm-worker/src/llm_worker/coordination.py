@@ -16,12 +16,16 @@ if current > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
-# Queue `seq` in its session, and say whether it is first in line.
+# Queue `seq` in its session (gateways queue it too, on storing it); answer the head.
 _ENQUEUE = """
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-return head[1] == ARGV[1] and 1 or 0
+return redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+"""
+# Drop the head if it is still `head`: its message will never be answered (given up on).
+_SKIP = """
+if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
 """
 
 # Leave the queue, and clear the active mark if it is still this message's.
@@ -33,13 +37,16 @@ return 1
 
 
 class Coordinator:
-    def __init__(self, redis: Redis, *, lease_ttl_s: int, queue_ttl_s: int = 3600) -> None:
+    def __init__(
+        self, redis: Redis, *, lease_ttl_s: int, queue_ttl_s: int = keys.SESSION_QUEUE_TTL_S
+    ) -> None:
         self.redis = redis
         self._lease_ttl_s = lease_ttl_s
         self._queue_ttl_s = queue_ttl_s
         self._claim = redis.register_script(_CLAIM)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._done = redis.register_script(_DONE)
+        self._skip = redis.register_script(_SKIP)
 
     # Fencing: attempts are the stream's delivery count, so they only grow.
     async def claim(self, session_id: str, message_id: str, attempt: int) -> bool:
@@ -53,9 +60,17 @@ class Coordinator:
         return bool(await self._claim(keys=[key], args=[attempt, self._lease_ttl_s]))
 
     # One reply at a time per session, in stream order, across workers.
-    async def first_in_line(self, session_id: str, seq: int) -> bool:
+    async def head_of_line(self, session_id: str, seq: int) -> int:
+        """Queue `seq` (idempotent) and answer the sequence first in line in its session."""
         queue = keys.session_queue(session_id)
-        return bool(await self._enqueue(keys=[queue], args=[seq, self._queue_ttl_s]))
+        return int(await self._enqueue(keys=[queue], args=[seq, self._queue_ttl_s]))
+
+    async def first_in_line(self, session_id: str, seq: int) -> bool:
+        return await self.head_of_line(session_id, seq) == seq
+
+    async def skip(self, session_id: str, head: int) -> None:
+        """Give up on the message at the head of the line (if it still is)."""
+        await self._skip(keys=[keys.session_queue(session_id)], args=[head])
 
     async def done(self, session_id: str, seq: int, message_id: str) -> None:
         await self._done(

@@ -7,6 +7,7 @@ attempt has the reply (the stale worker leaves the message to it).
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,11 +101,23 @@ class Responder:
             signal.set("fenced")
 
     async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
-        """Until every earlier message of the session has its reply (or a cancel comes)."""
+        """Until every earlier message of the session has its reply (or a cancel comes).
+
+        A message that stays first in line longer than all its deliveries could take was
+        given up on by the stream (or lost before it was stored): it is skipped.
+        """
         sid = delivery.message.session_id
-        while not await self._coord.first_in_line(sid, delivery.seq):
+        settings = self._settings
+        stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
+        waiting_on, since = 0, time.monotonic()
+        while (head := await self._coord.head_of_line(sid, delivery.seq)) != delivery.seq:
             if stop.reason is not None:
                 return
+            if head != waiting_on:
+                waiting_on, since = head, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                log.warning("skipping message %d of session %s: it was never answered", head, sid)
+                await self._coord.skip(sid, head)
             await asyncio.sleep(QUEUE_POLL_S)
 
     async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:
