@@ -310,3 +310,44 @@ async def test_sigterm_lets_a_held_reply_finish(system: System, http: httpx.Asyn
     assert after[-1]["finish_reason"] == "stop"
     assert len(after[-1]["text"].split()) == 154
     assert await asyncio.to_thread(draining.popen.wait, 10) == 0
+
+
+async def test_a_client_that_leaves_does_not_cancel_its_reply(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    sid, alice = await session(http)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        await ws.send(say("gone", "[fake tokens=40 delay_ms=10]"))
+        await tokens(ws, 2)
+    messages = await history(http, sid, alice, 2)
+    assert (messages[0]["role"], messages[0]["status"]) == ("assistant", "complete")
+    assert len(messages[0]["content"].split()) == 40
+
+
+async def test_past_the_drain_timeout_a_reply_is_handed_to_another_worker(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    hasty = system.add_worker(TOKENWIRE_DRAIN_TIMEOUT_S="0.5")
+    others = [
+        p
+        for p in system.processes
+        if p.name.startswith("worker-") and p is not hasty and p.popen.poll() is None
+    ]
+    for worker in others:  # idle: they stop at once
+        worker.popen.send_signal(signal.SIGTERM)
+    for worker in others:
+        await asyncio.to_thread(worker.popen.wait, 15)
+    sid, alice = await session(http)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        await ws.send(say("h1", "[fake tokens=155 delay_ms=20]"))
+        before = await tokens(ws, 3)
+        hasty.popen.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(hasty.popen.wait, 10) == 0
+        system.add_worker()
+        system.add_worker()
+        after = await frames_until_end(ws, timeout_s=30)
+    starts = [f["attempt"] for f in before + after if f["type"] == "stream_start"]
+    assert starts == [1, 2]
+    assert len(after[-1]["text"].split()) == 155
