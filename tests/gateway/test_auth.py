@@ -20,15 +20,15 @@ def test_a_minted_token_names_its_user() -> None:
         (None, "no token"),
         ("", "no token"),
         ("garbage", "invalid token"),
-        (mint_token("u1", "x" * 64, 60), "invalid token"),
+        (mint_token("u1", "x" * 64, 3600), "invalid token"),
         (mint_token("u1", SECRET, -10), "token expired"),
         (
-            jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, "HS256"),
+            jwt.encode({"sub": "u1", "exp": int(time.time()) + 3600}, SECRET, "HS256"),
             "invalid token",
         ),  # no issuer
         (
             jwt.encode(
-                {"sub": "u1", "iss": "tokenwire", "exp": int(time.time()) + 60}, SECRET, "HS512"
+                {"sub": "u1", "iss": "tokenwire", "exp": int(time.time()) + 3600}, SECRET, "HS512"
             ),
             "invalid token",
         ),

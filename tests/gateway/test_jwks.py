@@ -47,7 +47,7 @@ def external(key: rsa.RSAPrivateKey = KEY, **claims: Any) -> str:
         "sub": "ext-user",
         "iss": "https://idp.example",
         "aud": "tokenwire",
-        "exp": int(time.time()) + 60,
+        "exp": int(time.time()) + 3600,
         **claims,
     }
     return jwt.encode(payload, key, "RS256", headers={"kid": "k1"})
@@ -76,7 +76,7 @@ async def test_own_hs256_tokens_still_work(auth: Authenticator) -> None:
         (lambda: external(aud="someone-else"), "invalid token"),
         (lambda: external(exp=int(time.time()) - 10), "token expired"),
         (
-            lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 60}, "k" * 64, "HS384"),
+            lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 3600}, "k" * 64, "HS384"),
             "invalid token",
         ),
     ],

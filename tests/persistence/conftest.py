@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import db
+from persistence import db, migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.real)])
@@ -28,7 +28,7 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = db.make_engine(database_url)
-    await db.create_schema(engine)
+    await migrate.upgrade(engine)
     yield engine
     await engine.dispose()
 

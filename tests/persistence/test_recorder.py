@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import db
+from persistence import db, migrate
 from persistence.models import Message
 from persistence.recorder import Recorder
 from shared import stream, subjects
@@ -61,7 +61,7 @@ async def test_events_survive_a_database_outage(nats_url: str, tmp_path: Path) -
     try:
         await asyncio.sleep(0.8)
         (tmp_path / "later").mkdir()
-        await db.create_schema(engine)
+        await migrate.upgrade(engine)
         for _ in range(50):
             if len(await rows(sessions, sid)) == 2:
                 break

@@ -7,7 +7,7 @@ import logging
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from persistence import db, handlers
+from persistence import db, handlers, migrate
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
 from shared import stream
@@ -31,7 +31,7 @@ def create_app(settings: PersistenceSettings) -> FastStream:
 
     async def setup() -> None:
         await stream.prepare(settings, name="persistence")
-        await db.create_schema(engine)
+        await migrate.upgrade(engine)
 
     async def start_recorder() -> None:
         recorder = Recorder(

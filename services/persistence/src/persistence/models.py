@@ -10,8 +10,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _timestamp() -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=False, default=_utcnow)
+def _timestamp(*, index: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=False, default=_utcnow, index=index)
 
 
 class ChatSession(SQLModel, table=True):
@@ -24,6 +24,8 @@ class ChatSession(SQLModel, table=True):
     """What a message does while a reply streams: `queue`, `interrupt`, `reject`, `parallel`."""
     system_prompt: str | None = None
     created_at: datetime = Field(sa_column=_timestamp())
+    last_active_at: datetime = Field(sa_column=_timestamp(index=True))
+    """The newest user message's time (or creation): retention prunes by it."""
 
 
 class Member(SQLModel, table=True):
@@ -67,7 +69,7 @@ class Usage(SQLModel, table=True):
     message_id: str = Field(max_length=128)
     """The user message the reply answers."""
     user_id: str | None = Field(default=None, index=True, max_length=128)
-    model: str = Field(max_length=200)
+    model: str = Field(index=True, max_length=200)
     attempt: int
     prompt_tokens: int
     completion_tokens: int
@@ -76,4 +78,4 @@ class Usage(SQLModel, table=True):
     cost_usd: float | None = None
     ttft_ms: float | None = None
     duration_ms: float
-    created_at: datetime = Field(sa_column=_timestamp())
+    created_at: datetime = Field(sa_column=_timestamp(index=True))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,13 +31,15 @@ def reply_id(user_message_id: str) -> str:
 
 
 async def create_session(db: AsyncSession, request: rpc.SessionCreate) -> rpc.SessionInfo:
+    now = _now()
     row = ChatSession(
         id=new_session_id(),
         owner=request.owner,
         title=request.title,
         policy=request.policy,
         system_prompt=request.system_prompt,
-        created_at=_now(),
+        created_at=now,
+        last_active_at=now,
     )
     db.add(row)
     db.add(Member(session_id=row.id, user_id=request.owner, role="owner"))
@@ -102,6 +104,14 @@ async def _user_message(db: AsyncSession, evt: UserMessage, seq: int) -> None:
         "created_at": evt.created_at,
     }
     await db.exec(_insert(db, Message, values).on_conflict_do_nothing())
+    await db.exec(
+        update(ChatSession)
+        .where(
+            col(ChatSession.id) == evt.session_id,
+            col(ChatSession.last_active_at) < evt.created_at,
+        )
+        .values(last_active_at=evt.created_at)
+    )
 
 
 async def _reply_end(db: AsyncSession, evt: ReplyEnd, seq: int) -> None:
