@@ -17,6 +17,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from gateway.auth import mint_token
 from support.client import User, connect, dev_user, frames_until_end, next_frame
 from support.system import Process, System, system_with_own_nats
 
@@ -351,3 +352,31 @@ async def test_past_the_drain_timeout_a_reply_is_handed_to_another_worker(
     starts = [f["attempt"] for f in before + after if f["type"] == "stream_start"]
     assert starts == [1, 2]
     assert len(after[-1]["text"].split()) == 155
+
+
+async def test_usage_report_for_users_and_administrators(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    sid, alice = await session(http)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        for i in range(2):
+            await ws.send(say(f"u{i}", "[fake tokens=5]"))
+            await frames_until_end(ws)
+    await history(http, sid, alice, 4)
+    mine = (await http.get("/v1/usage", headers=alice.auth)).json()
+    assert mine["totals"]["replies"] == 2
+    assert mine["totals"]["completion_tokens"] == 10
+    assert mine["totals"]["cost_usd"] > 0
+    assert [g["key"] for g in mine["by_session"]] == [sid]
+    assert [g["key"] for g in mine["by_model"]] == ["tokenwire-fake"]
+    bob = await dev_user(http)
+    assert (
+        await http.get("/v1/usage", headers=bob.auth, params={"user_id": alice.user_id})
+    ).status_code == 403
+    assert (await http.get("/v1/usage", headers=bob.auth)).json()["totals"]["replies"] == 0
+    admin = {"Authorization": "Bearer " + mint_token("ops", system.secret, 600, role="admin")}
+    hers = (await http.get("/v1/usage", headers=admin, params={"user_id": alice.user_id})).json()
+    assert hers["totals"] == mine["totals"]
+    everyone = (await http.get("/v1/usage", headers=admin)).json()
+    assert everyone["totals"]["replies"] > mine["totals"]["replies"]

@@ -5,7 +5,14 @@ import time
 import jwt
 import pytest
 
-from gateway.auth import AuthError, mint_token, token_from_handshake, verify_token
+from gateway.auth import (
+    Authenticator,
+    AuthError,
+    Principal,
+    mint_token,
+    token_from_handshake,
+    verify_token,
+)
 
 SECRET = "s" * 64
 
@@ -47,3 +54,22 @@ def test_handshake_token_prefers_header_then_subprotocol_then_query() -> None:
     assert token_from_handshake({}, protos, query) == "from-proto"
     assert token_from_handshake({}, ["tokenwire.v1"], query) == "from-query"
     assert token_from_handshake({"authorization": "Basic abc"}, [], {}) is None
+
+
+async def test_an_admin_role_claim_makes_an_administrator() -> None:
+    auth = Authenticator(secret=SECRET)
+    assert await auth.principal(mint_token("boss", SECRET, 3600, role="admin")) == Principal(
+        "boss", admin=True
+    )
+    assert await auth.principal(mint_token("u1", SECRET, 3600)) == Principal("u1", admin=False)
+    roles = jwt.encode(
+        {
+            "sub": "ops",
+            "iss": "tokenwire",
+            "exp": int(time.time()) + 3600,
+            "roles": ["reader", "admin"],
+        },
+        SECRET,
+        "HS256",
+    )
+    assert (await auth.principal(roles)).admin

@@ -84,5 +84,37 @@ class HistoryPage(_Model):
     error: RpcError | None = None
 
 
+class UsageRequest(_Model):
+    user_id: str | None
+    """Whose usage; None for everyone's (the gateway allows that to administrators only)."""
+    since: datetime | None = None
+    until: datetime | None = None
+    """Half-open range [since, until) of reply times."""
+
+
+class UsageTotals(_Model):
+    replies: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    """Sum of the replies that have a price; see `unpriced`."""
+    unpriced: int = 0
+    """Replies of models without a price."""
+
+
+class UsageGroup(UsageTotals):
+    key: str
+    """The day (`YYYY-MM-DD`, UTC), session id or model name."""
+
+
+class UsageReport(_Model):
+    totals: UsageTotals = Field(default_factory=UsageTotals)
+    by_day: list[UsageGroup] = Field(default_factory=list)
+    by_session: list[UsageGroup] = Field(default_factory=list)
+    by_model: list[UsageGroup] = Field(default_factory=list)
+    error: RpcError | None = None
+
+
 class Pong(_Model):
     service: str

@@ -30,6 +30,7 @@ SVC_SESSION_CREATE: Final = "svc.sessions.create"
 SVC_SESSION_GET: Final = "svc.sessions.get"
 SVC_MEMBER_ADD: Final = "svc.sessions.members.add"
 SVC_HISTORY: Final = "svc.history"
+SVC_USAGE: Final = "svc.usage"
 
 
 def is_session_id(value: str) -> bool:

@@ -1,5 +1,6 @@
 """REST routes: dev tokens, sessions, history, health."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -8,7 +9,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
-from gateway.deps import ResourcesDep, UserDep
+from gateway.deps import PrincipalDep, ResourcesDep, UserDep
 from shared import rpc, subjects
 from shared.events import Policy
 
@@ -126,6 +127,40 @@ async def get_messages(
         code = 400 if page.error.code == "bad_request" else 503
         raise HTTPException(code, page.error.detail)
     return History(messages=page.messages, next=page.next)
+
+
+@router.get("/v1/usage", tags=["usage"])
+async def usage(
+    resources: ResourcesDep,
+    principal: PrincipalDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    user_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> rpc.UsageReport:
+    """Tokens and cost in [since, until), in total and by UTC day, session and model.
+
+    Your own usage; an administrator (token claim `role: admin`) sees everyone's, or one
+    user's with `user_id`.
+    """
+    if user_id is not None and user_id != principal.user_id and not principal.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only administrators see others' usage")
+    whose = user_id if principal.admin else principal.user_id
+    report = await _ask(
+        resources,
+        subjects.SVC_USAGE,
+        rpc.UsageRequest(user_id=whose, since=_utc(since), until=_utc(until)),
+        rpc.UsageReport,
+    )
+    if report.error is not None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, report.error.detail)
+    return report
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Times without a zone are taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 @router.get("/healthz", tags=["health"])

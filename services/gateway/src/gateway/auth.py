@@ -2,13 +2,15 @@
 
 Two kinds of token are accepted: HS256 tokens signed with `TOKENWIRE_JWT_SECRET` (issuer
 `tokenwire`), and, when `TOKENWIRE_JWT_JWKS_URL` is set, RS256 tokens of an external identity
-provider whose keys that JWKS document publishes.
+provider whose keys that JWKS document publishes. `sub` is the user id; a `role` claim of
+`admin` (or `admin` in a `roles` list) makes the user an administrator.
 """
 
 import asyncio
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -17,43 +19,34 @@ from shared.frames import BEARER_SUBPROTOCOL_PREFIX
 
 ALGORITHM = "HS256"
 ISSUER = "tokenwire"
+ADMIN = "admin"
 
 
 class AuthError(Exception):
     """Missing, malformed, badly signed or expired token."""
 
 
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    admin: bool = False
+
+
 def new_dev_user() -> str:
     return f"dev-{secrets.token_urlsafe(9)}"
 
 
-def mint_token(user_id: str, secret: str, ttl_s: int) -> str:
+def mint_token(user_id: str, secret: str, ttl_s: int, *, role: str | None = None) -> str:
     now = int(time.time())
-    return jwt.encode(
-        {"sub": user_id, "iss": ISSUER, "iat": now, "exp": now + ttl_s}, secret, ALGORITHM
-    )
+    claims: dict[str, Any] = {"sub": user_id, "iss": ISSUER, "iat": now, "exp": now + ttl_s}
+    if role:
+        claims["role"] = role
+    return jwt.encode(claims, secret, ALGORITHM)
 
 
 def verify_token(token: str | None, secret: str) -> str:
-    """The user id (`sub`) of a valid token; raises `AuthError` otherwise."""
-    if not token:
-        raise AuthError("no token")
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            options={"require": ["sub", "exp"]},
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token expired") from None
-    except jwt.InvalidTokenError:
-        raise AuthError("invalid token") from None
-    sub = claims["sub"]
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("invalid token")
-    return sub
+    """The user id (`sub`) of a valid HS256 token; raises `AuthError` otherwise."""
+    return _principal(_decode(token, secret, ALGORITHM, issuer=ISSUER)).user_id
 
 
 class Authenticator:
@@ -76,6 +69,10 @@ class Authenticator:
 
     async def verify(self, token: str | None) -> str:
         """The user id of a valid token; raises `AuthError` otherwise."""
+        return (await self.principal(token)).user_id
+
+    async def principal(self, token: str | None) -> Principal:
+        """Who a valid token names, and whether they are an administrator."""
         if not token:
             raise AuthError("no token")
         try:
@@ -83,30 +80,50 @@ class Authenticator:
         except jwt.InvalidTokenError:
             raise AuthError("invalid token") from None
         if algorithm == ALGORITHM and self._secret:
-            return verify_token(token, self._secret)
+            return _principal(_decode(token, self._secret, ALGORITHM, issuer=ISSUER))
         if algorithm == "RS256" and self._jwks is not None:
-            return await self._verify_external(token, self._jwks)
+            try:  # the JWKS client fetches with urllib: keep it off the event loop
+                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            except jwt.PyJWKClientError:
+                raise AuthError("invalid token") from None
+            claims = _decode(token, key.key, "RS256", issuer=self._issuer, audience=self._audience)
+            return _principal(claims)
         raise AuthError("invalid token")
 
-    async def _verify_external(self, token: str, jwks: jwt.PyJWKClient) -> str:
-        try:  # the JWKS client fetches with urllib: keep it off the event loop
-            key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=["RS256"],
-                issuer=self._issuer,
-                audience=self._audience,
-                options={"require": ["sub", "exp"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except (jwt.InvalidTokenError, jwt.PyJWKClientError):
-            raise AuthError("invalid token") from None
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub:
-            raise AuthError("invalid token")
-        return sub
+
+def _decode(
+    token: str | None,
+    key: Any,
+    algorithm: str,
+    *,
+    issuer: str | None,
+    audience: str | None = None,
+) -> dict[str, Any]:
+    if not token:
+        raise AuthError("no token")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            issuer=issuer,
+            audience=audience,
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidTokenError:
+        raise AuthError("invalid token") from None
+    return claims
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise AuthError("invalid token")
+    roles = claims.get("roles")
+    admin = claims.get("role") == ADMIN or (isinstance(roles, list) and ADMIN in roles)
+    return Principal(sub, admin)
 
 
 def bearer(authorization: str | None) -> str | None:

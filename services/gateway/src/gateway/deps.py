@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from redis.asyncio import Redis
 
-from gateway.auth import Authenticator, AuthError, bearer
+from gateway.auth import Authenticator, AuthError, Principal, bearer
 from gateway.bus import Bus
 from gateway.hub import SessionHub
 from gateway.presence import Presence
@@ -33,16 +33,23 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_user(
+async def get_principal(
     resources: ResourcesDep, authorization: Annotated[str | None, Header()] = None
-) -> str:
-    """The caller's user id from `Authorization: Bearer <jwt>`; 401 otherwise."""
+) -> Principal:
+    """The caller, from `Authorization: Bearer <jwt>`; 401 otherwise."""
     try:
-        return await resources.auth.verify(bearer(authorization))
+        return await resources.auth.principal(bearer(authorization))
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from None
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_user(principal: PrincipalDep) -> str:
+    return principal.user_id
 
 
 UserDep = Annotated[str, Depends(get_user)]

@@ -21,7 +21,10 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # Days are UTC days whatever the server's time zone.
+    return create_async_engine(
+        url, pool_pre_ping=True, connect_args={"server_settings": {"timezone": "UTC"}}
+    )
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository
+from persistence import repository, usage
 from shared import rpc, subjects
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,15 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
             log.exception("adding a member failed")
             return rpc.SessionReply(error=_UNAVAILABLE)
         return rpc.SessionReply(session=info)
+
+    @broker.subscriber(subjects.SVC_USAGE, queue=QUEUE)
+    async def usage_report(request: rpc.UsageRequest) -> rpc.UsageReport:
+        try:
+            async with sessions() as db:
+                return await usage.report(db, request)
+        except SQLAlchemyError:
+            log.exception("reading usage failed")
+            return rpc.UsageReport(error=_UNAVAILABLE)
 
     @broker.subscriber(subjects.SVC_HISTORY, queue=QUEUE)
     async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
