@@ -83,6 +83,8 @@ class ReplyEnd(Event):
     ttft_ms: float | None = None
     duration_ms: float
     participant: str = "assistant"
+    requested_by: str | None = None
+    """The user whose message this answers: whose usage it is."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

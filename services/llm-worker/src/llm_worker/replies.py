@@ -149,6 +149,7 @@ async def generate_reply(
         cost_usd=cost_usd(prices or {}, job.model, usage),
         ttft_ms=progress.ttft_ms,
         duration_ms=_ms_since(started),
+        requested_by=message.participant,
     )
     await publisher.end(end)
     return end

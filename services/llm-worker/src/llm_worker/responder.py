@@ -193,6 +193,7 @@ class Responder:
             finish_reason="cancelled",
             usage=Usage(estimated=True),
             duration_ms=0,
+            requested_by=message.participant,
         )
 
     def _error(self, delivery: Delivery, code: str, text: str, *, retryable: bool) -> ReplyError:

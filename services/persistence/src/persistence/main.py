@@ -1,16 +1,21 @@
-"""Build the persistence app: request-reply handlers plus the durable event recorder."""
+"""Build the persistence app: request-reply handlers, the durable event recorder, and, when
+configured, the usage webhook and retention."""
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
+import httpx
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from persistence import db, handlers, migrate
+from persistence import db, handlers, migrate, retention, webhook
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
-from shared import stream
+from shared import stream, subjects
+from shared.stream import connect
 
 LOGGER = logging.getLogger("tokenwire.broker")
 
@@ -28,31 +33,57 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     sessions = db.sessionmaker(engine)
     handlers.register(broker, sessions)
     tasks: list[asyncio.Task[None]] = []
+    http = httpx.AsyncClient(timeout=settings.usage_webhook_timeout_s)
+
+    def spawn(name: str, work: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(work, name=name))
 
     async def setup() -> None:
         await stream.prepare(settings, name="persistence")
+        if settings.usage_webhook_url:
+            nc = await connect(settings.nats_url, name="persistence-setup", watch=False)
+            try:
+                await nc.jetstream().add_consumer(
+                    subjects.STREAM, webhook.consumer_config(ack_wait_s=30.0)
+                )
+            finally:
+                await nc.close()
         await migrate.upgrade(engine)
 
-    async def start_recorder() -> None:
-        recorder = Recorder(
-            broker.connection.jetstream(),
-            sessions,
-            batch_size=settings.batch_size,
-            retry_delay_s=settings.retry_delay_s,
+    async def start() -> None:
+        js = broker.connection.jetstream()
+        spawn(
+            "recorder",
+            Recorder(
+                js, sessions, batch_size=settings.batch_size, retry_delay_s=settings.retry_delay_s
+            ).run(),
         )
-        tasks.append(asyncio.create_task(recorder.run(), name="recorder"))
+        if settings.usage_webhook_url and settings.usage_webhook_secret:
+            sender = webhook.WebhookSender(
+                js,
+                http,
+                url=str(settings.usage_webhook_url),
+                secret=settings.usage_webhook_secret.get_secret_value(),
+                base_s=settings.usage_webhook_backoff_s,
+                cap_s=settings.usage_webhook_backoff_max_s,
+            )
+            spawn("usage-webhook", sender.run())
+        if settings.retention_days:
+            spawn(
+                "retention",
+                retention.prune_forever(
+                    sessions, days=settings.retention_days, every_s=settings.retention_every_s
+                ),
+            )
 
-    async def stop_recorder() -> None:
+    async def stop() -> None:
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await http.aclose()
         await engine.dispose()
 
     return FastStream(
-        broker,
-        logger=LOGGER,
-        on_startup=[setup],
-        after_startup=[start_recorder],
-        on_shutdown=[stop_recorder],
+        broker, logger=LOGGER, on_startup=[setup], after_startup=[start], on_shutdown=[stop]
     )

@@ -138,7 +138,7 @@ async def _reply_end(db: AsyncSession, evt: ReplyEnd, seq: int) -> None:
     values: dict[str, Any] = {
         "session_id": evt.session_id,
         "message_id": evt.message_id,
-        "user_id": asker.one_or_none(),
+        "user_id": evt.requested_by or asker.one_or_none(),
         "model": evt.model,
         "attempt": evt.attempt,
         "prompt_tokens": evt.usage.prompt_tokens,

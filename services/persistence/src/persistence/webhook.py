@@ -1,0 +1,151 @@
+"""The usage callback: each reply's usage POSTed to `TOKENWIRE_USAGE_WEBHOOK_URL`.
+
+Driven by its own durable consumer (`usage-webhook` on `chat.*.out.end`), not a queue in
+memory: a delivery is acked only after the receiver answered 2xx, and naked with exponential
+backoff (plus jitter) while it does not, so nothing is lost across restarts of either side.
+Delivery is at least once; `X-Tokenwire-Delivery` carries a stable id for the receiver to
+deduplicate by. The body is signed: `X-Tokenwire-Signature: sha256=<hex HMAC of the body>`.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+from typing import Any
+
+import httpx
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from shared import subjects
+from shared.events import ReplyEnd
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "usage-webhook"
+SIGNATURE_HEADER = "X-Tokenwire-Signature"
+DELIVERY_HEADER = "X-Tokenwire-Delivery"
+
+
+def consumer_config(*, ack_wait_s: float) -> ConsumerConfig:
+    """Every reply that ends from the moment the webhook is first configured."""
+    return ConsumerConfig(
+        durable_name=CONSUMER,
+        filter_subject=subjects.ALL_OUT_END,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.NEW,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+    )
+
+
+def payload(end: ReplyEnd) -> dict[str, Any]:
+    return {
+        "id": delivery_id(end),
+        "session_id": end.session_id,
+        "message_id": end.message_id,
+        "user_id": end.requested_by,
+        "model": end.model,
+        "attempt": end.attempt,
+        "finish_reason": end.finish_reason,
+        "usage": end.usage.model_dump(),
+        "cost_usd": end.cost_usd,
+        "ttft_ms": end.ttft_ms,
+        "duration_ms": end.duration_ms,
+        "created_at": end.created_at.isoformat(),
+    }
+
+
+def delivery_id(end: ReplyEnd) -> str:
+    """One id per reply: a redelivery, or a later attempt's end, carries the same one."""
+    return f"{end.session_id}:{end.message_id}"
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def backoff_s(delivered: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Exponential in the number of deliveries so far, capped, less up to 20 % of jitter (so
+    that records that failed together do not all come back at once)."""
+    delay: float = min(base_s * float(2 ** max(delivered - 1, 0)), cap_s)
+    return delay * (1 - rng.random() * 0.2)
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        http: httpx.AsyncClient,
+        *,
+        url: str,
+        secret: str,
+        base_s: float,
+        cap_s: float,
+        batch: int = 20,
+    ) -> None:
+        self._js = js
+        self._http = http
+        self._url = url
+        self._secret = secret
+        self._base_s = base_s
+        self._cap_s = cap_s
+        self._batch = batch
+        self._rng = random.Random()
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        sub = await self._js.pull_subscribe_bind(CONSUMER, stream=subjects.STREAM)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                except NatsTimeoutError:
+                    continue
+                except Exception:  # a broker hiccup: the consumer keeps its position
+                    log.exception("fetch from %s failed; retrying", CONSUMER)
+                    await asyncio.sleep(self._base_s)
+                    continue
+                await asyncio.gather(*(self.deliver(msg) for msg in msgs))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def deliver(self, msg: Msg) -> None:
+        try:
+            end = ReplyEnd.model_validate_json(msg.data)
+        except ValidationError:
+            log.error("not a reply end on %s; skipped", msg.subject)
+            await msg.term()
+            return
+        body = json.dumps(payload(end), separators=(",", ":")).encode()
+        headers = {
+            "content-type": "application/json",
+            DELIVERY_HEADER: delivery_id(end),
+            SIGNATURE_HEADER: sign(body, self._secret),
+        }
+        try:
+            answer = await self._http.post(self._url, content=body, headers=headers)
+            delivered = 200 <= answer.status_code < 300
+            reason = f"HTTP {answer.status_code}"
+        except httpx.HTTPError as exc:
+            delivered, reason = False, type(exc).__name__
+        if delivered:
+            await msg.ack()
+            return
+        attempts = msg.metadata.num_delivered
+        delay = backoff_s(attempts, base_s=self._base_s, cap_s=self._cap_s, rng=self._rng)
+        log.warning(
+            "usage webhook refused %s (%s, try %d); again in %.1f s",
+            delivery_id(end),
+            reason,
+            attempts,
+            delay,
+        )
+        await msg.nak(delay=delay)
