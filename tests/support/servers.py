@@ -12,12 +12,13 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ class Server:
     log: Path
     owned_dir: Path | None = None
     """Removed on stop."""
+    restart: Callable[[], subprocess.Popen[bytes]] | None = None
+    """Starts the server again on its port with its data (after `halt`)."""
+
+    def halt(self) -> None:
+        """Stop the process at once (SIGINT: PostgreSQL's fast shutdown, which does not wait
+        for clients to leave), keeping its data for `resume`."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(10)
+
+    def resume(self) -> None:
+        assert self.restart is not None
+        self.process = self.restart()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -155,6 +169,20 @@ def start_postgres(workdir: Path | None = None) -> Server:
         capture_output=True,
         **as_user,
     )
+    server = Server(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres",
+        port,
+        _run_postgres(bin_dir, data, port, log, as_user),
+        log,
+        owned_dir=workdir,
+    )
+    server.restart = lambda: _run_postgres(bin_dir, data, port, log, as_user)
+    return server
+
+
+def _run_postgres(
+    bin_dir: Path, data: Path, port: int, log: Path, as_user: dict[str, Any]
+) -> subprocess.Popen[bytes]:
     process = _spawn(
         [
             str(bin_dir / "postgres"),
@@ -163,7 +191,7 @@ def start_postgres(workdir: Path | None = None) -> Server:
             "-p",
             str(port),
             "-k",
-            str(workdir),
+            str(data.parent),
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
@@ -178,8 +206,7 @@ def start_postgres(workdir: Path | None = None) -> Server:
     )
     _wait(process, port, log)
     _wait_pg_ready(bin_dir, port)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-    return Server(url, port, process, log, owned_dir=workdir)
+    return process
 
 
 def _wait_pg_ready(bin_dir: Path, port: int, timeout_s: float = 20.0) -> None:

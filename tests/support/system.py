@@ -26,6 +26,8 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    module: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -54,6 +56,23 @@ class System:
 
     def process(self, pid: int) -> Process:
         return next(p for p in self.processes if p.popen.pid == pid)
+
+    def named(self, name: str) -> Process:
+        """The newest process of that name."""
+        return [p for p in self.processes if p.name == name][-1]
+
+    def respawn(self, process: Process) -> Process:
+        """Start `process` again (after it stopped) with the same module and environment."""
+        with process.log.open("ab") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", process.module],
+                env=process.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        again = Process(process.name, popen, process.log, process.module, process.env)
+        self.processes.append(again)
+        return again
 
     @property
     def ws_url(self) -> str:
@@ -116,7 +135,7 @@ def start_system(
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        system.processes.append(Process(name, popen, log))
+        system.processes.append(Process(name, popen, log, module, {**base, **env}))
         return system.processes[-1]
 
     def add_worker(**env: str) -> Process:

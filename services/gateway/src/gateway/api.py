@@ -70,6 +70,7 @@ async def create_session(
     answer = await _ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
     if answer.session is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")
+    resources.sessions.put(answer.session.session_id, answer.session)
     return CreatedSession(session_id=answer.session.session_id)
 
 

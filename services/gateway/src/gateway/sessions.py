@@ -5,11 +5,14 @@ from costing a NATS round trip each time. A change made through this gateway is 
 one made through another gateway within `ttl_s`.
 """
 
+import logging
 import time
 from collections import OrderedDict
 
-from gateway.bus import Bus
+from gateway.bus import Bus, Unavailable
 from shared import rpc
+
+log = logging.getLogger(__name__)
 
 
 class SessionCache:
@@ -20,12 +23,20 @@ class SessionCache:
         self._entries: OrderedDict[str, tuple[float, rpc.SessionInfo | None]] = OrderedDict()
 
     async def get(self, session_id: str) -> rpc.SessionInfo | None:
-        """The session, or None if it does not exist; raises `Unavailable`."""
+        """The session, or None if it does not exist. While persistence does not answer, an
+        expired entry is still used (membership rarely changes; chatting goes on through an
+        outage); with none, raises `Unavailable`."""
         now = time.monotonic()
         cached = self._entries.get(session_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        info = await self._bus.get_session(session_id)
+        try:
+            info = await self._bus.get_session(session_id)
+        except Unavailable:
+            if cached is None:
+                raise
+            log.warning("sessions unavailable: using what was known of %s", session_id)
+            return cached[1]
         self.put(session_id, info)
         return info
 
