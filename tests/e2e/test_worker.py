@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -74,6 +75,16 @@ async def streaming_worker(system: System, planned: int) -> Process:
             return system.process(int(live[-1]["worker"].rsplit("-", 1)[1]))
         await asyncio.sleep(0.05)
     raise AssertionError("no stream running")
+
+
+async def exit_code(process: Process, timeout_s: float) -> int:
+    """Wait for `process` to exit; if it does not, fail with its asyncio tasks (SIGUSR1)."""
+    try:
+        return await asyncio.to_thread(process.popen.wait, timeout_s)
+    except subprocess.TimeoutExpired:
+        process.popen.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1)
+        raise AssertionError(f"{process.name} did not exit:\n{process.tail(8000)}") from None
 
 
 async def tokens(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
@@ -310,7 +321,7 @@ async def test_sigterm_lets_a_held_reply_finish(system: System, http: httpx.Asyn
     assert [f["attempt"] for f in before + after if f["type"] == "stream_start"] == [1]
     assert after[-1]["finish_reason"] == "stop"
     assert len(after[-1]["text"].split()) == 154
-    assert await asyncio.to_thread(draining.popen.wait, 10) == 0
+    assert await exit_code(draining, 10) == 0
 
 
 async def test_a_client_that_leaves_does_not_cancel_its_reply(
@@ -338,14 +349,14 @@ async def test_past_the_drain_timeout_a_reply_is_handed_to_another_worker(
     for worker in others:  # idle: they stop at once
         worker.popen.send_signal(signal.SIGTERM)
     for worker in others:
-        await asyncio.to_thread(worker.popen.wait, 15)
+        await exit_code(worker, 15)
     sid, alice = await session(http)
     async with await connect(system.ws_url, sid, alice) as ws:
         await next_frame(ws)
         await ws.send(say("h1", "[fake tokens=155 delay_ms=20]"))
         before = await tokens(ws, 3)
         hasty.popen.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(hasty.popen.wait, 10) == 0
+        assert await exit_code(hasty, 10) == 0
         system.add_worker()
         system.add_worker()
         after = await frames_until_end(ws, timeout_s=30)

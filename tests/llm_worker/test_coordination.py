@@ -15,18 +15,27 @@ pytestmark = pytest.mark.real
 @pytest.fixture
 async def coordinator(redis_url: str) -> AsyncIterator[Coordinator]:
     redis = Redis.from_url(redis_url)
-    yield Coordinator(redis, lease_ttl_s=30)
+    yield Coordinator(redis, fence_ttl_s=30)
     await redis.aclose()
 
 
 async def test_a_newer_attempt_fences_off_an_older_one(coordinator: Coordinator) -> None:
     sid, mid = uuid.uuid4().hex, "m1"
-    assert await coordinator.claim(sid, mid, 1)
+    assert await coordinator.claim(sid, mid, 1) == "ours"
     assert await coordinator.holds(sid, mid, 1)
-    assert await coordinator.claim(sid, mid, 2)
+    assert await coordinator.claim(sid, mid, 2) == "ours"
     assert not await coordinator.holds(sid, mid, 1)
-    assert not await coordinator.claim(sid, mid, 1)
+    assert await coordinator.claim(sid, mid, 1) == "newer"
     assert await coordinator.holds(sid, mid, 2)
+
+
+async def test_an_answered_message_is_never_answered_again(coordinator: Coordinator) -> None:
+    sid, mid = uuid.uuid4().hex, "m1"
+    assert await coordinator.claim(sid, mid, 1) == "ours"
+    await coordinator.answered(sid, mid)
+    assert await coordinator.claim(sid, mid, 2) == "answered"
+    assert not await coordinator.holds(sid, mid, 1)
+    assert 0 < await coordinator.redis.ttl(keys.fence(sid, mid)) <= 30
 
 
 async def test_a_session_answers_in_stream_order(coordinator: Coordinator) -> None:

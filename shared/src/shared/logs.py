@@ -38,3 +38,19 @@ def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = F
     # One line per HTTP request to the model server is noise at INFO.
     for name in ("httpx", "httpx2", "openai"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def dump_tasks_on_sigusr1() -> None:
+    """On SIGUSR1, log every asyncio task of the running loop with where it waits: what a
+    stuck process is doing, without stopping it. Call from inside the loop."""
+    import asyncio
+    import io
+    import signal
+
+    def dump() -> None:
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=out)
+        logging.getLogger("tokenwire.tasks").warning("asyncio tasks:\n%s", out.getvalue())
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)

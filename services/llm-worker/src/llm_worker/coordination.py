@@ -4,15 +4,17 @@ atomic)."""
 
 import time
 from datetime import UTC, datetime
+from typing import Literal
 
 from redis.asyncio import Redis
 
 from shared import keys
 
-# Claim the reply for `attempt` unless a newer attempt already has it.
+# Claim the reply for `attempt` unless a newer attempt has it (0), or it was answered (2).
 _CLAIM = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current > tonumber(ARGV[1]) then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current == 'done' then return 2 end
+if tonumber(current or '0') > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
@@ -38,26 +40,33 @@ return 1
 
 class Coordinator:
     def __init__(
-        self, redis: Redis, *, lease_ttl_s: int, queue_ttl_s: int = keys.SESSION_QUEUE_TTL_S
+        self, redis: Redis, *, fence_ttl_s: int, queue_ttl_s: int = keys.SESSION_QUEUE_TTL_S
     ) -> None:
         self.redis = redis
-        self._lease_ttl_s = lease_ttl_s
+        self._fence_ttl_s = fence_ttl_s
         self._queue_ttl_s = queue_ttl_s
         self._claim = redis.register_script(_CLAIM)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._done = redis.register_script(_DONE)
         self._skip = redis.register_script(_SKIP)
 
-    # Fencing: attempts are the stream's delivery count, so they only grow.
-    async def claim(self, session_id: str, message_id: str, attempt: int) -> bool:
-        """Take the reply for `attempt`; False when a newer attempt already took it."""
+    # Fencing: attempts are the stream's delivery count, so they only grow. The fence outlives
+    # every delivery a message can have, so a late, stale delivery always finds it.
+    async def claim(
+        self, session_id: str, message_id: str, attempt: int
+    ) -> Literal["ours", "newer", "answered"]:
+        """Take the reply for `attempt`, unless a newer attempt took it or it was answered."""
         key = keys.fence(session_id, message_id)
-        return bool(await self._claim(keys=[key], args=[attempt, self._lease_ttl_s]))
+        result = int(await self._claim(keys=[key], args=[attempt, self._fence_ttl_s]))
+        return "ours" if result == 1 else "answered" if result == 2 else "newer"
 
     async def holds(self, session_id: str, message_id: str, attempt: int) -> bool:
-        """Whether `attempt` is still the newest (renews the lease's TTL when it is)."""
-        key = keys.fence(session_id, message_id)
-        return bool(await self._claim(keys=[key], args=[attempt, self._lease_ttl_s]))
+        """Whether `attempt` still has the reply."""
+        return await self.claim(session_id, message_id, attempt) == "ours"
+
+    async def answered(self, session_id: str, message_id: str) -> None:
+        """The reply's terminal event is stored: any later delivery is only acked."""
+        await self.redis.set(keys.fence(session_id, message_id), "done", ex=self._fence_ttl_s)
 
     # One reply at a time per session, in stream order, across workers.
     async def head_of_line(self, session_id: str, seq: int) -> int:

@@ -80,11 +80,18 @@ def stream_sequence(msg: NatsMessage) -> int:
 async def _in_progress(
     msg: NatsMessage, every_s: float, also: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[None]:
-    """Every `every_s`, tell the server `msg` is still being worked on, and run `also`."""
+    """Every `every_s`, tell the server `msg` is still being worked on, and run `also`.
+
+    Stopped by an event, not only by cancelling: nats-py's publish swallows a CancelledError
+    that lands while it flushes, and a beat cancelled there would never end.
+    """
+    done = asyncio.Event()
 
     async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every_s)
+                return
             await msg.in_progress()
             await also()
 
@@ -92,6 +99,7 @@ async def _in_progress(
     try:
         yield
     finally:
+        done.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -17,6 +17,7 @@ from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from shared import rpc, stream, subjects
+from shared.logs import dump_tasks_on_sigusr1
 
 LOGGER = logging.getLogger("tokenwire.broker")
 
@@ -35,6 +36,11 @@ def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
         max_retries=settings.llm_max_retries,
         default_headers={"X-Tokenwire-Worker": WORKER_ID},
     )
+
+
+def fence_ttl_s(settings: WorkerSettings) -> int:
+    """Longer than every delivery of one message can take, with a wide margin."""
+    return max(24 * 3600, int(settings.worker_ack_wait_s * (settings.worker_max_deliver + 1) * 4))
 
 
 def create_app(
@@ -74,7 +80,7 @@ def create_app(
         settings,
         llm,
         get_publisher,
-        Coordinator(redis, lease_ttl_s=int(settings.worker_ack_wait_s * 2) + 1),
+        Coordinator(redis, fence_ttl_s=fence_ttl_s(settings)),
         ContextStore(
             redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
         ),
@@ -83,6 +89,7 @@ def create_app(
     handlers.register(broker, settings, responder)
 
     async def setup() -> None:
+        dump_tasks_on_sigusr1()
         await stream.prepare(settings, name="llm-worker")
 
     async def close() -> None:

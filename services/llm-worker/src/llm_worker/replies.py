@@ -77,6 +77,7 @@ async def generate_reply(
         ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
     )
     progress = _Progress()
+    abandoned = False
 
     async def consume() -> None:
         pieces = stream_completion(
@@ -101,6 +102,10 @@ async def generate_reply(
                         if meter is not None and not await meter(counter.count(text)):
                             stop.set("budget")
                             return
+                        # Also checked, not only cancelled: nats-py's publish can swallow a
+                        # CancelledError, and a cancelled stream must still end now.
+                        if stop.reason is not None or abandoned:
+                            return
                     case Finish(reason=reason):
                         progress.finish = "length" if reason == "length" else "stop"
                     case UsageReport(usage=reported):
@@ -112,6 +117,7 @@ async def generate_reply(
     try:
         await asyncio.wait({streaming, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        abandoned = not streaming.done()
         for task in (streaming, stopped):
             if not task.done():
                 task.cancel()

@@ -62,7 +62,10 @@ class Responder:
     async def respond(self, delivery: Delivery) -> bool:
         message, attempt = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
-        if not await self._coord.claim(sid, mid, attempt):
+        claim = await self._coord.claim(sid, mid, attempt)
+        if claim == "answered":
+            return True  # a late delivery of a message already answered
+        if claim == "newer":
             log.info("reply to %s/%s belongs to a newer attempt than %d", sid, mid, attempt)
             return False
         stop = self.cancels.hold(sid, mid)
@@ -75,10 +78,13 @@ class Responder:
                 await self._coord.set_active(sid, mid)
             if stop.reason == "cancelled":
                 await self._publisher().end(self._cancelled_before_start(delivery))
+                await self._coord.answered(sid, mid)
                 return True
             terminal = await self._answer(delivery, stop)
             if terminal is None:
+                queued = False  # fenced off: the newer attempt owns the session's turn
                 return False
+            await self._coord.answered(sid, mid)
             if isinstance(terminal, ReplyEnd):
                 await self._context.append(
                     sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)

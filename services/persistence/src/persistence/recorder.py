@@ -45,6 +45,7 @@ class Recorder:
         sub = await self._js.pull_subscribe_bind(PERSISTENCE_CONSUMER, stream=subjects.STREAM)
         try:
             while True:
+                raise_if_cancelled()
                 try:
                     batch = await sub.fetch(self._batch_size, timeout=1.0)
                 except NatsTimeoutError:
@@ -88,3 +89,11 @@ class Recorder:
             return
         for msg in good:
             await msg.ack()
+
+
+def raise_if_cancelled() -> None:
+    """nats-py's publish (under ack and nak) can swallow a CancelledError: a loop that was
+    cancelled there must still stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
+from persistence.recorder import raise_if_cancelled
 from shared import subjects
 from shared.events import ReplyEnd
 
@@ -104,6 +105,7 @@ class WebhookSender:
         sub = await self._js.pull_subscribe_bind(CONSUMER, stream=subjects.STREAM)
         try:
             while True:
+                raise_if_cancelled()
                 try:
                     msgs = await sub.fetch(self._batch, timeout=1.0)
                 except NatsTimeoutError:
