@@ -8,7 +8,6 @@ import pytest
 from gateway.auth import (
     Authenticator,
     AuthError,
-    Principal,
     mint_token,
     token_from_handshake,
     verify_token,
@@ -58,10 +57,12 @@ def test_handshake_token_prefers_header_then_subprotocol_then_query() -> None:
 
 async def test_an_admin_role_claim_makes_an_administrator() -> None:
     auth = Authenticator(secret=SECRET)
-    assert await auth.principal(mint_token("boss", SECRET, 3600, role="admin")) == Principal(
-        "boss", admin=True
-    )
-    assert await auth.principal(mint_token("u1", SECRET, 3600)) == Principal("u1", admin=False)
+    boss = await auth.principal(mint_token("boss", SECRET, 3600, role="admin"))
+    assert (boss.user_id, boss.admin) == ("boss", True)
+    assert boss.expires_at is not None
+    assert boss.expires_at > time.time() + 3500
+    user = await auth.principal(mint_token("u1", SECRET, 3600))
+    assert (user.user_id, user.admin) == ("u1", False)
     roles = jwt.encode(
         {
             "sub": "ops",

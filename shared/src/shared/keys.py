@@ -27,6 +27,21 @@ def fence(session_id: str, message_id: str) -> str:
     return f"tw:fence:{session_id}:{message_id}"
 
 
+def message_rate(user_id: str) -> str:
+    """Token bucket of a user's messages."""
+    return f"tw:rate:{user_id}"
+
+
+def connections(user_id: str) -> str:
+    """Sorted set of a user's open connections, scored by expiry."""
+    return f"tw:conns:{user_id}"
+
+
+def inflight(session_id: str) -> str:
+    """Sorted set of a session's replies asked for and not yet ended, scored by when."""
+    return f"tw:inflight:{session_id}"
+
+
 def budget(user_id: str, day: str) -> str:
     """Tokens a user spent on `day` (UTC, `YYYYMMDD`)."""
     return f"tw:budget:{user_id}:{day}"

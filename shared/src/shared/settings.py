@@ -22,5 +22,8 @@ class TokenwireSettings(BaseSettings):
     """Without an ack or in-progress signal for this long, a user message goes to another worker."""
     worker_max_deliver: int = Field(default=5, ge=1)
     """Deliveries of one user message before it is given up (each is a new reply attempt)."""
+    daily_token_budget: int = Field(default=0, ge=0)
+    """Tokens (prompt + completion) one user may spend per UTC day; 0 means no limit. Workers
+    meter it while replies stream; gateways refuse messages once it is spent."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -30,6 +30,8 @@ class AuthError(Exception):
 class Principal:
     user_id: str
     admin: bool = False
+    expires_at: float | None = None
+    """The token's `exp` (seconds since the epoch): sockets are closed with 4401 then."""
 
 
 def new_dev_user() -> str:
@@ -123,7 +125,8 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         raise AuthError("invalid token")
     roles = claims.get("roles")
     admin = claims.get("role") == ADMIN or (isinstance(roles, list) and ADMIN in roles)
-    return Principal(sub, admin)
+    exp = claims.get("exp")
+    return Principal(sub, admin, float(exp) if isinstance(exp, int | float) else None)
 
 
 def bearer(authorization: str | None) -> str | None:

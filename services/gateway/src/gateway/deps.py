@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from gateway.auth import Authenticator, AuthError, Principal, bearer
 from gateway.bus import Bus
 from gateway.hub import SessionHub
+from gateway.limits import Limits
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
@@ -23,6 +24,7 @@ class Resources:
     redis: Redis
     sessions: SessionCache
     presence: Presence
+    limits: Limits
 
 
 def get_resources(request: Request) -> Resources:

@@ -12,6 +12,7 @@ from gateway.auth import Authenticator
 from gateway.bus import Bus
 from gateway.deps import Resources
 from gateway.hub import SessionHub
+from gateway.limits import Limits
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
@@ -40,6 +41,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             redis=redis,
             sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
             presence=Presence(redis, ttl_s=settings.presence_ttl_s),
+            limits=Limits(
+                redis,
+                messages_per_min=settings.message_rate_per_min,
+                connections_per_user=settings.max_connections_per_user,
+                replies_per_session=settings.max_replies_per_session,
+                daily_token_budget=settings.daily_token_budget,
+                connection_ttl_s=settings.presence_ttl_s,
+            ),
         )
         try:
             yield

@@ -4,7 +4,7 @@ import logging
 import secrets
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.settings import TokenwireSettings
 
@@ -42,6 +42,21 @@ class GatewaySettings(TokenwireSettings):
     """A connection's presence entry lives this long unless refreshed (every third of it)."""
     session_cache_s: float = Field(default=5.0, ge=0)
     """How long a session's membership is cached by the gateway."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to open sockets besides the gateway's own (JSON list or comma
+    separated). In dev mode any localhost origin is allowed too."""
+    message_rate_per_min: float = Field(default=20.0, gt=0)
+    """A user's messages per minute (a token bucket; the burst is the same number)."""
+    max_connections_per_user: int = Field(default=20, ge=1)
+    max_replies_per_session: int = Field(default=4, ge=1)
+    """Replies asked for and not yet ended in one session (matters with policy `parallel`)."""
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _secret(self) -> Self:

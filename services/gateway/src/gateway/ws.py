@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import assert_never
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -17,9 +18,11 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
 from gateway import policy
-from gateway.auth import AuthError, token_from_handshake
+from gateway.auth import AuthError, Principal, token_from_handshake
 from gateway.bus import Unavailable
 from gateway.deps import Resources
+from gateway.limits import Refusal
+from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing, coalesce
 from gateway.replay import can_resume, replay
 from shared import rpc, subjects
@@ -48,15 +51,25 @@ REPLAY_BATCH = 256
 
 
 async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
+    settings = resources.settings
+    if not origin_allowed(
+        ws.headers.get("origin"),
+        ws.headers.get("host"),
+        allowed=settings.allowed_origins,
+        dev=settings.auth == "dev",
+    ):
+        await ws.close(code=1008)  # before accepting: the browser's handshake fails with 403
+        return
     offered = ws.scope.get("subprotocols", [])
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
     try:
-        user = await resources.auth.verify(
+        principal = await resources.auth.principal(
             token_from_handshake(ws.headers, offered, ws.query_params)
         )
     except AuthError as exc:
         await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, str(exc))
         return
+    user = principal.user_id
     try:
         session = (
             await resources.sessions.get(session_id) if subjects.is_session_id(session_id) else None
@@ -68,19 +81,32 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
         await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "not a member of this session")
         return
     await ws.accept(subprotocol=subprotocol)
-    await Connection(ws, session, user, resources).run(ws.query_params.get("last_seq"))
+    connection = Connection(ws, session, principal, resources)
+    try:
+        refusal = await resources.limits.open_connection(user, connection.id)
+    except RedisError:
+        refusal = Refusal("unavailable", "limits unavailable; retry", 1.0)
+    if refusal is not None:
+        await connection.refuse(refusal)
+        return
+    try:
+        await connection.run(ws.query_params.get("last_seq"))
+    finally:
+        with contextlib.suppress(RedisError):
+            await resources.limits.close_connection(user, connection.id)
 
 
 class Connection:
     """One accepted socket: its outbox, its sender, its presence."""
 
     def __init__(
-        self, ws: WebSocket, session: rpc.SessionInfo, user: str, resources: Resources
+        self, ws: WebSocket, session: rpc.SessionInfo, principal: Principal, resources: Resources
     ) -> None:
         self.ws = ws
         self.session = session
         self.session_id = session.session_id
-        self.user = user
+        self.user = principal.user_id
+        self.expires_at = principal.expires_at
         self.id = secrets.token_urlsafe(8)
         self.r = resources
         self.outbox = Outbox(resources.settings.send_queue_frames, owner=self.id)
@@ -116,6 +142,8 @@ class Connection:
             present = await self._enter()
             background.append(asyncio.create_task(self._send_live(after=head)))
             background.append(asyncio.create_task(self._heartbeat()))
+            if self.expires_at is not None:
+                background.append(asyncio.create_task(self._expire()))
             await self._receive()
         except WebSocketDisconnect:
             pass
@@ -187,16 +215,14 @@ class Connection:
                 assert_never(frame)
 
     async def _store(self, frame: MessageFrame) -> None:
-        """Store the message (its echo acknowledges it), after the session's policy agrees."""
+        """Store the message (its echo acknowledges it), once the limits and the session's
+        policy agree. Without Redis nothing is stored: limits fail closed."""
         session = self.session
         try:
-            if frame.reply:
-                refusal = await policy.admit(
-                    self.r.redis, self.r.bus, session.policy, self.session_id
-                )
-                if refusal is not None:
-                    await self._send(refusal.model_dump_json())
-                    return
+            refusal = await self._admit(frame)
+            if refusal is not None:
+                await self._send(refusal.model_dump_json())
+                return
             seq, new = await self.r.bus.store_user_message(
                 UserMessage(
                     session_id=self.session_id,
@@ -218,6 +244,25 @@ class Connection:
                     detail="message not stored; send it again",
                 ).model_dump_json()
             )
+
+    async def _admit(self, frame: MessageFrame) -> ErrorFrame | None:
+        limits = self.r.limits
+        refusal = await limits.message(self.user)
+        if refusal is None and frame.reply:
+            refusal = await limits.budget(self.user) or await limits.reply(
+                self.session_id, frame.message_id
+            )
+        if refusal is not None:
+            return ErrorFrame(
+                code=refusal.code,
+                detail=refusal.detail,
+                retry_after_s=refusal.retry_after_s,
+            )
+        if frame.reply:
+            return await policy.admit(
+                self.r.redis, self.r.bus, self.session.policy, self.session_id
+            )
+        return None
 
     async def _enter(self) -> bool:
         """Record presence; announce the user if this is their first connection here."""
@@ -250,8 +295,26 @@ class Connection:
             await asyncio.sleep(presence.ttl_s / 3)
             try:
                 await presence.refresh(self.session_id, self.user, self.id)
+                await self.r.limits.open_connection(self.user, self.id)
             except RedisError as exc:
                 log.warning("presence refresh failed: %s", exc)
+
+    async def _expire(self) -> None:
+        """Close with 4401 when the token expires: the client reconnects with a fresh one."""
+        assert self.expires_at is not None
+        await asyncio.sleep(max(self.expires_at - time.time(), 0))
+        await self._close(CLOSE_UNAUTHORIZED, "token expired")
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Tell the client why (with when to retry), then close with 1013."""
+        await self._send(
+            ErrorFrame(
+                code=refusal.code,
+                detail=refusal.detail,
+                retry_after_s=refusal.retry_after_s,
+            ).model_dump_json()
+        )
+        await self._close(CLOSE_TRY_AGAIN_LATER, refusal.detail)
 
     async def _send_all(self, items: list[Outgoing]) -> None:
         for text in coalesce(items):

@@ -87,6 +87,10 @@ class Coordinator:
             args=[seq, message_id],
         )
 
+    async def reply_ended(self, session_id: str, message_id: str) -> None:
+        """The reply no longer counts against the session's limit of replies in flight."""
+        await self.redis.zrem(keys.inflight(session_id), message_id)
+
     async def set_active(self, session_id: str, message_id: str) -> None:
         await self.redis.set(keys.active_reply(session_id), message_id, ex=self._queue_ttl_s)
 

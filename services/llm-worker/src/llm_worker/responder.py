@@ -94,6 +94,7 @@ class Responder:
             self.cancels.release(sid, mid)
             if queued:
                 await self._coord.done(sid, delivery.seq, mid)
+            await self._coord.reply_ended(sid, mid)
 
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off."""

@@ -33,8 +33,6 @@ class WorkerSettings(TokenwireSettings):
     """Replies one worker streams at once."""
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM: how long held replies may finish before they are handed back."""
-    daily_token_budget: int = Field(default=0, ge=0)
-    """Tokens (prompt + completion) one user may spend per UTC day; 0 means no limit."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Per model, e.g. `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""
     openai_api_key: SecretStr | None = Field(
