@@ -21,3 +21,10 @@ def test_dev_mode_makes_a_random_secret(monkeypatch: pytest.MonkeyPatch) -> None
     assert one.secret is not None
     assert len(one.secret) >= 32
     assert one.secret != two.secret
+
+
+def test_allowed_origins_read_as_a_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWIRE_ALLOWED_ORIGINS", "https://a.example, https://b.example/")
+    assert GatewaySettings(auth="dev").allowed_origins == ["https://a.example", "https://b.example"]
+    monkeypatch.setenv("TOKENWIRE_ALLOWED_ORIGINS", '["https://c.example"]')
+    assert GatewaySettings(auth="dev").allowed_origins == ["https://c.example"]

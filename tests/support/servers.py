@@ -121,24 +121,30 @@ def start_nats(workdir: Path, *, port: int | None = None, monitor: bool = True) 
 def start_redis(workdir: Path) -> Server:
     port = free_port()
     log = workdir / "redis.log"
-    process = _spawn(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        log,
-    )
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+    process = _spawn(args, log)
     _wait(process, port, log)
-    return Server(f"redis://127.0.0.1:{port}/0", port, process, log)
+    server = Server(f"redis://127.0.0.1:{port}/0", port, process, log)
+
+    def again() -> subprocess.Popen[bytes]:
+        restarted = _spawn(args, log)
+        _wait(restarted, port, log)
+        return restarted
+
+    server.restart = again
+    return server
 
 
 def start_postgres(workdir: Path | None = None) -> Server:

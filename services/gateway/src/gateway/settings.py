@@ -1,10 +1,12 @@
 """Gateway settings (`TOKENWIRE_*`)."""
 
+import json
 import logging
 import secrets
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from shared.settings import TokenwireSettings
 
@@ -42,7 +44,7 @@ class GatewaySettings(TokenwireSettings):
     """A connection's presence entry lives this long unless refreshed (every third of it)."""
     session_cache_s: float = Field(default=5.0, ge=0)
     """How long a session's membership is cached by the gateway."""
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Browser origins allowed to open sockets besides the gateway's own (JSON list or comma
     separated). In dev mode any localhost origin is allowed too."""
     message_rate_per_min: float = Field(default=20.0, gt=0)
@@ -54,7 +56,9 @@ class GatewaySettings(TokenwireSettings):
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
 
