@@ -54,6 +54,7 @@ def main() -> None:
     manager = Manager()
     gateway_port = int(env.get("TOKENWIRE_GATEWAY_PORT", "8000"))
     workers = int(env.get("TOKENWIRE_WORKERS", "2"))
+    env.setdefault("TOKENWIRE_ENV", "development")
     env.setdefault("TOKENWIRE_AUTH", "dev")
     env.setdefault("TOKENWIRE_JWT_SECRET", secrets.token_urlsafe(48))  # this run only
     env.setdefault("TOKENWIRE_DATABASE_URL", f"sqlite+aiosqlite:///{RUN_DIR / 'tokenwire.db'}")

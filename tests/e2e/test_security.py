@@ -214,3 +214,51 @@ async def test_without_redis_generation_fails_closed_and_history_still_reads(
     history = await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)
     assert history.status_code == 200
     assert "during" not in {m["message_id"] for m in history.json()["messages"]}
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_thousand_malformed_frames_leave_the_gateway_flat_and_healthy(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    gateway = system.named("gateway").popen.pid
+    rng = random.Random(6)
+    garbage: list[str | bytes] = [
+        "",
+        "{",
+        "[]",
+        "null",
+        '{"type":',
+        '{"type":"message"}',
+        '{"type":"ping","x":1}',
+        json.dumps({"type": "message", "message_id": "x" * 500, "content": "c"}),
+        json.dumps({"type": "message", "message_id": "m", "content": "c" * 10_001}),
+        '{"type":"typing","state":"yes"}',
+        "\x00" * 100,
+        b"\xff\xfe\x00binary",
+        "[" * 5000 + "]" * 5000,
+    ]
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        for _ in range(200):  # warm up allocator and caches before measuring
+            await ws.send(rng.choice(garbage))
+            await next_frame(ws)
+        before = rss_kib(gateway)
+        for _ in range(1000):
+            await ws.send(rng.choice(garbage))
+            reply = await next_frame(ws)
+            assert reply["type"] == "error"
+        after = rss_kib(gateway)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(ws))["type"] == "pong"
+    assert after - before < 2048, (before, after)  # KiB
+    assert (await http.get("/readyz")).status_code == 200

@@ -227,6 +227,7 @@ async def test_each_way_of_presenting_the_token_works(
     async with websockets.connect(url, subprotocols=protocols, additional_headers=headers) as ws:
         assert ws.subprotocol == "tokenwire.v1"
         assert (await next_frame(ws))["participant"] == alice.user_id
+    assert alice.token not in system.named("gateway").tail(1_000_000)  # never logged
 
 
 async def test_no_token_closes_4401_and_strangers_close_4403(

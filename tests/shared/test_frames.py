@@ -40,6 +40,8 @@ def test_parses_each_client_frame_type() -> None:
         ('{"type":"message","message_id":"has space","content":"x"}', "bad_frame"),
         ('{"type":"message","message_id":"m1","content":"x","extra":1}', "bad_frame"),
         ('{"type":"typing","state":"maybe"}', "bad_frame"),
+        ('{"type":"typing","state":"yes"}', "bad_frame"),
+        ('{"type":"message","message_id":"m1","content":"x","reply":1}', "bad_frame"),
         ("[" * 100_000, "bad_json"),
     ],
 )

@@ -119,6 +119,7 @@ def start_system(
         "TOKENWIRE_NATS_CONNECT_TIMEOUT_S": "20",
         "TOKENWIRE_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        "TOKENWIRE_ENV": "development",
         **(common_env or {}),
     }
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):

@@ -45,24 +45,30 @@ class _Frame(BaseModel):
 # --- client → server -------------------------------------------------------------------------
 
 
-class MessageFrame(_Frame):
+class _ClientFrame(_Frame):
+    """Strict: `"yes"` is no boolean and `1` no string; a client says exactly what it means."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class MessageFrame(_ClientFrame):
     type: Literal["message"]
     message_id: str = Field(pattern=MESSAGE_ID_PATTERN)
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     reply: bool = True
 
 
-class CancelFrame(_Frame):
+class CancelFrame(_ClientFrame):
     type: Literal["cancel"]
     message_id: str = Field(pattern=MESSAGE_ID_PATTERN)
 
 
-class TypingFrame(_Frame):
+class TypingFrame(_ClientFrame):
     type: Literal["typing"]
     state: bool
 
 
-class PingFrame(_Frame):
+class PingFrame(_ClientFrame):
     type: Literal["ping"]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import sys
 
 from typing_extensions import override
@@ -21,9 +22,34 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+_SECRETS = re.compile(
+    r"(?P<key>token=|bearer[ .]|authorization: ?bearer )(?P<value>[A-Za-z0-9._~+/=-]+)",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` with bearer tokens and `token=` query values replaced by `[redacted]`."""
+    return _SECRETS.sub(lambda m: f"{m.group('key')}[redacted]", text)
+
+
+class _Redacting(logging.Filter):
+    """Tokens never reach a log, whoever logs them (uvicorn logs request paths and queries)."""
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = False) -> None:
-    """Send every log record to stderr, tagged with `service`; safe to call more than once."""
+    """Send every log record to stderr, tagged with `service`, with tokens redacted; safe to
+    call more than once."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_Redacting())
     if json_lines:
         handler.setFormatter(_JsonFormatter())
     else:
@@ -33,7 +59,8 @@ def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = F
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Access logs name the query string, where a browser's `?token=` would leak.
+    # Access logs are off: one line per request is noise at this volume (and tokens in query
+    # strings are redacted anyway).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # One line per HTTP request to the model server is noise at INFO.
     for name in ("httpx", "httpx2", "openai"):

@@ -5,12 +5,38 @@ Settings are read once, in a service's entry point, and passed in; nothing impor
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "example",
+    "placeholder",
+    "secret",
+    "password",
+    "xxxxxx",
+    "default",
+    "dummy",
+)
+
+
+def placeholder(secret: SecretStr | str | None) -> bool:
+    """Whether a secret looks like one copied from documentation rather than generated."""
+    if secret is None:
+        return False
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    lowered = value.lower()
+    return len(set(value)) < 8 or any(word in lowered for word in _PLACEHOLDERS)
 
 
 class TokenwireSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENWIRE_", extra="ignore", frozen=True)
+
+    env: Literal["production", "development"] = "production"
+    """`production` (the default) refuses dev auth and secrets that look like placeholders;
+    `make run` and the tests run in `development`."""
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from shared.settings import TokenwireSettings
+from shared.settings import TokenwireSettings, placeholder
 
 log = logging.getLogger(__name__)
 MIN_SECRET_BYTES = 32
@@ -61,6 +61,21 @@ class GatewaySettings(TokenwireSettings):
                 return json.loads(value)
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _production(self) -> Self:
+        if self.env == "production":
+            if self.auth == "dev":
+                raise ValueError(
+                    "TOKENWIRE_AUTH=dev is refused in production "
+                    "(set TOKENWIRE_ENV=development to develop)"
+                )
+            if placeholder(self.jwt_secret):
+                raise ValueError(
+                    "TOKENWIRE_JWT_SECRET looks like a placeholder; generate one, "
+                    "e.g. `openssl rand -base64 48`"
+                )
+        return self
 
     @model_validator(mode="after")
     def _secret(self) -> Self:

@@ -4,7 +4,7 @@ from typing import Self
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 
-from shared.settings import TokenwireSettings
+from shared.settings import TokenwireSettings, placeholder
 
 
 class PersistenceSettings(TokenwireSettings):
@@ -30,4 +30,6 @@ class PersistenceSettings(TokenwireSettings):
     def _webhook_needs_a_secret(self) -> Self:
         if self.usage_webhook_url and self.usage_webhook_secret is None:
             raise ValueError("TOKENWIRE_USAGE_WEBHOOK_SECRET is required with the webhook URL")
+        if self.env == "production" and placeholder(self.usage_webhook_secret):
+            raise ValueError("TOKENWIRE_USAGE_WEBHOOK_SECRET looks like a placeholder")
         return self

@@ -1,0 +1,30 @@
+"""Tokens never reach a log line."""
+
+import io
+import logging
+
+from shared.logs import configure_logging, redact
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+
+
+def test_redact_covers_query_header_and_subprotocol() -> None:
+    assert redact(f'"WebSocket /v1/sessions/s/ws?token={JWT}&last_seq=4"') == (
+        '"WebSocket /v1/sessions/s/ws?token=[redacted]&last_seq=4"'
+    )
+    assert JWT not in redact(f"Authorization: Bearer {JWT}")
+    assert JWT not in redact(f"subprotocols tokenwire.v1, bearer.{JWT}")
+    assert redact("nothing to hide") == "nothing to hide"
+
+
+def test_configured_logging_redacts_what_libraries_log() -> None:
+    configure_logging("test")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("uvicorn.error").warning(
+        '%s - "WebSocket %s" [accepted]', "127.0.0.1", f"/v1/sessions/s/ws?token={JWT}"
+    )
+    assert "token=[redacted]" in stream.getvalue()
+    assert JWT not in stream.getvalue()
+    root.handlers.clear()
