@@ -60,14 +60,24 @@ def main() -> None:
     env.setdefault("TOKENWIRE_DATABASE_URL", f"sqlite+aiosqlite:///{RUN_DIR / 'tokenwire.db'}")
     env.setdefault("PYTHONUNBUFFERED", "1")
 
+    nats_urls: dict[str, str] = {}
     if "TOKENWIRE_NATS_URL" not in env:
+        # tokenwire's own broker config: a user per service, each with only its subjects.
         port, monitor = port_or_free(4222), port_or_free(8222)
-        env["TOKENWIRE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+        nats_env = dict(env)
+        for user in ("gateway", "worker", "persistence", "ops"):
+            password = "p" + secrets.token_hex(20)  # the config parses it: keep it a word
+            nats_env[f"TOKENWIRE_NATS_{user.upper()}_PASSWORD"] = password
+            nats_urls[user] = f"nats://{user}:{password}@127.0.0.1:{port}"
+        env["TOKENWIRE_NATS_URL"] = nats_urls["ops"]
+        nats_config = ROOT / "deploy" / "nats" / "nats.conf"
         manager.add_process(
             "nats",
             shlex.join(
                 [
                     tool("nats-server"),
+                    "-c",
+                    str(nats_config),
                     "-js",
                     "-a",
                     "127.0.0.1",
@@ -79,7 +89,12 @@ def main() -> None:
                     str(RUN_DIR / "jetstream"),
                 ]
             ),
+            env=nats_env,
         )
+
+    def as_user(user: str) -> dict[str, str]:
+        return {**env, "TOKENWIRE_NATS_URL": nats_urls[user]} if nats_urls else env
+
     if "TOKENWIRE_REDIS_URL" not in env:
         port = port_or_free(6379)
         env["TOKENWIRE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -108,10 +123,10 @@ def main() -> None:
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
         manager.add_process("fake-llm", f"{py} -m fake_llm", env=env)
         model_note = f"the built-in fake model at {env['OPENAI_BASE_URL']}"
-    manager.add_process("persistence", f"{py} -m persistence", env=env)
+    manager.add_process("persistence", f"{py} -m persistence", env=as_user("persistence"))
     for i in range(1, workers + 1):
-        manager.add_process(f"worker-{i}", f"{py} -m llm_worker", env=env)
-    manager.add_process("gateway", f"{py} -m gateway", env=env)
+        manager.add_process(f"worker-{i}", f"{py} -m llm_worker", env=as_user("worker"))
+    manager.add_process("gateway", f"{py} -m gateway", env=as_user("gateway"))
 
     url = f"http://127.0.0.1:{gateway_port}"
     print(

@@ -81,3 +81,16 @@ def test_compose_has_no_secret_defaults() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "${TOKENWIRE_JWT_SECRET:?" in text
     assert "${POSTGRES_PASSWORD:?" in text
+
+
+def test_compose_uses_the_least_privilege_broker_config_and_redis_acls() -> None:
+    services = COMPOSE["services"]
+    assert "/etc/nats/tokenwire.conf" in services["nats"]["command"]
+    assert any("deploy/nats/nats.conf" in v for v in services["nats"]["volumes"])
+    for name, user in (("gateway", "gateway"), ("llm-worker", "worker"),
+                       ("persistence", "persistence")):
+        assert services[name]["environment"]["TOKENWIRE_NATS_URL"].startswith(f"nats://{user}:")
+    redis = services["redis"]["command"]
+    assert redis[redis.index("default") + 1] == "off"
+    for name in ("gateway", "llm-worker"):
+        assert "@redis:6379" in services[name]["environment"]["TOKENWIRE_REDIS_URL"]

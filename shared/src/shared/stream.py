@@ -97,6 +97,7 @@ async def prepare(settings: TokenwireSettings, *, name: str) -> None:
         name=f"{name}-setup",
         timeout_s=settings.nats_connect_timeout_s,
         watch=False,
+        inbox_prefix=subjects.inbox(name),
     )
     try:
         js = nc.jetstream()
@@ -122,7 +123,12 @@ def consumer_configs(settings: TokenwireSettings) -> tuple[ConsumerConfig, ...]:
 
 
 async def connect(
-    url: str, *, name: str, timeout_s: float = 30.0, watch: bool = True
+    url: str,
+    *,
+    name: str,
+    timeout_s: float = 30.0,
+    watch: bool = True,
+    inbox_prefix: str = "_INBOX",
 ) -> NatsClient:
     """Connect to NATS, waiting up to `timeout_s` for the server to come up.
 
@@ -150,6 +156,7 @@ async def connect(
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
+                inbox_prefix=inbox_prefix,
                 error_cb=on_error,
                 **(
                     {"disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect}

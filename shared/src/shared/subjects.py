@@ -33,6 +33,19 @@ SVC_HISTORY: Final = "svc.history"
 SVC_USAGE: Final = "svc.usage"
 
 
+_INBOXES: Final = {
+    "gateway": "_INBOX_gateway",
+    "llm-worker": "_INBOX_worker",
+    "persistence": "_INBOX_persistence",
+}
+
+
+def inbox(service: str) -> str:
+    """The reply-subject prefix of `service`: each may read only its own replies (see
+    deploy/nats/nats.conf); anything else uses NATS's default `_INBOX`."""
+    return _INBOXES.get(service, "_INBOX")
+
+
 def is_session_id(value: str) -> bool:
     """True when `value` can be used as a session id (and so as a subject token)."""
     return _SESSION_ID.match(value) is not None

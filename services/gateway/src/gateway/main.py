@@ -16,7 +16,7 @@ from gateway.limits import Limits
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
-from shared import stream
+from shared import stream, subjects
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -24,7 +24,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await stream.prepare(settings, name="gateway")
         nc = await stream.connect(
-            settings.nats_url, name="gateway", timeout_s=settings.nats_connect_timeout_s
+            settings.nats_url,
+            name="gateway",
+            timeout_s=settings.nats_connect_timeout_s,
+            inbox_prefix=subjects.inbox("gateway"),
         )
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         bus = Bus(nc, timeout_s=settings.rpc_timeout_s)

@@ -32,6 +32,7 @@ async def replay(
     attempts = AttemptFilter()
     sub = await js.subscribe(
         subjects.session_stored(session_id),
+        stream=subjects.STREAM,  # named: looking it up needs a permission gateways lack
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         config=ConsumerConfig(opt_start_seq=after + 1, inactive_threshold=30),

@@ -30,6 +30,7 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         max_workers=settings.worker_concurrency,
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
     )
     async def on_user_message(msg: NatsMessage) -> None:
         try:

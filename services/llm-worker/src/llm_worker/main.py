@@ -54,6 +54,7 @@ def create_app(
     broker = NatsBroker(
         settings.nats_url,
         name="llm-worker",
+        inbox_prefix=subjects.inbox("llm-worker"),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         graceful_timeout=settings.drain_timeout_s,

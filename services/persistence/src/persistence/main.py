@@ -24,6 +24,7 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     broker = NatsBroker(
         settings.nats_url,
         name="persistence",
+        inbox_prefix=subjects.inbox("persistence"),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         logger=LOGGER,
@@ -41,7 +42,12 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     async def setup() -> None:
         await stream.prepare(settings, name="persistence")
         if settings.usage_webhook_url:
-            nc = await connect(settings.nats_url, name="persistence-setup", watch=False)
+            nc = await connect(
+                settings.nats_url,
+                name="persistence-setup",
+                watch=False,
+                inbox_prefix=subjects.inbox("persistence"),
+            )
             try:
                 await nc.jetstream().add_consumer(
                     subjects.STREAM, webhook.consumer_config(ack_wait_s=30.0)
