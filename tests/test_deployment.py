@@ -87,8 +87,11 @@ def test_compose_uses_the_least_privilege_broker_config_and_redis_acls() -> None
     services = COMPOSE["services"]
     assert "/etc/nats/tokenwire.conf" in services["nats"]["command"]
     assert any("deploy/nats/nats.conf" in v for v in services["nats"]["volumes"])
-    for name, user in (("gateway", "gateway"), ("llm-worker", "worker"),
-                       ("persistence", "persistence")):
+    for name, user in (
+        ("gateway", "gateway"),
+        ("llm-worker", "worker"),
+        ("persistence", "persistence"),
+    ):
         assert services[name]["environment"]["TOKENWIRE_NATS_URL"].startswith(f"nats://{user}:")
     redis = services["redis"]["command"]
     assert redis[redis.index("default") + 1] == "off"
