@@ -28,6 +28,8 @@ class Process:
     log: Path
     module: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    metrics_url: str = ""
+    """Where a worker or persistence serves `/metrics`."""
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -135,6 +137,11 @@ def start_system(
         log = workdir / f"{name}.log"
         if nats_users and module in user_of:
             env = {**env, "TOKENWIRE_NATS_URL": nats_users[user_of[module]]}
+        metrics_url = ""
+        if module in ("llm_worker", "persistence"):
+            metrics_port = free_port()
+            env = {**env, "TOKENWIRE_METRICS_PORT": str(metrics_port)}
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module],
@@ -142,7 +149,7 @@ def start_system(
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        system.processes.append(Process(name, popen, log, module, {**base, **env}))
+        system.processes.append(Process(name, popen, log, module, {**base, **env}, metrics_url))
         return system.processes[-1]
 
     def add_worker(**env: str) -> Process:

@@ -51,5 +51,9 @@ class TokenwireSettings(BaseSettings):
     daily_token_budget: int = Field(default=0, ge=0)
     """Tokens (prompt + completion) one user may spend per UTC day; 0 means no limit. Workers
     meter it while replies stream; gateways refuse messages once it is spent."""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Workers and persistence serve Prometheus `/metrics` on this port (0: not served); the
+    gateway serves it on its own port."""
+    metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -10,6 +10,7 @@ from gateway.auth import Authenticator, AuthError, Principal, bearer
 from gateway.bus import Bus
 from gateway.hub import SessionHub
 from gateway.limits import Limits
+from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
@@ -25,6 +26,7 @@ class Resources:
     sessions: SessionCache
     presence: Presence
     limits: Limits
+    metrics: GatewayMetrics
 
 
 def get_resources(request: Request) -> Resources:

@@ -11,7 +11,9 @@ which never blocks: one slow client cannot delay the others.
 """
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from gateway.metrics import GatewayMetrics
 from gateway.outbox import AttemptFilter, Outbox, Outgoing
 from gateway.translate import outgoing_for_event
 from shared import subjects
@@ -27,6 +30,8 @@ from shared.events import PresenceChange, TypingRelay
 from shared.frames import PresenceFrame, TypingRelayFrame
 
 log = logging.getLogger(__name__)
+MAX_AWAITED = 1000
+"""User messages per session whose first token is awaited, for the TTFT metric."""
 
 
 @dataclass
@@ -34,11 +39,14 @@ class _Room:
     subscriptions: list[Subscription] = field(default_factory=list)
     outboxes: set[Outbox] = field(default_factory=set)
     attempts: AttemptFilter = field(default_factory=AttemptFilter)
+    asked: dict[str, float] = field(default_factory=dict)
+    """When each user message awaiting its first token was stored (for the TTFT metric)."""
 
 
 class SessionHub:
-    def __init__(self, nc: NatsClient) -> None:
+    def __init__(self, nc: NatsClient, metrics: GatewayMetrics | None = None) -> None:
         self._nc = nc
+        self._metrics = metrics
         self._rooms: dict[str, _Room] = {}
         self._lock = asyncio.Lock()
 
@@ -88,10 +96,28 @@ class SessionHub:
                 return
             if not room.attempts.admit(item):
                 return
+            if self._metrics is not None:
+                self._observe(room, item)
             for outbox in room.outboxes:
                 outbox.offer(item)
 
         return deliver
+
+    def _observe(self, room: _Room, item: Outgoing) -> None:
+        metrics = self._metrics
+        assert metrics is not None
+        if item.kind == "message":
+            message_id = json.loads(item.text)["message_id"]
+            room.asked[message_id] = time.monotonic()
+            while len(room.asked) > MAX_AWAITED:
+                room.asked.pop(next(iter(room.asked)))
+        elif item.kind == "token" and item.token is not None:
+            metrics.tokens.inc()
+            asked = room.asked.pop(item.token.message_id, None)
+            if asked is not None:
+                metrics.ttft.observe(time.monotonic() - asked)
+        elif item.kind in ("end", "error") and item.outcome is not None:
+            metrics.replies.labels(item.outcome).inc()
 
     def _typing(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
         async def deliver(msg: Msg) -> None:

@@ -1,18 +1,22 @@
 """Build the gateway app; NATS, Redis and the session hub are made in its lifespan."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Response, WebSocket
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
-from gateway import ws
+from gateway import broker_view, ws
 from gateway.api import router
 from gateway.auth import Authenticator
 from gateway.bus import Bus
 from gateway.deps import Resources
 from gateway.hub import SessionHub
 from gateway.limits import Limits
+from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
@@ -20,6 +24,8 @@ from shared import stream, subjects
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    metrics = GatewayMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await stream.prepare(settings, name="gateway")
@@ -31,6 +37,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
+        hub = SessionHub(nc, metrics)
+        metrics.track(lambda: hub.connections, lambda: hub.sessions)
+        watcher = asyncio.create_task(
+            broker_view.refresh_forever(bus.js, metrics, settings.broker_view_every_s)
+        )
         app.state.resources = Resources(
             settings=settings,
             auth=Authenticator(
@@ -40,7 +51,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 audience=settings.jwt_audience,
             ),
             bus=bus,
-            hub=SessionHub(nc),
+            hub=hub,
             redis=redis,
             sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
             presence=Presence(redis, ttl_s=settings.presence_ttl_s),
@@ -52,10 +63,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 daily_token_budget=settings.daily_token_budget,
                 connection_ttl_s=settings.presence_ttl_s,
             ),
+            metrics=metrics,
         )
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await redis.aclose()
             await nc.drain()
 
@@ -66,6 +81,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus metrics (names start with `tokenwire_`)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/v1/sessions/{session_id}/ws")
     async def session_socket(websocket: WebSocket, session_id: str) -> None:

@@ -31,6 +31,10 @@ class Outgoing:
     token: TokenPart | None = None
     attempt: tuple[str, int, bool] | None = None
     """For reply events: (message id, attempt, whether it is the attempt's start)."""
+    kind: str = "relay"
+    """`message`, `start`, `token`, `end`, `error` (stored events) or `relay`."""
+    outcome: str | None = None
+    """For `end` and `error`: the finish reason or the error code."""
 
 
 class AttemptFilter:

@@ -50,6 +50,8 @@ class GatewaySettings(TokenwireSettings):
     message_rate_per_min: float = Field(default=20.0, gt=0)
     """A user's messages per minute (a token bucket; the burst is the same number)."""
     max_connections_per_user: int = Field(default=20, ge=1)
+    broker_view_every_s: float = Field(default=5.0, gt=0)
+    """How often the broker's queue depths are read for `/metrics`."""
     max_replies_per_session: int = Field(default=4, ge=1)
     """Replies asked for and not yet ended in one session (matters with policy `parallel`)."""
 

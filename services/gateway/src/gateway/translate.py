@@ -43,7 +43,24 @@ def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
         if isinstance(event, UserMessage)
         else (event.message_id, event.attempt, isinstance(event, ReplyStart))
     )
-    return Outgoing(frame.model_dump_json(), seq, token, attempt)
+    kind, outcome = _kind(event)
+    return Outgoing(frame.model_dump_json(), seq, token, attempt, kind, outcome)
+
+
+def _kind(event: BusEvent) -> tuple[str, str | None]:
+    match event:
+        case UserMessage():
+            return "message", None
+        case ReplyStart():
+            return "start", None
+        case ReplyToken():
+            return "token", None
+        case ReplyEnd():
+            return "end", event.finish_reason
+        case ReplyError():
+            return "error", event.code
+        case _:
+            assert_never(event)
 
 
 def frame_for_event(data: bytes, seq: int) -> ServerFrame:

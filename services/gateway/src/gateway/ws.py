@@ -87,6 +87,7 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
     except RedisError:
         refusal = Refusal("unavailable", "limits unavailable; retry", 1.0)
     if refusal is not None:
+        resources.metrics.refusals.labels(refusal.code).inc()
         await connection.refuse(refusal)
         return
     try:
@@ -122,6 +123,7 @@ class Connection:
             recovered: bool | None = None
             if last_seq is not None:
                 recovered = can_resume(last_seq, *await bus.stream_bounds())
+                self.r.metrics.resumes.labels(str(recovered).lower()).inc()
             await self._send(
                 ReadyFrame(
                     session_id=self.session_id,
@@ -175,6 +177,7 @@ class Connection:
             items = await self.outbox.take()
             await self._send_all([i for i in items if i.seq is None or i.seq > after])
             if self.outbox.overflowed:
+                self.r.metrics.slow_closes.inc()
                 await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
                 return
 
@@ -190,8 +193,10 @@ class Connection:
             try:
                 frame = parse_client_frame(raw, max_bytes=max_bytes)
             except FrameError as exc:
+                self.r.metrics.frames_in.labels(exc.code).inc()
                 await self._send(ErrorFrame(code=exc.code, detail=exc.detail).model_dump_json())
                 continue
+            self.r.metrics.frames_in.labels(frame.type).inc()
             await self._handle(frame)
 
     async def _handle(self, frame: ClientFrame) -> None:
@@ -221,6 +226,7 @@ class Connection:
         try:
             refusal = await self._admit(frame)
             if refusal is not None:
+                self.r.metrics.refusals.labels(refusal.code).inc()
                 await self._send(refusal.model_dump_json())
                 return
             seq, new = await self.r.bus.store_user_message(
@@ -317,7 +323,11 @@ class Connection:
         await self._close(CLOSE_TRY_AGAIN_LATER, refusal.detail)
 
     async def _send_all(self, items: list[Outgoing]) -> None:
-        for text in coalesce(items):
+        frames = coalesce(items)
+        if len(frames) < len(items):
+            self.r.metrics.merged.inc(len(items) - len(frames))
+        self.r.metrics.frames_out.inc(len(frames))
+        for text in frames:
             await self._send(text)
         items.clear()
 

@@ -1,6 +1,7 @@
 """Stopping a reply that is streaming: by cancel, by budget, or because it was fenced off."""
 
 import asyncio
+import time
 from typing import Literal
 
 StopReason = Literal["cancelled", "budget", "fenced"]
@@ -11,11 +12,14 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.reason: StopReason | None = None
+        self.at: float | None = None
+        """When it was set (`time.monotonic()`)."""
         self._event = asyncio.Event()
 
     def set(self, reason: StopReason) -> None:
         if self.reason is None:
             self.reason = reason
+            self.at = time.monotonic()
             self._event.set()
 
     async def wait(self) -> None:

@@ -13,6 +13,7 @@ from llm_worker import handlers
 from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
+from llm_worker.metrics import WorkerMetrics
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
@@ -77,6 +78,7 @@ def create_app(
         )
         return rpc.HistoryPage.model_validate_json(answer.data)
 
+    metrics = WorkerMetrics()
     responder = Responder(
         settings,
         llm,
@@ -86,11 +88,13 @@ def create_app(
             redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
         ),
         CancelRegistry(),
+        metrics,
     )
     handlers.register(broker, settings, responder)
 
     async def setup() -> None:
         dump_tasks_on_sigusr1()
+        metrics.serve(settings.metrics_host, settings.metrics_port)
         await stream.prepare(settings, name="llm-worker")
 
     async def close() -> None:

@@ -51,6 +51,7 @@ class _Progress:
     usage: Usage | None = None
     complete: bool = False
     """The model's stream ended by itself (a stop that came later changes nothing)."""
+    last_delta: float = 0.0
 
 
 async def generate_reply(
@@ -63,12 +64,14 @@ async def generate_reply(
     prices: Mapping[str, Price] | None = None,
     meter: BudgetMeter | None = None,
     still_ours: Callable[[], Awaitable[bool]] | None = None,
+    on_delta: Callable[[float | None], None] | None = None,
 ) -> ReplyEnd | ReplyError | None:
     """Answer `job.message`; returns the terminal event it published, or None when the reply
     was fenced off by a newer attempt (which publishes the terminal event instead).
 
     Upstream failures end in a `ReplyError`; publishing failures propagate (the message is
-    then not acked and another worker tries again).
+    then not acked and another worker tries again). `on_delta` is told of each delta: the
+    seconds since the previous one, None for the first (for metrics).
     """
     started = time.perf_counter()
     message, attempt = job.message, job.attempt
@@ -87,8 +90,13 @@ async def generate_reply(
             async for piece in pieces:
                 match piece:
                     case Delta(text=text):
+                        now = time.perf_counter()
+                        gap = None if progress.ttft_ms is None else now - progress.last_delta
                         if progress.ttft_ms is None:
                             progress.ttft_ms = _ms_since(started)
+                        progress.last_delta = now
+                        if on_delta is not None:
+                            on_delta(gap)
                         await publisher.token(
                             ReplyToken(
                                 session_id=sid,

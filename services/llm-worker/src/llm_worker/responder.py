@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
+from llm_worker.metrics import WorkerMetrics
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import ReplyJob, generate_reply
 from llm_worker.settings import WorkerSettings
@@ -46,6 +47,7 @@ class Responder:
         coordinator: Coordinator,
         context: ContextStore,
         cancels: CancelRegistry,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -54,6 +56,8 @@ class Responder:
         self._context = context
         self.cancels = cancels
         self._counter = TokenCounter(settings.llm_model)
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.active.set_function(lambda: len(self.cancels))
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -70,21 +74,26 @@ class Responder:
             return False
         stop = self.cancels.hold(sid, mid)
         queued = message.policy != "parallel"
+        if attempt > 1:
+            self.metrics.redeliveries.inc()
         try:
             if await self._coord.cancel_marked(sid, mid):
                 stop.set("cancelled")
             if queued:
                 await self._wait_turn(delivery, stop)
                 await self._coord.set_active(sid, mid)
+            terminal: ReplyEnd | ReplyError
             if stop.reason == "cancelled":
-                await self._publisher().end(self._cancelled_before_start(delivery))
-                await self._coord.answered(sid, mid)
-                return True
-            terminal = await self._answer(delivery, stop)
-            if terminal is None:
-                queued = False  # fenced off: the newer attempt owns the session's turn
-                return False
+                terminal = self._cancelled_before_start(delivery)
+                await self._publisher().end(terminal)
+            else:
+                answer = await self._answer(delivery, stop)
+                if answer is None:
+                    queued = False  # fenced off: the newer attempt owns the session's turn
+                    return False
+                terminal = answer
             await self._coord.answered(sid, mid)
+            self._count(terminal, stop)
             if isinstance(terminal, ReplyEnd):
                 await self._context.append(
                     sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
@@ -95,6 +104,13 @@ class Responder:
             if queued:
                 await self._coord.done(sid, delivery.seq, mid)
             await self._coord.reply_ended(sid, mid)
+
+    def _count(self, terminal: ReplyEnd | ReplyError, stop: StopSignal) -> None:
+        self.metrics.ended(terminal)
+        if isinstance(terminal, ReplyEnd) and terminal.finish_reason == "cancelled":
+            self.metrics.cancels.inc()
+            if stop.at is not None:
+                self.metrics.cancel_latency.observe(time.monotonic() - stop.at)
 
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off."""
@@ -181,6 +197,7 @@ class Responder:
             stop=stop,
             prices=settings.prices,
             meter=meter if budget else None,
+            on_delta=self._delta,
             still_ours=lambda: self._coord.holds(
                 message.session_id, message.message_id, delivery.attempt
             ),
@@ -188,6 +205,11 @@ class Responder:
         if budget and isinstance(terminal, ReplyEnd):
             await self._coord.spend(user, max(terminal.usage.total_tokens - metered, 0))
         return terminal
+
+    def _delta(self, gap_s: float | None) -> None:
+        self.metrics.tokens.inc()
+        if gap_s is not None:
+            self.metrics.gap.observe(gap_s)
 
     def _cancelled_before_start(self, delivery: Delivery) -> ReplyEnd:
         message = delivery.message

@@ -12,6 +12,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 
 from persistence import db, handlers, migrate, retention, webhook
+from persistence.metrics import PersistenceMetrics
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
 from shared import stream, subjects
@@ -35,11 +36,13 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     handlers.register(broker, sessions)
     tasks: list[asyncio.Task[None]] = []
     http = httpx.AsyncClient(timeout=settings.usage_webhook_timeout_s)
+    metrics = PersistenceMetrics()
 
     def spawn(name: str, work: Coroutine[Any, Any, None]) -> None:
         tasks.append(asyncio.create_task(work, name=name))
 
     async def setup() -> None:
+        metrics.serve(settings.metrics_host, settings.metrics_port)
         await stream.prepare(settings, name="persistence")
         if settings.usage_webhook_url:
             nc = await connect(
@@ -61,7 +64,11 @@ def create_app(settings: PersistenceSettings) -> FastStream:
         spawn(
             "recorder",
             Recorder(
-                js, sessions, batch_size=settings.batch_size, retry_delay_s=settings.retry_delay_s
+                js,
+                sessions,
+                batch_size=settings.batch_size,
+                retry_delay_s=settings.retry_delay_s,
+                metrics=metrics,
             ).run(),
         )
         if settings.usage_webhook_url and settings.usage_webhook_secret:

@@ -8,6 +8,7 @@ come back, nothing is dropped. An event that cannot be parsed is terminated and 
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import repository
+from persistence.metrics import PersistenceMetrics
 from shared import subjects
 from shared.events import BusEvent, parse_event
 from shared.stream import PERSISTENCE_CONSUMER
@@ -33,7 +35,9 @@ class Recorder:
         *,
         batch_size: int,
         retry_delay_s: float,
+        metrics: PersistenceMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PersistenceMetrics()
         self._js = js
         self._sessions = sessions
         self._batch_size = batch_size
@@ -79,6 +83,7 @@ class Recorder:
                 await repository.record(db, events)
                 await db.commit()
         except (SQLAlchemyError, OSError) as exc:
+            self._metrics.db_failures.inc()
             log.warning(
                 "database unavailable (%s); %d events will be redelivered",
                 type(exc).__name__,
@@ -87,6 +92,12 @@ class Recorder:
             for msg in good:
                 await msg.nak(delay=self._retry_delay_s)
             return
+        now = datetime.now(UTC)
+        for event, _ in events:
+            self._metrics.events.labels(event.type).inc()
+            created = getattr(event, "created_at", None)
+            if created is not None:
+                self._metrics.lag.observe(max((now - created).total_seconds(), 0))
         for msg in good:
             await msg.ack()
 

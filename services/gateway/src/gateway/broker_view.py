@@ -1,0 +1,38 @@
+"""The broker's view for operators: queue depth of `llm-workers`, persistence's backlog and the
+stream's size, read through the JetStream API every few seconds into gauges."""
+
+import asyncio
+import logging
+
+import nats.errors
+from nats.js import JetStreamContext
+
+from gateway.metrics import GatewayMetrics
+from shared import subjects
+from shared.stream import PERSISTENCE_CONSUMER, WORKER_CONSUMER
+
+log = logging.getLogger(__name__)
+
+
+async def refresh(js: JetStreamContext, metrics: GatewayMetrics) -> None:
+    workers = await js.consumer_info(subjects.STREAM, WORKER_CONSUMER)
+    metrics.queue_pending.set(workers.num_pending or 0)
+    metrics.queue_ack_pending.set(workers.num_ack_pending or 0)
+    metrics.redelivered.set(workers.num_redelivered or 0)
+    metrics.waiting_pulls.set(workers.num_waiting or 0)
+    persistence = await js.consumer_info(subjects.STREAM, PERSISTENCE_CONSUMER)
+    metrics.persistence_pending.set(
+        (persistence.num_pending or 0) + (persistence.num_ack_pending or 0)
+    )
+    stream = await js.stream_info(subjects.STREAM)
+    metrics.stream_messages.set(stream.state.messages)
+    metrics.stream_bytes.set(stream.state.bytes)
+
+
+async def refresh_forever(js: JetStreamContext, metrics: GatewayMetrics, every_s: float) -> None:
+    while True:
+        try:
+            await refresh(js, metrics)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.debug("broker view not refreshed: %s", exc)
+        await asyncio.sleep(every_s)

@@ -1,0 +1,132 @@
+"""Metrics move as real traffic flows: time to first token observed, tokens counted, replies
+by outcome, events recorded, and the broker's queue depth rising while no worker runs."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.client import connect, dev_user, frames_until_end, new_session, next_frame
+from support.system import System, system_with_own_nats
+
+pytestmark = [pytest.mark.real, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
+    with system_with_own_nats(
+        tmp_path_factory.mktemp("metrics"),
+        redis_url=redis_url,
+        workers=1,
+        gateway_env={"TOKENWIRE_BROKER_VIEW_EVERY_S": "0.3"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
+        yield client
+
+
+async def scrape(
+    http: httpx.AsyncClient, url: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = (await http.get(url)).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_traffic_moves_the_metrics_of_every_service(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    worker = system.named("worker-1")
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+        for i in range(3):
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "message",
+                        "message_id": f"m{i}",
+                        "content": "[fake tokens=10 delay_ms=1]",
+                    }
+                )
+            )
+            await frames_until_end(ws)
+        gateway = await scrape(http, "/metrics")
+        assert value(gateway, "tokenwire_gateway_connections") == 1
+    assert value(gateway, "tokenwire_gateway_ttft_seconds_count") == 3
+    assert value(gateway, "tokenwire_gateway_tokens_total") == 30
+    assert value(gateway, "tokenwire_gateway_replies_total", outcome="stop") == 3
+    assert value(gateway, "tokenwire_gateway_frames_in_total", type="message") == 3
+    assert value(gateway, "tokenwire_gateway_frames_out_total") >= 3 * 3
+    workers = await scrape(http, worker.metrics_url)
+    assert value(workers, "tokenwire_worker_tokens_total") == 30
+    assert value(workers, "tokenwire_worker_upstream_ttft_seconds_count") == 3
+    assert value(workers, "tokenwire_worker_inter_token_seconds_count") == 27
+    assert value(workers, "tokenwire_worker_replies_total", outcome="stop") == 3
+    assert (
+        value(
+            workers,
+            "tokenwire_worker_usage_tokens_total",
+            model="tokenwire-fake",
+            kind="completion",
+        )
+        == 30
+    )
+    for _ in range(50):
+        records = await scrape(http, system.named("persistence").metrics_url)
+        if value(records, "tokenwire_persistence_events_total", type="reply_end") == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert value(records, "tokenwire_persistence_events_total", type="user_message") == 3
+    assert value(records, "tokenwire_persistence_lag_seconds_count") == 6
+
+
+async def queue_depth(http: httpx.AsyncClient, wanted: float) -> float:
+    depth = -1.0
+    for _ in range(50):
+        depth = value(await scrape(http, "/metrics"), "tokenwire_broker_queue_pending")
+        if depth == wanted:
+            return depth
+        await asyncio.sleep(0.1)
+    return depth
+
+
+async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    worker = system.named("worker-1")
+    worker.stop()
+    alice = await dev_user(http)
+    sessions = [await new_session(http, alice) for _ in range(3)]
+    sockets = [await connect(system.ws_url, sid, alice) for sid in sessions]
+    try:
+        for i, ws in enumerate(sockets):
+            await next_frame(ws)
+            await ws.send(
+                json.dumps({"type": "message", "message_id": f"q{i}", "content": "[fake tokens=2]"})
+            )
+        assert await queue_depth(http, 3) == 3
+        system.add_worker()
+        for ws in sockets:
+            assert (await frames_until_end(ws, timeout_s=30))[-1]["type"] == "stream_end"
+        assert await queue_depth(http, 0) == 0
+    finally:
+        for ws in sockets:
+            await ws.close()
