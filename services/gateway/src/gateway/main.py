@@ -4,12 +4,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Response, WebSocket
+from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
-from gateway import broker_view, ws
+from gateway import broker_view, ops, ws
 from gateway.api import router
 from gateway.auth import Authenticator
 from gateway.bus import Bus
@@ -21,6 +24,8 @@ from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from shared import stream, subjects
+
+OPS_PAGE = Path(__file__).parent / "static" / "ops.html"
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -81,6 +86,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+
+    @app.get("/ops", include_in_schema=False)
+    async def ops_page() -> HTMLResponse:
+        """The live ops dashboard (self-contained: no CDN)."""
+        return HTMLResponse(OPS_PAGE.read_text())
+
+    @app.get("/v1/ops/stats", tags=["ops"])
+    async def ops_stats() -> dict[str, Any]:
+        """What `/ops` shows: this gateway's counters, latency quantiles and queue depths."""
+        return ops.snapshot(metrics.registry)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
