@@ -75,5 +75,5 @@ async def test_the_ops_page_goes_live_and_follows_traffic(system: System, browse
         assert await page.text_content("#connections") == "1"
     assert (await page.text_content("#ttft") or "").endswith(" ms")
     assert await page.text_content("#replies") == "3"
-    ARTIFACTS.mkdir(exist_ok=True)  # noqa: ASYNC240  (once, at the end)
+    ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
