@@ -97,3 +97,13 @@ def test_compose_uses_the_least_privilege_broker_config_and_redis_acls() -> None
     assert redis[redis.index("default") + 1] == "off"
     for name in ("gateway", "llm-worker"):
         assert "@redis:6379" in services[name]["environment"]["TOKENWIRE_REDIS_URL"]
+
+
+def test_compose_runs_prometheus_grafana_and_the_nats_exporter() -> None:
+    services = COMPOSE["services"]
+    assert {"prometheus", "grafana", "nats-exporter"} <= set(services)
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert jobs == {"gateway", "llm-worker", "persistence", "nats"}
+    assert services["llm-worker"]["environment"]["TOKENWIRE_METRICS_PORT"] == "9100"
+    assert "${GRAFANA_ADMIN_PASSWORD:?" in (ROOT / "docker-compose.yml").read_text()

@@ -3,7 +3,9 @@ by outcome, events recorded, and the broker's queue depth rising while no worker
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -130,3 +132,46 @@ async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
     finally:
         for ws in sockets:
             await ws.close()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+EXPORTER_METRICS = {  # prometheus-nats-exporter's names (-varz): no exporter runs here
+    "gnatsd_varz_connections",
+    "gnatsd_varz_in_msgs",
+    "gnatsd_varz_out_msgs",
+    "gnatsd_varz_slow_consumers",
+    "gnatsd_varz_mem",
+    "gnatsd_varz_cpu",
+}
+
+
+def exported_names(text: str) -> set[str]:
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, []))
+    return names
+
+
+async def test_every_dashboard_query_uses_metrics_the_services_export(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    exported: set[str] = set()
+    for url in (
+        "/metrics",
+        system.named("persistence").metrics_url,
+        next(
+            p for p in system.processes if p.name.startswith("worker-") and p.popen.poll() is None
+        ).metrics_url,
+    ):
+        exported |= exported_names((await http.get(url)).text)
+    dashboards = list(DASHBOARD.glob("*.json"))
+    assert dashboards
+    used: set[str] = set()
+    for path in dashboards:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                used |= set(re.findall(r"\b(?:tokenwire|gnatsd)_[a-z_]+", target["expr"]))
+    assert used - exported - EXPORTER_METRICS == set()
+    assert any(name.startswith("gnatsd_") for name in used)  # the broker has its panels
