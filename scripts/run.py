@@ -134,6 +134,7 @@ def main() -> None:
 tokenwire is starting: {workers} worker(s), {model_note}.
   API docs   {url}/docs
   health     {url}/readyz
+  ops        {url}/ops
   try it     uv run python scripts/chat.py --url {url} "Hello!"
 Ctrl-C stops everything.
 """,
