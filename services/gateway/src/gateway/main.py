@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
@@ -25,7 +26,8 @@ from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from shared import stream, subjects
 
-OPS_PAGE = Path(__file__).parent / "static" / "ops.html"
+STATIC = Path(__file__).parent / "static"
+OPS_PAGE = STATIC / "ops.html"
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -86,6 +88,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        """The chat page (plain HTML, CSS and JS: no build step, no CDN)."""
+        return HTMLResponse((STATIC / "index.html").read_text())
 
     @app.get("/ops", include_in_schema=False)
     async def ops_page() -> HTMLResponse:

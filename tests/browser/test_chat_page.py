@@ -1,0 +1,157 @@
+"""The chat page in headless Chromium against real processes: a person's view of tokenwire."""
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from fake_llm.script import reply_pieces
+from support.system import System, system_with_own_nats
+
+pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+HAS_CHROMIUM = Path(CHROMIUM).exists()
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
+    with system_with_own_nats(
+        tmp_path_factory.mktemp("chat"), redis_url=redis_url, workers=2
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not HAS_CHROMIUM:
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium as root")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield launched
+        await launched.close()
+
+
+async def signed_in_page(browser: Browser, system: System, path: str = "/") -> Page:
+    page = await (await browser.new_context(viewport={"width": 1100, "height": 700})).new_page()
+    await page.goto(system.gateway_url + path)
+    await page.click("#dev-signin")
+    return page
+
+
+async def new_session(page: Page) -> None:
+    await page.click("#new-session")
+    await page.wait_for_selector("#status.connected")
+
+
+async def say(page: Page, text: str) -> None:
+    await page.fill("#input", text)
+    await page.press("#input", "Enter")
+
+
+def expected(tokens: int) -> str:
+    return "".join(reply_pieces(tokens))
+
+
+async def last_reply_text(page: Page) -> str:
+    return await page.locator("li.assistant .text").last.inner_text()
+
+
+async def test_a_message_streams_its_reply_token_by_token(system: System, browser: Browser) -> None:
+    page = await signed_in_page(browser, system)
+    await new_session(page)
+    await say(page, "Hello [fake tokens=40 delay_ms=25]")
+    await page.wait_for_selector("li.mine:has-text('Hello')", timeout=2000)  # shown at once
+    await page.wait_for_selector("li.assistant.streaming")
+    partial = await last_reply_text(page)
+    await page.wait_for_selector("li.assistant:not(.streaming)", timeout=15_000)
+    assert len(partial) < len(expected(40))  # seen while it streamed
+    assert await last_reply_text(page) == expected(40)
+    assert "completion tokens" in (
+        await page.locator("li.assistant").last.get_attribute("title") or ""
+    )
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    await page.screenshot(path=str(ROOT / "test-artifacts" / "chat.png"))
+
+
+async def test_stop_ends_the_reply_where_it_is(system: System, browser: Browser) -> None:
+    page = await signed_in_page(browser, system)
+    await new_session(page)
+    await say(page, "[fake tokens=400 delay_ms=20]")
+    await page.wait_for_selector("#stop:not([hidden])")
+    await page.wait_for_function(
+        "document.querySelector('li.assistant .text')?.textContent.length > 20"
+    )
+    await page.click("#stop")
+    await page.wait_for_selector("li.assistant:not(.streaming)", timeout=5000)
+    assert "stopped" in await page.locator("li.assistant .by").last.inner_text()
+    text = await last_reply_text(page)
+    assert 0 < len(text) < len(expected(400))
+    assert expected(400).startswith(text)
+    assert await page.is_hidden("#stop")
+
+
+async def test_a_dropped_socket_resumes_with_the_whole_reply_once(
+    system: System, browser: Browser
+) -> None:
+    page = await signed_in_page(browser, system)
+    await new_session(page)
+    await say(page, "[fake tokens=120 delay_ms=20]")
+    await page.wait_for_function(
+        "document.querySelector('li.assistant .text')?.textContent.length > 30"
+    )
+    await page.evaluate("state.ws.close(4000, 'network dropped')")
+    await page.wait_for_selector("#status.reconnecting", timeout=2000)
+    await page.wait_for_selector("#status.connected", timeout=10_000)
+    await page.wait_for_selector("li.assistant:not(.streaming)", timeout=15_000)
+    assert await last_reply_text(page) == expected(120)
+    assert await page.locator("li.assistant").count() == 1
+    assert await page.locator("li.mine").count() == 1
+
+
+async def test_two_people_share_a_session(system: System, browser: Browser) -> None:
+    alice = await signed_in_page(browser, system)
+    await new_session(alice)
+    bob = await signed_in_page(browser, system)
+    await bob.wait_for_selector("#lobby:not([hidden])")
+    bob_id = (await bob.inner_text("#who")).removeprefix("signed in as ")
+    await alice.fill("#invite-input", bob_id)
+    await alice.click("#invite-form button")
+    await alice.wait_for_selector("#notice:has-text('Added')")
+    await bob.fill("#join-input", alice.url)
+    await bob.click("#join-form button")
+    await bob.wait_for_selector("#status.connected")
+    await alice.wait_for_selector(f"#presence li:has-text('{bob_id}')", timeout=5000)
+    await bob.fill("#input", "thinking…")  # typing reaches alice
+    await alice.wait_for_selector(f"#typing:has-text('{bob_id} is typing')", timeout=5000)
+    await say(alice, "Hi Bob [fake tokens=10 delay_ms=10]")
+    for page in (alice, bob):
+        await page.wait_for_selector("li:has-text('Hi Bob')")
+        await page.wait_for_selector("li.assistant:not(.streaming)", timeout=10_000)
+        assert await last_reply_text(page) == expected(10)
+    assert await bob.locator("li.them .by").first.inner_text() != "you"
+
+
+async def test_html_in_a_message_is_shown_as_text(system: System, browser: Browser) -> None:
+    page = await signed_in_page(browser, system)
+    await new_session(page)
+    dangers: list[str] = []
+    page.on("dialog", lambda dialog: dangers.append(dialog.message))
+    await say(page, "<img src=x onerror=alert(1)><b>bold</b> [fake tokens=2]")
+    bubble = page.locator("li.mine").last
+    await bubble.wait_for()
+    assert "<b>bold</b>" in await bubble.inner_text()
+    assert await bubble.locator("b, img").count() == 0
+    await page.wait_for_selector("li.assistant:not(.streaming)")
+    assert dangers == []
