@@ -81,6 +81,7 @@ async def test_a_message_streams_its_reply_token_by_token(system: System, browse
     assert "completion tokens" in (
         await page.locator("li.assistant").last.get_attribute("title") or ""
     )
+    await page.wait_for_selector("#presence li:has-text('(you)')")
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     await page.screenshot(path=str(ROOT / "test-artifacts" / "chat.png"))
 
