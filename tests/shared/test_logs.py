@@ -28,3 +28,23 @@ def test_configured_logging_redacts_what_libraries_log() -> None:
     assert "token=[redacted]" in stream.getvalue()
     assert JWT not in stream.getvalue()
     root.handlers.clear()
+
+
+def test_json_lines_carry_the_message_context() -> None:
+    import json
+
+    from shared.logs import context
+
+    configure_logging("test", json_lines=True)
+    stream = io.StringIO()
+    root = logging.getLogger()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("x").warning("took %d", 3, extra=context("s1", "m1", 2))
+    line = json.loads(stream.getvalue())
+    assert (line["msg"], line["session_id"], line["message_id"], line["attempt"]) == (
+        "took 3",
+        "s1",
+        "m1",
+        2,
+    )
+    root.handlers.clear()

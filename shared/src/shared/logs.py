@@ -7,6 +7,17 @@ import sys
 
 from typing_extensions import override
 
+CONTEXT_FIELDS = ("session_id", "message_id", "attempt", "trace_id")
+"""Passed as `extra=` by the services; JSON lines carry them as fields of their own."""
+
+
+def context(session_id: str, message_id: str, attempt: int | None = None) -> dict[str, object]:
+    """`extra=` for a log record about one message."""
+    fields: dict[str, object] = {"session_id": session_id, "message_id": message_id}
+    if attempt is not None:
+        fields["attempt"] = attempt
+    return fields
+
 
 class _JsonFormatter(logging.Formatter):
     @override
@@ -17,6 +28,10 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for field in CONTEXT_FIELDS:
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -23,6 +23,7 @@ from llm_worker.replies import ReplyJob, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.tokens import TokenCounter
 from shared.events import ReplyEnd, ReplyError, Usage, UserMessage
+from shared.logs import context
 
 log = logging.getLogger(__name__)
 QUEUE_POLL_S = 0.1
@@ -70,7 +71,11 @@ class Responder:
         if claim == "answered":
             return True  # a late delivery of a message already answered
         if claim == "newer":
-            log.info("reply to %s/%s belongs to a newer attempt than %d", sid, mid, attempt)
+            log.info(
+                "the reply belongs to a newer attempt than %d",
+                attempt,
+                extra=context(sid, mid, attempt),
+            )
             return False
         stop = self.cancels.hold(sid, mid)
         queued = message.policy != "parallel"
