@@ -144,7 +144,11 @@ class Responder:
             if head != waiting_on:
                 waiting_on, since = head, time.monotonic()
             elif time.monotonic() - since > stall_s:
-                log.warning("skipping message %d of session %s: it was never answered", head, sid)
+                log.warning(
+                    "skipping stream message %d: it was never answered",
+                    head,
+                    extra=context(sid, str(head)),
+                )
                 await self._coord.skip(sid, head)
             await asyncio.sleep(QUEUE_POLL_S)
 
