@@ -11,7 +11,6 @@ from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 
 from gateway import broker_view, ops, ws
 from gateway.api import router
@@ -25,6 +24,7 @@ from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from shared import stream, subjects
+from shared.redis import redis_client
 
 STATIC = Path(__file__).parent / "static"
 OPS_PAGE = STATIC / "ops.html"
@@ -42,7 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             timeout_s=settings.nats_connect_timeout_s,
             inbox_prefix=subjects.inbox("gateway"),
         )
-        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        redis = redis_client(settings.redis_url, timeout_s=2)
         bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
         hub = SessionHub(nc, metrics)
         metrics.track(lambda: hub.connections, lambda: hub.sessions)

@@ -19,6 +19,7 @@ from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from shared import rpc, stream, subjects
 from shared.logs import dump_tasks_on_sigusr1
+from shared.redis import redis_client
 
 LOGGER = logging.getLogger("tokenwire.broker")
 
@@ -64,7 +65,7 @@ def create_app(
     )
     llm = client or openai_client(settings)
     own_redis = redis is None
-    redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis or redis_client(settings.redis_url, timeout_s=5)
     publishers: list[ReplyPublisher] = [publisher] if publisher else []
 
     def get_publisher() -> ReplyPublisher:
