@@ -23,7 +23,9 @@ class Bus:
         self.js = nc.jetstream(timeout=timeout_s)
         self._timeout_s = timeout_s
 
-    async def store_user_message(self, event: UserMessage) -> tuple[int, bool]:
+    async def store_user_message(
+        self, event: UserMessage, headers: dict[str, str] | None = None
+    ) -> tuple[int, bool]:
         """Store `event` in the stream; returns its sequence and whether it was new (a resend
         within the dedup window is stored once). Raises `Unavailable` when the stream does not
         confirm in time."""
@@ -31,7 +33,10 @@ class Bus:
             ack = await self.js.publish(
                 subjects.chat_in(event.session_id),
                 event.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": f"{event.session_id}:{event.message_id}"},
+                headers={
+                    **(headers or {}),
+                    "Nats-Msg-Id": f"{event.session_id}:{event.message_id}",
+                },
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise Unavailable(f"message not stored: {type(exc).__name__}") from exc

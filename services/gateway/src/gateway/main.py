@@ -23,7 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
-from shared import stream, subjects
+from shared import stream, subjects, telemetry
 from shared.redis import redis_client
 
 STATIC = Path(__file__).parent / "static"
@@ -35,6 +35,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing = telemetry.setup_tracing("gateway")
         await stream.prepare(settings, name="gateway")
         nc = await stream.connect(
             settings.nats_url,
@@ -79,6 +80,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await redis.aclose()
+            telemetry.shutdown(tracing)
             await nc.drain()
 
     app = FastAPI(

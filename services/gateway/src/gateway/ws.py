@@ -25,7 +25,7 @@ from gateway.limits import Refusal
 from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing, coalesce
 from gateway.replay import can_resume, replay
-from shared import rpc, subjects
+from shared import rpc, subjects, telemetry
 from shared.events import PresenceChange, TypingRelay, UserMessage
 from shared.frames import (
     SUBPROTOCOL,
@@ -42,6 +42,7 @@ from shared.frames import (
 )
 
 log = logging.getLogger(__name__)
+TRACER = telemetry.tracer(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -229,17 +230,11 @@ class Connection:
                 self.r.metrics.refusals.labels(refusal.code).inc()
                 await self._send(refusal.model_dump_json())
                 return
-            seq, new = await self.r.bus.store_user_message(
-                UserMessage(
-                    session_id=self.session_id,
-                    message_id=frame.message_id,
-                    participant=self.user,
-                    content=frame.content,
-                    reply=frame.reply,
-                    policy=session.policy,
-                    system_prompt=session.system_prompt,
-                )
-            )
+            with TRACER.start_as_current_span(
+                "tokenwire.message",
+                attributes={"session_id": self.session_id, "message_id": frame.message_id},
+            ):
+                seq, new = await self._publish(frame)
             if new and frame.reply:
                 await policy.enqueue(self.r.redis, session.policy, self.session_id, seq)
         except (Unavailable, RedisError):
@@ -250,6 +245,21 @@ class Connection:
                     detail="message not stored; send it again",
                 ).model_dump_json()
             )
+
+    async def _publish(self, frame: MessageFrame) -> tuple[int, bool]:
+        session = self.session
+        return await self.r.bus.store_user_message(
+            UserMessage(
+                session_id=self.session_id,
+                message_id=frame.message_id,
+                participant=self.user,
+                content=frame.content,
+                reply=frame.reply,
+                policy=session.policy,
+                system_prompt=session.system_prompt,
+            ),
+            headers=telemetry.trace_headers(),
+        )
 
     async def _admit(self, frame: MessageFrame) -> ErrorFrame | None:
         limits = self.r.limits

@@ -6,6 +6,7 @@ import socket
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
@@ -17,7 +18,7 @@ from llm_worker.metrics import WorkerMetrics
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
-from shared import rpc, stream, subjects
+from shared import rpc, stream, subjects, telemetry
 from shared.logs import dump_tasks_on_sigusr1
 from shared.redis import redis_client
 
@@ -53,8 +54,10 @@ def create_app(
 ) -> FastStream:
     """The worker; `client`, `publisher` and `redis` replace its own in tests (and are then
     the caller's to close)."""
+    tracing = telemetry.setup_tracing("llm-worker")
     broker = NatsBroker(
         settings.nats_url,
+        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else (),
         name="llm-worker",
         inbox_prefix=subjects.inbox("llm-worker"),
         max_reconnect_attempts=-1,
@@ -102,5 +105,6 @@ def create_app(
         await llm.close()
         if own_redis:
             await redis.aclose()
+        telemetry.shutdown(tracing)
 
     return FastStream(broker, logger=LOGGER, on_startup=[setup], after_shutdown=[close])

@@ -14,6 +14,7 @@ from nats.js.api import PubAck
 
 from shared import subjects
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
+from shared.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class JetStreamPublisher:
             subject,
             event.model_dump_json().encode(),
             headers={
-                "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "end")
+                **trace_headers(),  # persistence continues the message's trace
+                "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "end"),
             },
         )
 

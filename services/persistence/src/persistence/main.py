@@ -10,20 +10,23 @@ from typing import Any
 import httpx
 from faststream import FastStream
 from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
 from persistence import db, handlers, migrate, retention, webhook
 from persistence.metrics import PersistenceMetrics
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
-from shared import stream, subjects
+from shared import stream, subjects, telemetry
 from shared.stream import connect
 
 LOGGER = logging.getLogger("tokenwire.broker")
 
 
 def create_app(settings: PersistenceSettings) -> FastStream:
+    tracing = telemetry.setup_tracing("persistence")
     broker = NatsBroker(
         settings.nats_url,
+        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else (),
         name="persistence",
         inbox_prefix=subjects.inbox("persistence"),
         max_reconnect_attempts=-1,
@@ -96,6 +99,7 @@ def create_app(settings: PersistenceSettings) -> FastStream:
                 await task
         await http.aclose()
         await engine.dispose()
+        telemetry.shutdown(tracing)
 
     return FastStream(
         broker, logger=LOGGER, on_startup=[setup], after_startup=[start], on_shutdown=[stop]

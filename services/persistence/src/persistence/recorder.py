@@ -20,11 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import repository
 from persistence.metrics import PersistenceMetrics
-from shared import subjects
+from shared import subjects, telemetry
 from shared.events import BusEvent, parse_event
 from shared.stream import PERSISTENCE_CONSUMER
 
 log = logging.getLogger(__name__)
+TRACER = telemetry.tracer(__name__)
 
 
 class Recorder:
@@ -92,6 +93,17 @@ class Recorder:
             for msg in good:
                 await msg.nak(delay=self._retry_delay_s)
             return
+        for msg, (event, _) in zip(good, events, strict=True):
+            with TRACER.start_as_current_span(
+                "tokenwire.record",
+                context=telemetry.extract(msg.headers),
+                attributes={
+                    "session_id": event.session_id,
+                    "message_id": event.message_id,
+                    "event": event.type,
+                },
+            ):
+                pass  # the span marks the commit of this event in the message's trace
         now = datetime.now(UTC)
         for event, _ in events:
             self._metrics.events.labels(event.type).inc()
