@@ -73,6 +73,7 @@ async def test_traffic_moves_the_metrics_of_every_service(
         gateway = await scrape(http, "/metrics")
         assert value(gateway, "tokenwire_gateway_connections") == 1
     assert value(gateway, "tokenwire_gateway_ttft_seconds_count") == 3
+    assert value(gateway, "tokenwire_broker_workers_connected") == 1
     assert value(gateway, "tokenwire_gateway_tokens_total") == 30
     assert value(gateway, "tokenwire_gateway_replies_total", outcome="stop") == 3
     assert value(gateway, "tokenwire_gateway_frames_in_total", type="message") == 3
@@ -100,14 +101,15 @@ async def test_traffic_moves_the_metrics_of_every_service(
     assert value(records, "tokenwire_persistence_lag_seconds_count") == 6
 
 
-async def queue_depth(http: httpx.AsyncClient, wanted: float) -> float:
-    depth = -1.0
+async def gauge(http: httpx.AsyncClient, name: str, wanted: float) -> float:
+    """The gauge's value once it equals `wanted` (or its last value after 5 s)."""
+    current = -1.0
     for _ in range(50):
-        depth = value(await scrape(http, "/metrics"), "tokenwire_broker_queue_pending")
-        if depth == wanted:
-            return depth
+        current = value(await scrape(http, "/metrics"), name)
+        if current == wanted:
+            return current
         await asyncio.sleep(0.1)
-    return depth
+    return current
 
 
 async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
@@ -124,11 +126,13 @@ async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
             await ws.send(
                 json.dumps({"type": "message", "message_id": f"q{i}", "content": "[fake tokens=2]"})
             )
-        assert await queue_depth(http, 3) == 3
+        assert await gauge(http, "tokenwire_broker_queue_pending", 3) == 3
+        assert await gauge(http, "tokenwire_broker_workers_connected", 0) == 0
         system.add_worker()
         for ws in sockets:
             assert (await frames_until_end(ws, timeout_s=30))[-1]["type"] == "stream_end"
-        assert await queue_depth(http, 0) == 0
+        assert await gauge(http, "tokenwire_broker_queue_pending", 0) == 0
+        assert await gauge(http, "tokenwire_broker_workers_connected", 1) == 1
     finally:
         for ws in sockets:
             await ws.close()

@@ -38,6 +38,8 @@ class Server:
     restart: Callable[[], subprocess.Popen[bytes]] | None = None
     """Starts the server again on its port with its data (after `halt`)."""
     users: dict[str, str] = field(default_factory=dict)
+    monitor_url: str = ""
+    """nats-server's monitoring endpoint (varz, connz, jsz), when it has one."""
     """For a secured nats-server: each user's URL, credentials included."""
 
     def halt(self) -> None:
@@ -122,8 +124,9 @@ def start_nats(
         "-sd",
         str(workdir / "jetstream"),
     ]
+    monitor_port = free_port() if monitor else 0
     if monitor:
-        args += ["-m", str(free_port())]
+        args += ["-m", str(monitor_port)]
     env: dict[str, str] | None = None
     # The config parses the value: a letter then hex digits stays a plain string.
     passwords = {user: "p" + secrets.token_hex(20) for user in NATS_USERS}
@@ -136,6 +139,8 @@ def start_nats(
     process = _spawn(args, log, env=env)
     _wait(process, port, log)
     server = Server(f"nats://127.0.0.1:{port}", port, process, log)
+    if monitor:
+        server.monitor_url = f"http://127.0.0.1:{monitor_port}"
     if secured:
         server.users = {u: f"nats://{u}:{p}@127.0.0.1:{port}" for u, p in passwords.items()}
         server.url = server.users["ops"]

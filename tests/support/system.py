@@ -215,6 +215,11 @@ def system_with_own_nats(
     """A whole system on a nats-server of its own, stopped on exit; `options` as for
     `start_system`."""
     with servers.running(servers.start_nats(workdir, secured=True)) as nats:
+        options.setdefault("gateway_env", {})
+        options["gateway_env"] = {
+            "TOKENWIRE_NATS_MONITOR_URL": nats.monitor_url,
+            **options["gateway_env"],
+        }
         system = start_system(
             workdir,
             nats_url=nats.url,

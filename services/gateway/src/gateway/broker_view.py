@@ -4,6 +4,7 @@ stream's size, read through the JetStream API every few seconds into gauges."""
 import asyncio
 import logging
 
+import httpx
 import nats.errors
 from nats.js import JetStreamContext
 
@@ -29,10 +30,22 @@ async def refresh(js: JetStreamContext, metrics: GatewayMetrics) -> None:
     metrics.stream_bytes.set(stream.state.bytes)
 
 
-async def refresh_forever(js: JetStreamContext, metrics: GatewayMetrics, every_s: float) -> None:
-    while True:
-        try:
-            await refresh(js, metrics)
-        except (nats.errors.Error, TimeoutError) as exc:
-            log.debug("broker view not refreshed: %s", exc)
-        await asyncio.sleep(every_s)
+async def count_workers(http: httpx.AsyncClient, monitor_url: str) -> int:
+    """Connections named `llm-worker` in nats-server's `connz`."""
+    answer = await http.get(f"{monitor_url.rstrip('/')}/connz", params={"limit": 100_000})
+    answer.raise_for_status()
+    return sum(c.get("name") == "llm-worker" for c in answer.json().get("connections", []))
+
+
+async def refresh_forever(
+    js: JetStreamContext, metrics: GatewayMetrics, every_s: float, monitor_url: str | None
+) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        while True:
+            try:
+                await refresh(js, metrics)
+                if monitor_url:
+                    metrics.workers_connected.set(await count_workers(http, monitor_url))
+            except (nats.errors.Error, TimeoutError, httpx.HTTPError) as exc:
+                log.debug("broker view not refreshed: %s", exc)
+            await asyncio.sleep(every_s)

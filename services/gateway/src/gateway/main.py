@@ -48,7 +48,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         hub = SessionHub(nc, metrics)
         metrics.track(lambda: hub.connections, lambda: hub.sessions)
         watcher = asyncio.create_task(
-            broker_view.refresh_forever(bus.js, metrics, settings.broker_view_every_s)
+            broker_view.refresh_forever(
+                bus.js, metrics, settings.broker_view_every_s, settings.nats_monitor_url
+            )
         )
         app.state.resources = Resources(
             settings=settings,

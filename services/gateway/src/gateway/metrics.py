@@ -90,6 +90,11 @@ class GatewayMetrics:
             "Events persistence has not yet recorded",
             registry=r,
         )
+        self.workers_connected = Gauge(
+            "tokenwire_broker_workers_connected",
+            "Worker connections to nats-server (from its monitoring endpoint)",
+            registry=r,
+        )
         self.stream_messages = Gauge(
             "tokenwire_broker_stream_messages", "Messages in the CHAT stream", registry=r
         )

@@ -74,6 +74,7 @@ def snapshot(registry: CollectorRegistry) -> dict[str, Any]:
             "ack_pending": total(found, "tokenwire_broker_queue_ack_pending"),
             "redelivered": total(found, "tokenwire_broker_queue_redelivered"),
             "waiting_pulls": total(found, "tokenwire_broker_queue_waiting_pulls"),
+            "workers": total(found, "tokenwire_broker_workers_connected"),
             "persistence_pending": total(found, "tokenwire_broker_persistence_pending"),
             "stream_messages": total(found, "tokenwire_broker_stream_messages"),
             "stream_bytes": total(found, "tokenwire_broker_stream_bytes"),

@@ -50,6 +50,9 @@ class GatewaySettings(TokenwireSettings):
     message_rate_per_min: float = Field(default=20.0, gt=0)
     """A user's messages per minute (a token bucket; the burst is the same number)."""
     max_connections_per_user: int = Field(default=20, ge=1)
+    nats_monitor_url: str | None = None
+    """nats-server's monitoring endpoint (e.g. `http://nats:8222`): with it, `/metrics` also
+    counts the workers connected to the broker."""
     broker_view_every_s: float = Field(default=5.0, gt=0)
     """How often the broker's queue depths are read for `/metrics`."""
     max_replies_per_session: int = Field(default=4, ge=1)
