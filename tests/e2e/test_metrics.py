@@ -80,6 +80,7 @@ async def test_traffic_moves_the_metrics_of_every_service(
     assert value(gateway, "tokenwire_gateway_frames_out_total") >= 3 * 3
     workers = await scrape(http, worker.metrics_url)
     assert value(workers, "tokenwire_worker_tokens_total") == 30
+    assert any(name.startswith("tokenwire_faststream_") for name, _ in workers)  # FastStream's
     assert value(workers, "tokenwire_worker_upstream_ttft_seconds_count") == 3
     assert value(workers, "tokenwire_worker_inter_token_seconds_count") == 27
     assert value(workers, "tokenwire_worker_replies_total", outcome="stop") == 3

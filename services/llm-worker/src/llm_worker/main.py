@@ -7,6 +7,7 @@ import socket
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.prometheus import NatsPrometheusMiddleware
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
@@ -55,9 +56,18 @@ def create_app(
     """The worker; `client`, `publisher` and `redis` replace its own in tests (and are then
     the caller's to close)."""
     tracing = telemetry.setup_tracing("llm-worker")
+    metrics = WorkerMetrics()
     broker = NatsBroker(
         settings.nats_url,
-        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else (),
+        middlewares=[
+            # FastStream's own per-subscriber figures, beside tokenwire's
+            NatsPrometheusMiddleware(
+                registry=metrics.registry,
+                app_name="llm-worker",
+                metrics_prefix="tokenwire_faststream",
+            ),
+            *([NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else []),
+        ],
         name="llm-worker",
         inbox_prefix=subjects.inbox("llm-worker"),
         max_reconnect_attempts=-1,
@@ -82,7 +92,6 @@ def create_app(
         )
         return rpc.HistoryPage.model_validate_json(answer.data)
 
-    metrics = WorkerMetrics()
     responder = Responder(
         settings,
         llm,

@@ -11,6 +11,7 @@ import httpx
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.prometheus import NatsPrometheusMiddleware
 
 from persistence import db, handlers, migrate, retention, webhook
 from persistence.metrics import PersistenceMetrics
@@ -24,9 +25,18 @@ LOGGER = logging.getLogger("tokenwire.broker")
 
 def create_app(settings: PersistenceSettings) -> FastStream:
     tracing = telemetry.setup_tracing("persistence")
+    metrics = PersistenceMetrics()
     broker = NatsBroker(
         settings.nats_url,
-        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else (),
+        middlewares=[
+            # FastStream's own per-subscriber figures, beside tokenwire's
+            NatsPrometheusMiddleware(
+                registry=metrics.registry,
+                app_name="persistence",
+                metrics_prefix="tokenwire_faststream",
+            ),
+            *([NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else []),
+        ],
         name="persistence",
         inbox_prefix=subjects.inbox("persistence"),
         max_reconnect_attempts=-1,
@@ -39,7 +49,6 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     handlers.register(broker, sessions)
     tasks: list[asyncio.Task[None]] = []
     http = httpx.AsyncClient(timeout=settings.usage_webhook_timeout_s)
-    metrics = PersistenceMetrics()
 
     def spawn(name: str, work: Coroutine[Any, Any, None]) -> None:
         tasks.append(asyncio.create_task(work, name=name))
