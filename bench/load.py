@@ -62,6 +62,7 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
         elif frame["type"] in ("stream_end", "stream_error"):
             out["whole"] = now - sent
             out["words"] = len(frame.get("text", "").split())
+            out["end"] = frame.get("code") or frame.get("finish_reason") or frame["type"]
             out["gaps"] = gaps
             return
 

@@ -7,6 +7,7 @@ Environment: BENCH_SESSIONS (default "100,250"), BENCH_RUNS (3), BENCH_WORKERS (
 
 import json
 import os
+from collections import Counter
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def pct(values: list[float], q: float) -> float:
 def summarize(samples: list[dict[str, Any]]) -> dict[str, float]:
     complete = [s for s in samples if s.get("words") == TOKENS]
     gaps = [g for s in complete for g in s.get("gaps", [])]
+    incomplete = Counter(str(s.get("end", "no end")) for s in samples if s not in complete)
+    if incomplete:
+        print(f"incomplete replies: {dict(incomplete)}", file=sys.stderr)
     return {
         "complete_pct": 100 * len(complete) / len(samples),
         "connect_ms_p50": 1000 * statistics.median(s["connect"] for s in samples if "connect" in s),
