@@ -2,17 +2,19 @@
 process, same machine, same run. Prints markdown tables (medians and p99s over the runs) and
 writes bench/results.json.
 
-Environment: BENCH_SESSIONS (default "100,250"), BENCH_RUNS (3), BENCH_WORKERS (2).
+Environment: BENCH_SESSIONS (default "100,250"), BENCH_RUNS (3), BENCH_WORKERS (2),
+BENCH_WORKER_CONCURRENCY (256: replies one worker holds, sized so that the workers can hold
+every session at once, as the baseline does).
 """
 
 import json
 import os
-from collections import Counter
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,7 @@ def main() -> None:
     sizes = [int(c) for c in os.environ.get("BENCH_SESSIONS", "100,250").split(",")]
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
+    concurrency = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "256"))
     work = Path(tempfile.mkdtemp(prefix="tokenwire-bench-"))
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "sessions": {}}
     redis = servers.start_redis(work)
@@ -106,7 +109,12 @@ def main() -> None:
     }
     try:
         with system_with_own_nats(
-            work, redis_url=redis.url, workers=workers, fake_llm_env=MODEL_ENV, gateway_env=limits
+            work,
+            redis_url=redis.url,
+            workers=workers,
+            fake_llm_env=MODEL_ENV,
+            gateway_env=limits,
+            worker_env={"TOKENWIRE_WORKER_CONCURRENCY": str(concurrency)},
         ) as system:
             ours = [p.popen.pid for p in system.processes if p.name != "fake-llm"]
             for size in sizes:
@@ -144,10 +152,10 @@ def main() -> None:
     finally:
         redis.stop()
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results, runs, workers))
+    print(report(results, runs, workers, concurrency))
 
 
-def report(results: dict[str, Any], runs: int, workers: int) -> str:
+def report(results: dict[str, Any], runs: int, workers: int, concurrency: int) -> str:
     lines = [
         f"Fake model: TTFT {TTFT_S * 1000:.0f} ms, {TOKEN_S * 1000:.0f} ms a token, "
         f"{TOKENS} tokens (ideal reply {IDEAL_S:.2f} s). tokenwire: 1 gateway, {workers} "
