@@ -1,26 +1,16 @@
 """The chat page in headless Chromium against real processes: a person's view of tokenwire."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from fake_llm.script import reply_pieces
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-HAS_CHROMIUM = Path(CHROMIUM).exists()
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +19,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         tmp_path_factory.mktemp("chat"), redis_url=redis_url, workers=2
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not HAS_CHROMIUM:
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium as root")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        yield launched
-        await launched.close()
 
 
 async def signed_in_page(browser: Browser, system: System, path: str = "/") -> Page:

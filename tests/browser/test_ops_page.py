@@ -2,28 +2,18 @@
 numbers move with traffic. A screenshot is kept in `test-artifacts/`."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from support.client import connect, dev_user, frames_until_end, new_session, next_frame
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-HAS_CHROMIUM = Path(CHROMIUM).exists()
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +25,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         gateway_env={"TOKENWIRE_BROKER_VIEW_EVERY_S": "0.5"},
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not HAS_CHROMIUM:
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium as root")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        yield launched
-        await launched.close()
 
 
 async def test_the_ops_page_goes_live_and_follows_traffic(system: System, browser: Browser) -> None:
