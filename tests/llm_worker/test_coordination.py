@@ -40,12 +40,12 @@ async def test_an_answered_message_is_never_answered_again(coordinator: Coordina
 
 async def test_a_session_answers_in_stream_order(coordinator: Coordinator) -> None:
     sid = uuid.uuid4().hex
-    assert await coordinator.first_in_line(sid, 10)
-    assert not await coordinator.first_in_line(sid, 12)
-    assert not await coordinator.first_in_line(sid, 11)
+    assert await coordinator.head_of_line(sid, 10) == 10
+    assert await coordinator.head_of_line(sid, 12) != 12
+    assert await coordinator.head_of_line(sid, 11) != 11
     await coordinator.done(sid, 10, "m10")
-    assert await coordinator.first_in_line(sid, 11)
-    assert not await coordinator.first_in_line(sid, 12)
+    assert await coordinator.head_of_line(sid, 11) == 11
+    assert await coordinator.head_of_line(sid, 12) != 12
 
 
 async def test_active_reply_and_cancel_marks(coordinator: Coordinator) -> None:

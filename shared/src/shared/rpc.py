@@ -116,5 +116,9 @@ class UsageReport(_Model):
     error: RpcError | None = None
 
 
+class Ping(_Model):
+    """`svc.ping`: asks persistence whether it answers (for `/readyz`)."""
+
+
 class Pong(_Model):
     service: str

@@ -98,7 +98,7 @@ class Bus:
 
     async def ping_persistence(self) -> bool:
         try:
-            await self.request(subjects.SVC_PING, rpc.SessionGet(session_id="-"), rpc.Pong)
+            await self.request(subjects.SVC_PING, rpc.Ping(), rpc.Pong)
         except Unavailable:
             return False
         return True

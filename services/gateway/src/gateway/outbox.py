@@ -109,9 +109,6 @@ class Outbox:
         self._waiting = asyncio.Event()
         self.overflowed = False
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def offer(self, item: Outgoing) -> None:
         """Queue `item`; never blocks. Past `max_items`, marks the outbox overflowed instead."""
         if self.overflowed:

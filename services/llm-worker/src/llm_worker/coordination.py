@@ -74,9 +74,6 @@ class Coordinator:
         queue = keys.session_queue(session_id)
         return int(await self._enqueue(keys=[queue], args=[seq, self._queue_ttl_s]))
 
-    async def first_in_line(self, session_id: str, seq: int) -> bool:
-        return await self.head_of_line(session_id, seq) == seq
-
     async def skip(self, session_id: str, head: int) -> None:
         """Give up on the message at the head of the line (if it still is)."""
         await self._skip(keys=[keys.session_queue(session_id)], args=[head])
