@@ -53,7 +53,9 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
     async for raw in ws:
         frame = json.loads(raw)
         now = time.perf_counter()
-        if frame["type"] == "stream_token":
+        if frame["type"] == "stream_start":
+            out["start"] = now - sent  # the worker has the message and is calling the model
+        elif frame["type"] == "stream_token":
             if last is None:
                 out["ttft"] = now - sent
             else:
@@ -64,6 +66,8 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
             out["words"] = len(frame.get("text", "").split())
             out["end"] = frame.get("code") or frame.get("finish_reason") or frame["type"]
             out["gaps"] = gaps
+            if frame.get("ttft_ms") is not None:
+                out["model_ttft"] = frame["ttft_ms"] / 1000  # as the worker saw it
             return
 
 

@@ -75,10 +75,23 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, float]:
         "connect_ms_p50": 1000 * statistics.median(s["connect"] for s in samples if "connect" in s),
         "ttft_ms_p50": 1000 * statistics.median(s["ttft"] for s in complete),
         "ttft_ms_p99": 1000 * pct([s["ttft"] for s in complete], 0.99),
+        **_stage("start", complete),
+        **_stage("model_ttft", complete),
         "gap_ms_p50": 1000 * statistics.median(gaps),
         "gap_ms_p99": 1000 * pct(gaps, 0.99),
         "whole_s_p50": statistics.median(s["whole"] for s in complete),
         "whole_s_p99": pct([s["whole"] for s in complete], 0.99),
+    }
+
+
+def _stage(key: str, samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Median and p99 of a stage only tokenwire reports (the baseline has no such frames)."""
+    values = [s[key] for s in samples if key in s]
+    if not values:
+        return {}
+    return {
+        f"{key}_ms_p50": 1000 * statistics.median(values),
+        f"{key}_ms_p99": 1000 * pct(values, 0.99),
     }
 
 

@@ -57,8 +57,12 @@ async def test_a_message_streams_a_reply_and_is_recorded(
     assert echo["type"] == "message"
     assert (echo["message_id"], echo["participant"]) == ("m1", alice.user_id)
     assert (start["type"], start["message_id"], start["attempt"]) == ("stream_start", "m1", 1)
-    assert [t["type"] for t in tokens] == ["stream_token"] * 12
-    assert [t["index"] for t in tokens] == list(range(12))
+    # The fake model streams without pauses: the worker joins deltas into fewer events.
+    assert 1 <= len(tokens) <= 12
+    assert {t["type"] for t in tokens} == {"stream_token"}
+    assert [t["index"] for t in tokens] == list(range(len(tokens)))
+    assert "".join(t["text"] for t in tokens) == end["text"]
+    assert len(end["text"].split()) == 12
     seqs = [f["seq"] for f in frames]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)

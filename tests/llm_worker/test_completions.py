@@ -1,11 +1,19 @@
-"""Streaming through the official SDK: chunks become pieces, failures become UpstreamError."""
+"""Streaming through the official SDK: events become pieces, failures become UpstreamError."""
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
 
-from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
+from llm_worker.completions import (
+    Delta,
+    Finish,
+    UpstreamError,
+    UsageReport,
+    sse_data,
+    stream_completion,
+)
 from shared.events import Usage
 from support.llm_mock import chunk, openai_over, sse, streaming, usage
 
@@ -72,4 +80,40 @@ async def test_unreachable_server_is_retryable() -> None:
     with pytest.raises(UpstreamError) as caught:
         _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
     assert caught.value.code == "upstream_unavailable"
+    assert caught.value.retryable
+
+
+async def test_events_split_anywhere_and_crlf_lines_parse_the_same() -> None:
+    body = sse(chunk("Hel"), chunk("lo"), chunk(None, "stop")).replace(b"\n", b"\r\n")
+
+    async def pieces_of(size: int) -> list[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), size):
+                yield body[i : i + size]
+
+        return [data async for data in sse_data(chunks())]
+
+    whole = await pieces_of(len(body))
+    assert len(whole) == 3
+    for size in (1, 2, 7, 64):
+        assert await pieces_of(size) == whole
+
+
+async def test_multi_line_data_is_joined_and_done_ends_the_stream() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'event: x\ndata: {"a":\ndata: 1}\n\ndata: [DONE]\n\ndata: {"late": 1}\n\n'
+
+    assert [data async for data in sse_data(chunks())] == [b'{"a":\n1}']
+
+
+async def test_an_error_inside_the_stream_becomes_an_upstream_error() -> None:
+    body = sse(chunk("Hel"), {"error": {"message": "overloaded", "type": "server_error"}})
+    with pytest.raises(UpstreamError) as caught:
+        await collect(body)
+    assert (caught.value.code, caught.value.message) == ("upstream_error", "overloaded")
+
+
+async def test_malformed_json_in_the_stream_is_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await collect(b"data: {not json\n\n")
     assert caught.value.retryable

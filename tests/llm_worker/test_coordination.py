@@ -65,3 +65,28 @@ async def test_budget_spending_adds_up(coordinator: Coordinator) -> None:
     assert await coordinator.spend(user, 40) == 40
     assert await coordinator.spend(user, 2) == 42
     assert await coordinator.spent_today(user) == 42
+
+
+async def test_begin_claims_reads_the_cancel_mark_and_queues_in_one_step(
+    coordinator: Coordinator,
+) -> None:
+    redis, sid = coordinator.redis, f"s-{uuid.uuid4()}"
+    first = await coordinator.begin(sid, "m1", 1, queue_seq=10)
+    assert (first.claim, first.cancel_marked, first.head) == ("ours", False, 10)
+    assert await redis.get(keys.active_reply(sid)) == b"m1"
+    await redis.set(keys.cancel_mark(sid, "m2"), 1)
+    second = await coordinator.begin(sid, "m2", 1, queue_seq=11)
+    assert (second.claim, second.cancel_marked, second.head) == ("ours", True, 10)
+    assert await redis.get(keys.active_reply(sid)) == b"m1"  # m2 waits its turn
+    assert (await coordinator.begin(sid, "m1", 1, queue_seq=10)).claim == "ours"
+    await coordinator.answered(sid, "m1")
+    late = await coordinator.begin(sid, "m1", 2, queue_seq=10)
+    assert late.claim == "answered"
+    assert (await coordinator.begin(sid, "m2", 0)).claim == "newer"
+
+
+async def test_begin_without_a_queue_leaves_the_line_alone(coordinator: Coordinator) -> None:
+    sid = f"s-{uuid.uuid4()}"
+    began = await coordinator.begin(sid, "m1", 1)
+    assert (began.claim, began.head) == ("ours", 0)
+    assert await coordinator.redis.zcard(keys.session_queue(sid)) == 0

@@ -62,12 +62,15 @@ class ReplyStart(Event):
 
 
 class ReplyToken(Event):
-    """`chat.<sid>.out.token`: a text delta; `index` counts deltas of one attempt from 0."""
+    """`chat.<sid>.out.token`: text; `index` counts token events of one attempt from 0, and
+    `deltas` tells how many of the model's deltas the text joins (the worker joins deltas that
+    come faster than its coalescing window)."""
 
     type: Literal["reply_token"] = "reply_token"
     attempt: int = Field(ge=1)
     index: int = Field(ge=0)
     text: str
+    deltas: int = Field(default=1, ge=1)
 
 
 class ReplyEnd(Event):

@@ -112,7 +112,7 @@ class SessionHub:
             while len(room.asked) > MAX_AWAITED:
                 room.asked.pop(next(iter(room.asked)))
         elif item.kind == "token" and item.token is not None:
-            metrics.tokens.inc()
+            metrics.tokens.inc(item.token.deltas)
             asked = room.asked.pop(item.token.message_id, None)
             if asked is not None:
                 metrics.ttft.observe(time.monotonic() - asked)

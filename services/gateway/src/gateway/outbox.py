@@ -19,6 +19,8 @@ class TokenPart:
     message_id: str
     index: int
     text: str
+    deltas: int = 1
+    """The model's deltas the text joins (for metrics)."""
 
 
 @dataclass(frozen=True, slots=True)

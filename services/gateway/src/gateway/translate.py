@@ -34,8 +34,8 @@ def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
     event = parse_event(data)
     frame = frame_for(event, seq)
     token = (
-        TokenPart(frame.message_id, frame.index, frame.text)
-        if isinstance(frame, StreamTokenFrame)
+        TokenPart(frame.message_id, frame.index, frame.text, event.deltas)
+        if isinstance(frame, StreamTokenFrame) and isinstance(event, ReplyToken)
         else None
     )
     attempt = (

@@ -2,16 +2,21 @@
 
 `stream_completion` yields `Delta`, then at most one `Finish` and one `UsageReport`; it raises
 `UpstreamError` for any failure of the model server, before or during the stream.
+
+The SDK makes the request (authentication, retries, status errors); the event stream itself
+is read as bytes and each `data:` line parsed with orjson — building the SDK's typed chunk for
+every delta was the worker's largest cost under load.
 """
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 import openai
+import orjson
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from shared.events import Usage
 
@@ -44,25 +49,63 @@ class UpstreamError(Exception):
         self.retryable = retryable
 
 
-def pieces_from_chunk(chunk: ChatCompletionChunk) -> list[Piece]:
-    """What one streamed chunk carries: text, a finish reason, the final usage."""
+def pieces_from_chunk(chunk: Any) -> list[Piece]:
+    """What one streamed chunk (parsed JSON) carries: text, a finish reason, the final usage.
+
+    Raises `UpstreamError` for an error object sent inside the stream.
+    """
+    if not isinstance(chunk, dict):
+        return []
+    if chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        raise UpstreamError(
+            "upstream_error",
+            message if isinstance(message, str) and message else "the model stream failed",
+            retryable=True,
+        )
     pieces: list[Piece] = []
-    for choice in chunk.choices[:1]:
-        if choice.delta.content:
-            pieces.append(Delta(choice.delta.content))
-        if choice.finish_reason:
-            pieces.append(Finish(choice.finish_reason))
-    if chunk.usage is not None:
+    for choice in (chunk.get("choices") or [])[:1]:
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            pieces.append(Delta(content))
+        if choice.get("finish_reason"):
+            pieces.append(Finish(choice["finish_reason"]))
+    reported = chunk.get("usage")
+    if isinstance(reported, dict):
         pieces.append(
             UsageReport(
                 Usage(
-                    prompt_tokens=chunk.usage.prompt_tokens,
-                    completion_tokens=chunk.usage.completion_tokens,
-                    total_tokens=chunk.usage.total_tokens,
+                    prompt_tokens=int(reported.get("prompt_tokens") or 0),
+                    completion_tokens=int(reported.get("completion_tokens") or 0),
+                    total_tokens=int(reported.get("total_tokens") or 0),
                 )
             )
         )
     return pieces
+
+
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """The `data` of each server-sent event in `chunks` (multi-line data joined by newlines);
+    stops at `[DONE]`."""
+    buffer = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            if not line:
+                if data:
+                    joined = b"\n".join(data)
+                    data.clear()
+                    if joined.startswith(b"[DONE]"):
+                        return
+                    yield joined
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if data and not data[0].startswith(b"[DONE]"):
+        yield b"\n".join(data)
 
 
 async def stream_completion(
@@ -74,19 +117,32 @@ async def stream_completion(
 ) -> AsyncGenerator[Piece, None]:
     """Stream one completion; the upstream request is closed when the caller stops iterating."""
     try:
-        stream = await client.chat.completions.create(
+        async with client.chat.completions.with_streaming_response.create(
             model=model,
             messages=messages,
             max_tokens=max_tokens,
             stream=True,
             stream_options={"include_usage": True},
-        )
-        async with stream:
-            async for chunk in stream:
-                for piece in pieces_from_chunk(chunk):
-                    yield piece
+        ) as response:
+            events = sse_data(response.iter_bytes())
+            try:
+                async for data in events:
+                    try:
+                        chunk = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(
+                            "upstream_error", "the model sent malformed JSON", retryable=True
+                        ) from None
+                    for piece in pieces_from_chunk(chunk):
+                        yield piece
+            finally:
+                await events.aclose()
     except openai.APIError as exc:
         raise _upstream_error(exc) from exc
+    except httpx2.TimeoutException as exc:
+        raise UpstreamError(
+            "upstream_timeout", "the model server did not answer in time", retryable=True
+        ) from exc
     except httpx2.HTTPError as exc:  # a connection cut mid-stream surfaces unwrapped
         raise UpstreamError(
             "upstream_unavailable", str(exc) or type(exc).__name__, retryable=True

@@ -83,8 +83,9 @@ class ContextStore:
             return []
         key = _key(session_id)
         try:
-            if await self._redis.exists(key):
-                return [_decode(raw) for raw in await self._redis.lrange(key, 0, -1)]
+            cached = await self._redis.lrange(key, 0, -1)  # Redis keeps no empty list
+            if cached:
+                return [_decode(raw) for raw in cached]
         except RedisError as exc:
             log.warning("context cache unavailable (%s); reading history", exc)
             return await self._from_history(session_id)

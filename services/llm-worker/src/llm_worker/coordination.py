@@ -3,6 +3,7 @@ marks and daily budgets. Each operation is one round trip (a Lua script where it
 atomic)."""
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -17,6 +18,24 @@ if current == 'done' then return 2 end
 if tonumber(current or '0') > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
+"""
+# Everything a reply needs before it may start, in one round trip: the claim (as _CLAIM);
+# whether a cancel mark waits; with a queue (ARGV[4] = seq > 0), the session's head of line,
+# and the active mark when the head is this message.
+_BEGIN = """
+local current = redis.call('GET', KEYS[1])
+if current == 'done' then return {2, 0, 0} end
+if tonumber(current or '0') > tonumber(ARGV[1]) then return {0, 0, 0} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local marked = redis.call('EXISTS', KEYS[2])
+local head = 0
+if tonumber(ARGV[4]) > 0 then
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  head = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
+  if head == tonumber(ARGV[4]) then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5]) end
+end
+return {1, marked, head}
 """
 # Queue `seq` in its session (gateways queue it too, on storing it); answer the head.
 _ENQUEUE = """
@@ -38,6 +57,15 @@ return 1
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Beginning:
+    claim: Literal["ours", "newer", "answered"]
+    cancel_marked: bool
+    head: int
+    """The session's first in line (0 without a queue); the active mark is set when it is the
+    message that began."""
+
+
 class Coordinator:
     def __init__(
         self, redis: Redis, *, fence_ttl_s: int, queue_ttl_s: int = keys.SESSION_QUEUE_TTL_S
@@ -46,6 +74,7 @@ class Coordinator:
         self._fence_ttl_s = fence_ttl_s
         self._queue_ttl_s = queue_ttl_s
         self._claim = redis.register_script(_CLAIM)
+        self._begin = redis.register_script(_BEGIN)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._done = redis.register_script(_DONE)
         self._skip = redis.register_script(_SKIP)
@@ -59,6 +88,26 @@ class Coordinator:
         key = keys.fence(session_id, message_id)
         result = int(await self._claim(keys=[key], args=[attempt, self._fence_ttl_s]))
         return "ours" if result == 1 else "answered" if result == 2 else "newer"
+
+    async def begin(
+        self, session_id: str, message_id: str, attempt: int, *, queue_seq: int = 0
+    ) -> "Beginning":
+        """`claim`, `cancel_marked` and — with `queue_seq` — `head_of_line`, plus `set_active`
+        when the message is first in line: one round trip before a reply starts."""
+        claim, marked, head = await self._begin(
+            keys=[
+                keys.fence(session_id, message_id),
+                keys.cancel_mark(session_id, message_id),
+                keys.session_queue(session_id),
+                keys.active_reply(session_id),
+            ],
+            args=[attempt, self._fence_ttl_s, message_id, queue_seq, self._queue_ttl_s],
+        )
+        return Beginning(
+            "ours" if claim == 1 else "answered" if claim == 2 else "newer",
+            bool(marked),
+            int(head),
+        )
 
     async def holds(self, session_id: str, message_id: str, attempt: int) -> bool:
         """Whether `attempt` still has the reply."""

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from llm_worker.cancels import StopSignal
+from llm_worker.coalescer import Coalescer
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
 from llm_worker.pricing import cost_usd
 from llm_worker.publisher import ReplyPublisher
@@ -65,22 +66,44 @@ async def generate_reply(
     meter: BudgetMeter | None = None,
     still_ours: Callable[[], Awaitable[bool]] | None = None,
     on_delta: Callable[[float | None], None] | None = None,
+    coalesce_s: float = 0.0,
 ) -> ReplyEnd | ReplyError | None:
     """Answer `job.message`; returns the terminal event it published, or None when the reply
     was fenced off by a newer attempt (which publishes the terminal event instead).
 
     Upstream failures end in a `ReplyError`; publishing failures propagate (the message is
     then not acked and another worker tries again). `on_delta` is told of each delta: the
-    seconds since the previous one, None for the first (for metrics).
+    seconds since the previous one, None for the first (for metrics). Deltas closer together
+    than `coalesce_s` share one token event (see `Coalescer`).
     """
     started = time.perf_counter()
     message, attempt = job.message, job.attempt
     sid, mid = message.session_id, message.message_id
-    await publisher.start(
-        ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
+    # Stored while the model request goes out (one round trip less before the first token);
+    # awaited before the first token and before the terminal event.
+    starting = asyncio.create_task(
+        publisher.start(
+            ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
+        )
     )
     progress = _Progress()
     abandoned = False
+
+    async def send(index: int, text: str, deltas: int) -> None:
+        if index == 0:
+            await starting
+        await publisher.token(
+            ReplyToken(
+                session_id=sid,
+                message_id=mid,
+                attempt=attempt,
+                index=index,
+                text=text,
+                deltas=deltas,
+            )
+        )
+
+    tokens = Coalescer(send, coalesce_s)
 
     async def consume() -> None:
         pieces = stream_completion(
@@ -97,16 +120,8 @@ async def generate_reply(
                         progress.last_delta = now
                         if on_delta is not None:
                             on_delta(gap)
-                        await publisher.token(
-                            ReplyToken(
-                                session_id=sid,
-                                message_id=mid,
-                                attempt=attempt,
-                                index=len(progress.texts),
-                                text=text,
-                            )
-                        )
                         progress.texts.append(text)
+                        await tokens.add(text)
                         if meter is not None and not await meter(counter.count(text)):
                             stop.set("budget")
                             return
@@ -132,7 +147,12 @@ async def generate_reply(
                 with contextlib.suppress(asyncio.CancelledError, UpstreamError):
                     await task
     if stop.reason == "fenced" or (still_ours is not None and not await still_ours()):
+        tokens.abandon()
+        with contextlib.suppress(Exception):
+            await starting
         return None
+    await starting
+    await tokens.close()  # every delta is published before the terminal event
     if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
         exc = streaming.exception()
         if not isinstance(exc, UpstreamError):

@@ -67,7 +67,9 @@ class Responder:
     async def respond(self, delivery: Delivery) -> bool:
         message, attempt = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
-        claim = await self._coord.claim(sid, mid, attempt)
+        queued = message.policy != "parallel"
+        began = await self._coord.begin(sid, mid, attempt, queue_seq=delivery.seq if queued else 0)
+        claim = began.claim
         if claim == "answered":
             return True  # a late delivery of a message already answered
         if claim == "newer":
@@ -78,13 +80,12 @@ class Responder:
             )
             return False
         stop = self.cancels.hold(sid, mid)
-        queued = message.policy != "parallel"
         if attempt > 1:
             self.metrics.redeliveries.inc()
         try:
-            if await self._coord.cancel_marked(sid, mid):
+            if began.cancel_marked:
                 stop.set("cancelled")
-            if queued:
+            if queued and (delivery.seq == 0 or began.head != delivery.seq):
                 await self._wait_turn(delivery, stop)
                 await self._coord.set_active(sid, mid)
             terminal: ReplyEnd | ReplyError
@@ -207,6 +208,7 @@ class Responder:
             prices=settings.prices,
             meter=meter if budget else None,
             on_delta=self._delta,
+            coalesce_s=settings.worker_coalesce_ms / 1000,
             still_ours=lambda: self._coord.holds(
                 message.session_id, message.message_id, delivery.attempt
             ),

@@ -31,6 +31,9 @@ class WorkerSettings(TokenwireSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     worker_concurrency: int = Field(default=64, ge=1)
     """Replies one worker streams at once."""
+    worker_coalesce_ms: float = Field(default=10.0, ge=0)
+    """Deltas of one reply closer together than this share one token event (0: one event per
+    delta); a delta after a quiet spell of this long goes out at once."""
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM: how long held replies may finish before they are handed back."""
     prices: dict[str, Price] = Field(default_factory=dict)

@@ -1,0 +1,83 @@
+"""Worker-side merging of a reply's deltas into fewer token events.
+
+A delta that arrives at least `window_s` after the reply's previous token event is published
+at once (no added latency for a model that streams slower than the window); deltas that come
+faster are joined and published together when the window since the previous event ends. So
+each reply publishes at most one token event per window, whatever the model's pace, and
+nothing is dropped or reordered: the texts of the events joined are the deltas joined.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+Send = Callable[[int, str, int], Awaitable[None]]
+"""Publishes one token event: its index (counting events of the reply from 0), its text and
+how many deltas that text joins."""
+
+
+class Coalescer:
+    def __init__(self, send: Send, window_s: float) -> None:
+        self._send = send
+        self._window_s = window_s
+        self._pending: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last = -window_s
+        self._sleeping = False
+        self.events = 0
+        """Token events published so far."""
+
+    async def add(self, text: str) -> None:
+        """Publish `text` now, or queue it for the end of the current window.
+
+        Raises the error of an earlier, deferred publish.
+        """
+        if self._flusher is not None and self._flusher.done():
+            self._flusher.result()  # a deferred publish failed: surface it here
+            self._flusher = None
+        if self._flusher is None and time.monotonic() - self._last >= self._window_s:
+            await self._publish(text, 1)
+            return
+        self._pending.append(text)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def close(self) -> None:
+        """Publish whatever is queued now; raises a deferred publish's error."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            if self._sleeping:
+                flusher.cancel()  # what it waited to publish is still pending
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher  # mid-publish: let that publish finish, in order
+        if self._pending:
+            await self._publish_pending()
+
+    def abandon(self) -> None:
+        """Stop without publishing what is queued (the reply was fenced off)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self._pending.clear()
+
+    async def _flush_later(self) -> None:
+        while self._pending:
+            self._sleeping = True
+            try:
+                await asyncio.sleep(max(0.0, self._last + self._window_s - time.monotonic()))
+            finally:
+                self._sleeping = False
+            await self._publish_pending()
+
+    async def _publish_pending(self) -> None:
+        deltas = len(self._pending)
+        text = "".join(self._pending)
+        self._pending.clear()
+        await self._publish(text, deltas)
+
+    async def _publish(self, text: str, deltas: int) -> None:
+        index = self.events
+        self.events += 1
+        self._last = time.monotonic()
+        await self._send(index, text, deltas)

@@ -1,0 +1,100 @@
+"""Coalescer: slow deltas go out at once, fast ones are joined per window, nothing is lost."""
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from llm_worker.coalescer import Coalescer
+
+
+class Sink:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.events: list[tuple[int, str, float]] = []
+        self.deltas: list[int] = []
+        self.delay_s = delay_s
+
+    async def send(self, index: int, text: str, deltas: int) -> None:
+        self.deltas.append(deltas)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        self.events.append((index, text, time.monotonic()))
+
+
+async def test_a_delta_after_a_quiet_window_is_published_at_once() -> None:
+    sink = Sink()
+    tokens = Coalescer(sink.send, 0.02)
+    for text in ("a", "b", "c"):
+        await tokens.add(text)
+        assert sink.events[-1][1] == text  # published before add returned
+        await asyncio.sleep(0.03)
+    await tokens.close()
+    assert [(i, t) for i, t, _ in sink.events] == [(0, "a"), (1, "b"), (2, "c")]
+
+
+async def test_fast_deltas_are_joined_once_per_window() -> None:
+    sink = Sink()
+    tokens = Coalescer(sink.send, 0.05)
+    started = time.monotonic()
+    for i in range(200):
+        await tokens.add(f"{i},")
+        if i % 20 == 0:
+            await asyncio.sleep(0.005)
+    await tokens.close()
+    texts = [t for _, t, _ in sink.events]
+    assert "".join(texts) == "".join(f"{i}," for i in range(200))
+    assert [i for i, _, _ in sink.events] == list(range(len(texts)))
+    assert texts[0] == "0,"  # the first goes out at once
+    assert sum(sink.deltas) == 200
+    assert all(d == t.count(",") for d, t in zip(sink.deltas, texts, strict=True))
+    assert 2 <= len(texts) <= 2 + (time.monotonic() - started) / 0.05
+    times = [at for _, _, at in sink.events[:-1]]  # close publishes the rest without waiting
+    assert all(b - a >= 0.045 for a, b in itertools.pairwise(times))
+
+
+async def test_close_waits_for_a_publish_in_flight_and_keeps_order() -> None:
+    sink = Sink(delay_s=0.03)
+    tokens = Coalescer(sink.send, 0.01)
+    await tokens.add("a")
+    await tokens.add("b")
+    await asyncio.sleep(0.02)  # the flusher is now publishing "b"
+    await tokens.add("c")
+    await tokens.close()
+    assert "".join(t for _, t, _ in sink.events) == "abc"
+    assert [i for i, _, _ in sink.events] == list(range(len(sink.events)))
+
+
+async def test_window_zero_publishes_every_delta() -> None:
+    sink = Sink()
+    tokens = Coalescer(sink.send, 0.0)
+    for text in "abcdef":
+        await tokens.add(text)
+    assert [t for _, t, _ in sink.events] == list("abcdef")
+
+
+async def test_a_failed_deferred_publish_surfaces() -> None:
+    calls = 0
+
+    async def send(index: int, text: str, deltas: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("stream gone")
+
+    tokens = Coalescer(send, 0.01)
+    await tokens.add("a")
+    await tokens.add("b")  # deferred
+    await asyncio.sleep(0.03)
+    with pytest.raises(ConnectionError):
+        await tokens.add("c")
+
+
+async def test_abandon_publishes_nothing_more() -> None:
+    sink = Sink()
+    tokens = Coalescer(sink.send, 0.05)
+    await tokens.add("a")
+    await tokens.add("b")
+    tokens.abandon()
+    await asyncio.sleep(0.08)
+    assert [t for _, t, _ in sink.events] == ["a"]
