@@ -53,7 +53,9 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
     async for raw in ws:
         frame = json.loads(raw)
         now = time.perf_counter()
-        if frame["type"] == "stream_start":
+        if frame["type"] == "message":
+            out["echo"] = now - sent  # stored in the stream and back through the gateway
+        elif frame["type"] == "stream_start":
             out["start"] = now - sent  # the worker has the message and is calling the model
         elif frame["type"] == "stream_token":
             if last is None:

@@ -75,6 +75,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, float]:
         "connect_ms_p50": 1000 * statistics.median(s["connect"] for s in samples if "connect" in s),
         "ttft_ms_p50": 1000 * statistics.median(s["ttft"] for s in complete),
         "ttft_ms_p99": 1000 * pct([s["ttft"] for s in complete], 0.99),
+        **_stage("echo", complete),
         **_stage("start", complete),
         **_stage("model_ttft", complete),
         "gap_ms_p50": 1000 * statistics.median(gaps),

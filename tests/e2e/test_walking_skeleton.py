@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed
 
+from shared import keys
 from support.client import (
     SUBPROTOCOL,
     connect,
@@ -291,3 +293,24 @@ async def _history_when_complete(
             return messages
         await asyncio.sleep(0.1)
     raise AssertionError(f"history has {len(messages)} of {expected} messages")
+
+
+async def test_a_new_session_is_marked_fresh_until_its_first_reply(
+    system: System, http: httpx.AsyncClient, redis_url: str
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.exists(keys.fresh_session(sid))  # the worker needs no history
+        async with await connect(system.ws_url, sid, alice) as ws:
+            await next_frame(ws)
+            await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": "hi"}))
+            await frames_until_end(ws)
+        for _ in range(50):  # the context is written just after the reply's end
+            if not await redis.exists(keys.fresh_session(sid)):
+                break
+            await asyncio.sleep(0.05)
+        assert not await redis.exists(keys.fresh_session(sid))
+    finally:
+        await redis.aclose()

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.tokens import TokenCounter
-from shared import rpc
+from shared import keys, rpc
 
 COUNTER = TokenCounter("gpt-4o-mini")
 
@@ -115,3 +115,23 @@ async def test_a_cache_miss_reads_history_once_then_the_cache(redis: Redis) -> N
     assert [t.id for t in await store.turns(sid)] == ["m1/reply", "m2", "m2/reply"]
     assert len(asked) == 1
     assert 0 < await redis.ttl(f"tw:ctx:{sid}") <= 60
+
+
+@pytest.mark.real
+async def test_a_fresh_session_skips_history_until_its_first_turns(redis: Redis) -> None:
+    asked: list[rpc.HistoryRequest] = []
+
+    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        asked.append(request)
+        return rpc.HistoryPage(messages=[])
+
+    store = ContextStore(redis, history, max_turns=3, ttl_s=60)
+    sid = uuid.uuid4().hex
+    await redis.set(keys.fresh_session(sid), 1)
+    assert await store.turns(sid) == []
+    assert asked == []
+    await store.append(sid, Turn("m1", "user", "hello"))
+    assert not await redis.exists(keys.fresh_session(sid))
+    await redis.delete(f"tw:ctx:{sid}")  # the cache expired: history is asked again
+    assert await store.turns(sid) == []
+    assert len(asked) == 1

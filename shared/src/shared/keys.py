@@ -12,6 +12,15 @@ def cancel_mark(session_id: str, message_id: str) -> str:
     return f"tw:cancel:{session_id}:{message_id}"
 
 
+FRESH_SESSION_TTL_S = 24 * 3600
+
+
+def fresh_session(session_id: str) -> str:
+    """Set by the gateway when it creates a session, removed by the first context write: while
+    it lives, a worker knows the session has no earlier turns and skips the history request."""
+    return f"tw:fresh:{session_id}"
+
+
 def active_reply(session_id: str) -> str:
     """The `message_id` whose reply a worker is streaming in a queued session."""
     return f"tw:active:{session_id}"

@@ -1,5 +1,6 @@
 """REST routes: dev tokens, sessions, history, health."""
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -10,9 +11,10 @@ from redis.exceptions import RedisError
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
 from gateway.deps import PrincipalDep, ResourcesDep, UserDep
-from shared import rpc, subjects
+from shared import keys, rpc, subjects
 from shared.events import Policy
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 T = TypeVar("T", bound=BaseModel)
 
@@ -70,8 +72,13 @@ async def create_session(
     answer = await _ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
     if answer.session is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")
-    resources.sessions.put(answer.session.session_id, answer.session)
-    return CreatedSession(session_id=answer.session.session_id)
+    sid = answer.session.session_id
+    resources.sessions.put(sid, answer.session)
+    try:  # saves the first reply a history request; without it, the worker asks
+        await resources.redis.set(keys.fresh_session(sid), 1, ex=keys.FRESH_SESSION_TTL_S)
+    except RedisError as exc:
+        log.warning("fresh-session mark not set: %s", exc)
+    return CreatedSession(session_id=sid)
 
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"])

@@ -2,7 +2,9 @@
 
 Turns live in a capped Redis list per session (`tw:ctx:<sid>`, JSON `{id, role, content}`,
 oldest first, with a TTL). On a miss — a new worker, an expired key, Redis down — they come
-from persistence's history, so a restart loses no context.
+from persistence's history, so a restart loses no context; except for a session the gateway
+marked fresh at creation (`keys.fresh_session`, removed by the first write here), which has
+none to fetch.
 """
 
 import json
@@ -16,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llm_worker.tokens import TokenCounter
-from shared import rpc
+from shared import keys, rpc
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,14 @@ class ContextStore:
             return []
         key = _key(session_id)
         try:
-            cached = await self._redis.lrange(key, 0, -1)  # Redis keeps no empty list
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.lrange(key, 0, -1)  # Redis keeps no empty list: [] is a miss
+                pipe.exists(keys.fresh_session(session_id))
+                cached, fresh = await pipe.execute()
             if cached:
                 return [_decode(raw) for raw in cached]
+            if fresh:
+                return []  # a new session, nothing said yet
         except RedisError as exc:
             log.warning("context cache unavailable (%s); reading history", exc)
             return await self._from_history(session_id)
@@ -103,6 +110,7 @@ class ContextStore:
                 pipe.rpush(key, *(json.dumps(t.__dict__) for t in turns))
                 pipe.ltrim(key, -self._max_turns, -1)
                 pipe.expire(key, self._ttl_s)
+                pipe.delete(keys.fresh_session(session_id))
                 await pipe.execute()
         except RedisError as exc:
             log.warning("context cache not updated: %s", exc)
