@@ -1,7 +1,9 @@
 """The load process: C WebSocket sessions, one message each, sent at once; measures at the
-client. Prints one JSON object of samples.
+client. Prints one JSON list of samples.
 
-`python bench/load.py tokenwire|baseline URL C`
+`python bench/load.py tokenwire|baseline URL C [PROMPT]`
+`python bench/load.py idle URL C`: C idle connections to one session; prints `ready` once all
+are open, closes them when stdin closes.
 """
 
 import asyncio
@@ -14,10 +16,12 @@ import httpx
 import websockets
 
 PROMPT = "hello"
+IDLE_BATCH = 250
+"""Idle connections opened at once."""
 
 
 async def tokenwire_session(
-    url: str, token: str, session_id: str, start: asyncio.Event, out: dict[str, Any]
+    url: str, token: str, session_id: str, start: asyncio.Event, out: dict[str, Any], prompt: str
 ) -> None:
     t0 = time.perf_counter()
     ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
@@ -32,21 +36,24 @@ async def tokenwire_session(
         out["connected"].set()
         await start.wait()
         await measure(
-            ws, json.dumps({"type": "message", "message_id": "m1", "content": PROMPT}), out
+            ws, json.dumps({"type": "message", "message_id": "m1", "content": prompt}), out
         )
 
 
-async def baseline_session(url: str, start: asyncio.Event, out: dict[str, Any]) -> None:
+async def baseline_session(
+    url: str, start: asyncio.Event, out: dict[str, Any], prompt: str
+) -> None:
     t0 = time.perf_counter()
     async with websockets.connect(url.replace("http", "ws", 1) + "/ws", max_size=2**24) as ws:
         out["connect"] = time.perf_counter() - t0
         out["connected"].set()
         await start.wait()
-        await measure(ws, json.dumps({"content": PROMPT}), out)
+        await measure(ws, json.dumps({"content": prompt}), out)
 
 
 async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
     sent = time.perf_counter()
+    out["sent_at"] = sent
     await ws.send(message)
     last = None
     gaps: list[float] = []
@@ -65,6 +72,7 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
             last = now
         elif frame["type"] in ("stream_end", "stream_error"):
             out["whole"] = now - sent
+            out["done_at"] = now
             out["words"] = len(frame.get("text", "").split())
             out["end"] = frame.get("code") or frame.get("finish_reason") or frame["type"]
             out["gaps"] = gaps
@@ -73,7 +81,33 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
             return
 
 
-async def main(kind: str, url: str, count: int) -> None:
+async def idle(url: str, count: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        token = (await http.post("/v1/auth/dev-token")).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        session_id = (await http.post("/v1/sessions", headers=auth)).json()["session_id"]
+    ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
+    sockets: list[Any] = []
+
+    async def open_one() -> None:
+        ws = await websockets.connect(
+            ws_url,
+            subprotocols=[websockets.Subprotocol("tokenwire.v1")],
+            additional_headers={"Authorization": f"Bearer {token}"},
+            compression=None,
+            ping_interval=None,
+        )
+        await ws.recv()  # ready
+        sockets.append(ws)
+
+    for first in range(0, count, IDLE_BATCH):
+        await asyncio.gather(*(open_one() for _ in range(min(IDLE_BATCH, count - first))))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+async def main(kind: str, url: str, count: int, prompt: str = PROMPT) -> None:
     start = asyncio.Event()
     results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count)]
     if kind == "tokenwire":
@@ -87,11 +121,11 @@ async def main(kind: str, url: str, count: int) -> None:
 
             users = await asyncio.gather(*(prepare() for _ in range(count)))
         tasks = [
-            tokenwire_session(url, token, sid, start, out)
+            tokenwire_session(url, token, sid, start, out, prompt)
             for (token, sid), out in zip(users, results, strict=True)
         ]
     else:
-        tasks = [baseline_session(url, start, out) for out in results]
+        tasks = [baseline_session(url, start, out, prompt) for out in results]
     runners = [asyncio.create_task(task) for task in tasks]
     # Everyone connected first, then every message at once.
     await asyncio.wait_for(asyncio.gather(*(r["connected"].wait() for r in results)), 120)
@@ -105,4 +139,7 @@ async def main(kind: str, url: str, count: int) -> None:
 if __name__ == "__main__":
     import uvloop
 
-    uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    if sys.argv[1] == "idle":
+        uvloop.run(idle(sys.argv[2], int(sys.argv[3])))
+    else:
+        uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))

@@ -2,11 +2,17 @@
 process, same machine, same run. Prints markdown tables (medians and p99s over the runs) and
 writes bench/results.json.
 
-Environment: BENCH_SESSIONS (default "100,250"), BENCH_RUNS (3), BENCH_WORKERS (2),
-BENCH_WORKER_CONCURRENCY (256: replies one worker holds, sized so that the workers can hold
-every session at once, as the baseline does).
+Scenarios: C streaming sessions for each C of BENCH_SESSIONS (default "100,250,500,1000");
+the largest C each system sustains among them; a fast model (no delays) for the tokens per
+second one gateway delivers; BENCH_IDLE (10000) idle connections on one gateway; one worker
+against two at BENCH_WORKER_SESSIONS (250).
+
+Environment: BENCH_RUNS (3), BENCH_WORKERS (2), BENCH_WORKER_CONCURRENCY (1000: replies one
+worker holds, sized so that the workers can hold every session at once, as the baseline does),
+BENCH_FAST_SESSIONS (20) x BENCH_FAST_TOKENS (1000).
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -15,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +30,35 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support import servers  # noqa: E402
 from support.ports import free_port, wait_for_port  # noqa: E402
-from support.system import system_with_own_nats  # noqa: E402
+from support.system import System, system_with_own_nats  # noqa: E402
 
 TTFT_S, TOKEN_S, TOKENS = 0.3, 0.02, 100
 IDEAL_S = TTFT_S + TOKEN_S * (TOKENS - 1)
+SUSTAINED_P99 = 1.25 * IDEAL_S
 MODEL_ENV = {
     "TOKENWIRE_FAKE_LLM_TTFT_MS": str(int(TTFT_S * 1000)),
     "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": str(int(TOKEN_S * 1000)),
     "TOKENWIRE_FAKE_LLM_REPLY_TOKENS": str(TOKENS),
 }
+LIMITS = {
+    "TOKENWIRE_MESSAGE_RATE_PER_MIN": "1000000",
+    "TOKENWIRE_MAX_CONNECTIONS_PER_USER": "100000",
+}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+SIZES = [int(c) for c in os.environ.get("BENCH_SESSIONS", "100,250,500,1000").split(",")]
+RUNS = env_int("BENCH_RUNS", 3)
+WORKERS = env_int("BENCH_WORKERS", 2)
+CONCURRENCY = env_int("BENCH_WORKER_CONCURRENCY", 1000)
+FAST_SESSIONS = env_int("BENCH_FAST_SESSIONS", 20)
+FAST_TOKENS = env_int("BENCH_FAST_TOKENS", 1000)
+FAST_PROMPT = f"[fake tokens={FAST_TOKENS} ttft_ms=0 delay_ms=0]"
+IDLE = env_int("BENCH_IDLE", 10_000)
+WORKER_SESSIONS = env_int("BENCH_WORKER_SESSIONS", 250)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,19 +66,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_kib(pid: int, field: str) -> int:
+    """`VmRSS` or `VmHWM` (peak) of a process, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
 
 
-def load(kind: str, url: str, sessions: int) -> list[dict[str, Any]]:
+def load(kind: str, url: str, sessions: int, prompt: str | None = None) -> list[dict[str, Any]]:
+    args = [sys.executable, str(ROOT / "bench" / "load.py"), kind, url, str(sessions)]
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load.py"), kind, url, str(sessions)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        args + ([prompt] if prompt else []), capture_output=True, text=True, timeout=300
     )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
@@ -64,25 +90,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
-def summarize(samples: list[dict[str, Any]]) -> dict[str, float]:
-    complete = [s for s in samples if s.get("words") == TOKENS]
-    gaps = [g for s in complete for g in s.get("gaps", [])]
-    incomplete = Counter(str(s.get("end", "no end")) for s in samples if s not in complete)
-    if incomplete:
-        print(f"incomplete replies: {dict(incomplete)}", file=sys.stderr)
-    return {
-        "complete_pct": 100 * len(complete) / len(samples),
-        "connect_ms_p50": 1000 * statistics.median(s["connect"] for s in samples if "connect" in s),
-        "ttft_ms_p50": 1000 * statistics.median(s["ttft"] for s in complete),
-        "ttft_ms_p99": 1000 * pct([s["ttft"] for s in complete], 0.99),
-        **_stage("echo", complete),
-        **_stage("start", complete),
-        **_stage("model_ttft", complete),
-        "gap_ms_p50": 1000 * statistics.median(gaps),
-        "gap_ms_p99": 1000 * pct(gaps, 0.99),
-        "whole_s_p50": statistics.median(s["whole"] for s in complete),
-        "whole_s_p99": pct([s["whole"] for s in complete], 0.99),
-    }
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def _stage(key: str, samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -90,117 +99,275 @@ def _stage(key: str, samples: list[dict[str, Any]]) -> dict[str, float]:
     values = [s[key] for s in samples if key in s]
     if not values:
         return {}
+    return {f"{key}_ms_p50": 1000 * median(values), f"{key}_ms_p99": 1000 * pct(values, 0.99)}
+
+
+def summarize(samples: list[dict[str, Any]], tokens: int = TOKENS) -> dict[str, float]:
+    complete = [s for s in samples if s.get("words") == tokens]
+    gaps = [g for s in complete for g in s.get("gaps", [])]
+    incomplete = Counter(str(s.get("end", "no end")) for s in samples if s not in complete)
+    if incomplete:
+        print(f"incomplete replies: {dict(incomplete)}", file=sys.stderr)
+    delivered = sum(s["words"] for s in complete)
+    span = max((s["done_at"] for s in complete), default=0.0) - min(
+        (s["sent_at"] for s in complete), default=0.0
+    )
     return {
-        f"{key}_ms_p50": 1000 * statistics.median(values),
-        f"{key}_ms_p99": 1000 * pct(values, 0.99),
+        "complete_pct": 100 * len(complete) / len(samples),
+        "connect_ms_p50": 1000 * median([s["connect"] for s in samples if "connect" in s]),
+        "ttft_ms_p50": 1000 * median([s["ttft"] for s in complete]),
+        "ttft_ms_p99": 1000 * pct([s["ttft"] for s in complete], 0.99),
+        **_stage("echo", complete),
+        **_stage("start", complete),
+        **_stage("model_ttft", complete),
+        "gap_ms_p50": 1000 * median(gaps),
+        "gap_ms_p99": 1000 * pct(gaps, 0.99),
+        "whole_s_p50": median([s["whole"] for s in complete]),
+        "whole_s_p99": pct([s["whole"] for s in complete], 0.99),
+        "tokens_per_s": delivered / span if span > 0 else 0.0,
     }
 
 
-def measure(kind: str, url: str, pids: list[int], sessions: int, runs: int) -> dict[str, float]:
+def measure(
+    kind: str, url: str, pids: list[int], sessions: int, prompt: str | None = None
+) -> dict[str, float]:
+    """RUNS runs of `sessions` sessions; medians over the runs, CPU per run, peak RSS."""
     rows = []
-    for _ in range(runs):
+    for _ in range(RUNS):
         cpu0 = sum(cpu_seconds(p) for p in pids)
-        summary = summarize(load(kind, url, sessions))
+        samples = load(kind, url, sessions, prompt)
+        summary = summarize(samples, FAST_TOKENS if prompt else TOKENS)
         summary["cpu_s"] = sum(cpu_seconds(p) for p in pids) - cpu0
         rows.append(summary)
         time.sleep(0.5)
     merged = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
-    merged["peak_rss_mib"] = sum(peak_rss_mib(p) for p in pids)
+    merged["peak_rss_mib"] = sum(memory_kib(p, "VmHWM") for p in pids) / 1024
     return merged
 
 
-def main() -> None:
-    sizes = [int(c) for c in os.environ.get("BENCH_SESSIONS", "100,250").split(",")]
-    runs = int(os.environ.get("BENCH_RUNS", "3"))
-    workers = int(os.environ.get("BENCH_WORKERS", "2"))
-    concurrency = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "256"))
-    work = Path(tempfile.mkdtemp(prefix="tokenwire-bench-"))
-    results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "sessions": {}}
-    redis = servers.start_redis(work)
-    limits = {
-        "TOKENWIRE_MESSAGE_RATE_PER_MIN": "1000000",
-        "TOKENWIRE_MAX_CONNECTIONS_PER_USER": "100000",
-    }
+@contextlib.contextmanager
+def tokenwire(work: Path, redis_url: str, workers: int) -> Iterator[System]:
+    workdir = work / f"tokenwire-{workers}"
+    workdir.mkdir()
+    with system_with_own_nats(
+        workdir,
+        redis_url=redis_url,
+        workers=workers,
+        fake_llm_env=MODEL_ENV,
+        gateway_env=LIMITS,
+        worker_env={"TOKENWIRE_WORKER_CONCURRENCY": str(CONCURRENCY)},
+    ) as system:
+        yield system
+
+
+def own_pids(system: System) -> list[int]:
+    return [p.popen.pid for p in system.processes if p.name != "fake-llm"]
+
+
+@contextlib.contextmanager
+def baseline() -> Iterator[tuple[str, int]]:
+    """The baseline server and its own fake model; yields its URL and its pid."""
+    model_port, base_port = free_port(), free_port()
+    model = subprocess.Popen(
+        [sys.executable, "-m", "fake_llm"],
+        env={**os.environ, **MODEL_ENV, "TOKENWIRE_FAKE_LLM_PORT": str(model_port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "baseline.py"),
+            str(base_port),
+            f"http://127.0.0.1:{model_port}/v1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        with system_with_own_nats(
-            work,
-            redis_url=redis.url,
-            workers=workers,
-            fake_llm_env=MODEL_ENV,
-            gateway_env=limits,
-            worker_env={"TOKENWIRE_WORKER_CONCURRENCY": str(concurrency)},
-        ) as system:
-            ours = [p.popen.pid for p in system.processes if p.name != "fake-llm"]
-            for size in sizes:
+        wait_for_port(model_port)
+        wait_for_port(base_port)
+        yield f"http://127.0.0.1:{base_port}", base.pid
+    finally:
+        for process in (base, model):
+            process.terminate()
+            process.wait(10)
+
+
+def idle_connections(url: str, gateway_pid: int, count: int) -> dict[str, float]:
+    """RSS the gateway gains per idle connection, `count` connections to one session."""
+    before = memory_kib(gateway_pid, "VmRSS")
+    started = time.perf_counter()
+    opener = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "load.py"), "idle", url, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert opener.stdin is not None
+    assert opener.stdout is not None
+    try:
+        if opener.stdout.readline().strip() != "ready":
+            raise RuntimeError("the idle connections did not all open")
+        opened_s = time.perf_counter() - started
+        time.sleep(2)
+        after = memory_kib(gateway_pid, "VmRSS")
+    finally:
+        opener.stdin.close()
+        opener.wait(60)
+    return {
+        "connections": count,
+        "open_s": opened_s,
+        "rss_before_mib": before / 1024,
+        "rss_after_mib": after / 1024,
+        "kib_per_connection": (after - before) / count,
+    }
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="tokenwire-bench-"))
+    results: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count()},
+        "settings": {"runs": RUNS, "workers": WORKERS, "concurrency": CONCURRENCY},
+        "sessions": {},
+    }
+    started = time.perf_counter()
+    redis = servers.start_redis(work)
+    try:
+        with tokenwire(work, redis.url, WORKERS) as system:
+            pids = own_pids(system)
+            for size in SIZES:
+                progress(f"tokenwire, {size} sessions", started)
                 results["sessions"].setdefault(str(size), {})["tokenwire"] = measure(
-                    "tokenwire", system.gateway_url, ours, size, runs
+                    "tokenwire", system.gateway_url, pids, size
                 )
-        model_port, base_port = free_port(), free_port()
-        model = subprocess.Popen(
-            [sys.executable, "-m", "fake_llm"],
-            env={**os.environ, **MODEL_ENV, "TOKENWIRE_FAKE_LLM_PORT": str(model_port)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "baseline.py"),
-                str(base_port),
-                f"http://127.0.0.1:{model_port}/v1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(model_port)
-            wait_for_port(base_port)
-            for size in sizes:
-                results["sessions"][str(size)]["baseline"] = measure(
-                    "baseline", f"http://127.0.0.1:{base_port}", [base.pid], size, runs
+            progress("tokenwire, fast model", started)
+            results["fast"] = {
+                "tokenwire": measure(
+                    "tokenwire", system.gateway_url, pids, FAST_SESSIONS, FAST_PROMPT
                 )
-        finally:
-            for process in (base, model):
-                process.terminate()
-                process.wait(10)
+            }
+            progress(f"tokenwire, {IDLE} idle connections", started)
+            gateway = system.named("gateway").popen.pid
+            results["idle"] = idle_connections(system.gateway_url, gateway, IDLE)
+        with baseline() as (url, pid):
+            for size in SIZES:
+                progress(f"baseline, {size} sessions", started)
+                results["sessions"][str(size)]["baseline"] = measure("baseline", url, [pid], size)
+            progress("baseline, fast model", started)
+            results["fast"]["baseline"] = measure(
+                "baseline", url, [pid], FAST_SESSIONS, FAST_PROMPT
+            )
+        progress(f"tokenwire with one worker, {WORKER_SESSIONS} sessions", started)
+        with tokenwire(work, redis.url, 1) as system:
+            one = measure("tokenwire", system.gateway_url, own_pids(system), WORKER_SESSIONS)
+        results["workers"] = {
+            "1": one,
+            str(WORKERS): results["sessions"].get(str(WORKER_SESSIONS), {}).get("tokenwire"),
+        }
     finally:
         redis.stop()
+    results["sustained"] = {
+        kind: largest_sustained(results["sessions"], kind) for kind in ("tokenwire", "baseline")
+    }
+    results["minutes"] = (time.perf_counter() - started) / 60
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results, runs, workers, concurrency))
+    print(report(results))
 
 
-def report(results: dict[str, Any], runs: int, workers: int, concurrency: int) -> str:
+def progress(step: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:6.1f} s] {step}", file=sys.stderr, flush=True)
+
+
+def largest_sustained(sessions: dict[str, Any], kind: str) -> int:
+    """The largest C measured with ≥ 99 % complete and reply p99 within 1.25 x ideal."""
+    ok = [
+        int(size)
+        for size, systems in sessions.items()
+        if kind in systems
+        and systems[kind]["complete_pct"] >= 99
+        and systems[kind]["whole_s_p99"] <= SUSTAINED_P99
+    ]
+    return max(ok, default=0)
+
+
+STREAMING = [
+    ("complete_pct", "complete %"),
+    ("connect_ms_p50", "connect p50 ms"),
+    ("ttft_ms_p50", "TTFT p50 ms"),
+    ("ttft_ms_p99", "TTFT p99 ms"),
+    ("gap_ms_p50", "gap p50 ms"),
+    ("gap_ms_p99", "gap p99 ms"),
+    ("whole_s_p50", "reply p50 s"),
+    ("whole_s_p99", "reply p99 s"),
+    ("cpu_s", "CPU s"),
+    ("peak_rss_mib", "peak RSS MiB"),
+]
+STAGES = [
+    ("echo_ms_p50", "message echoed p50 ms"),
+    ("start_ms_p50", "stream_start p50 ms"),
+    ("start_ms_p99", "stream_start p99 ms"),
+    ("model_ttft_ms_p50", "model TTFT seen by the worker p50 ms"),
+]
+
+
+def table(
+    rows: list[tuple[str, str]], ours: dict[str, float], theirs: dict[str, float], names: str
+) -> list[str]:
+    lines = [f"| figure | {names} | ratio |", "| --- | ---: | ---: | ---: |"]
+    for key, label in rows:
+        a, b = ours.get(key, float("nan")), theirs.get(key, float("nan"))
+        ratio = a / b if b else float("nan")
+        lines.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f} |")
+    return [*lines, ""]
+
+
+def report(results: dict[str, Any]) -> str:
     lines = [
         f"Fake model: TTFT {TTFT_S * 1000:.0f} ms, {TOKEN_S * 1000:.0f} ms a token, "
-        f"{TOKENS} tokens (ideal reply {IDEAL_S:.2f} s). tokenwire: 1 gateway, {workers} "
-        f"workers, persistence, nats-server, Valkey. Medians of {runs} runs.",
+        f"{TOKENS} tokens (ideal reply {IDEAL_S:.2f} s). tokenwire: 1 gateway, {WORKERS} "
+        f"workers (each holding up to {CONCURRENCY} replies), persistence, nats-server, "
+        f"Valkey. Medians of {RUNS} runs; {results['minutes']:.1f} minutes in all.",
         "",
     ]
-    keys = [
-        ("complete_pct", "complete %"),
-        ("connect_ms_p50", "connect p50 ms"),
-        ("ttft_ms_p50", "TTFT p50 ms"),
-        ("ttft_ms_p99", "TTFT p99 ms"),
-        ("gap_ms_p50", "gap p50 ms"),
-        ("gap_ms_p99", "gap p99 ms"),
-        ("whole_s_p50", "reply p50 s"),
-        ("whole_s_p99", "reply p99 s"),
-        ("cpu_s", "CPU s"),
-        ("peak_rss_mib", "peak RSS MiB"),
-    ]
     for size, systems in results["sessions"].items():
-        lines += [
-            f"**{size} concurrent sessions**",
-            "",
-            "| figure | tokenwire | baseline | ratio |",
-            "| --- | ---: | ---: | ---: |",
-        ]
-        ours, theirs = systems["tokenwire"], systems.get("baseline", {})
-        for key, label in keys:
-            a, b = ours[key], theirs.get(key, float("nan"))
-            ratio = a / b if b else float("nan")
-            lines.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f} |")
+        lines += [f"**{size} concurrent sessions**", ""]
+        lines += table(STREAMING, systems["tokenwire"], systems["baseline"], "tokenwire | baseline")
+        lines += ["Where tokenwire's time to first token goes (at the client):", ""]
+        lines += ["| stage | ms |", "| --- | ---: |"]
+        lines += [f"| {label} | {systems['tokenwire'].get(key, 0):.1f} |" for key, label in STAGES]
         lines.append("")
+    sustained = results["sustained"]
+    lines += [
+        f"**Largest C sustained** (of {', '.join(results['sessions'])}; ≥ 99 % complete, reply "
+        f"p99 ≤ {SUSTAINED_P99:.2f} s): tokenwire {sustained['tokenwire']}, baseline "
+        f"{sustained['baseline']}.",
+        "",
+        f"**Fast model** ({FAST_SESSIONS} sessions x {FAST_TOKENS} tokens, no delays): tokens "
+        "per second delivered to clients",
+        "",
+    ]
+    fast = results["fast"]
+    lines += table(
+        [("tokens_per_s", "tokens/s"), ("whole_s_p50", "reply p50 s"), ("cpu_s", "CPU s")],
+        fast["tokenwire"],
+        fast["baseline"],
+        "tokenwire | baseline",
+    )
+    idle = results["idle"]
+    lines += [
+        f"**Idle connections**: {idle['connections']:,} to one gateway, opened in "
+        f"{idle['open_s']:.1f} s; gateway RSS {idle['rss_before_mib']:.0f} → "
+        f"{idle['rss_after_mib']:.0f} MiB: **{idle['kib_per_connection']:.1f} KiB per "
+        "connection**.",
+        "",
+        f"**One worker against {WORKERS}** ({WORKER_SESSIONS} sessions)",
+        "",
+    ]
+    workers = results["workers"]
+    lines += table(
+        STREAMING, workers["1"], workers.get(str(WORKERS)) or {}, f"1 worker | {WORKERS} workers"
+    )
     return "\n".join(lines)
 
 

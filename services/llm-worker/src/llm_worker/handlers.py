@@ -27,9 +27,9 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
         config=worker_consumer_config(
             ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
         ),
-        # Up to 16 messages a fetch: a burst costs few round trips; each still waits for a
-        # free slot of `worker_concurrency` before its handler runs.
-        pull_sub=PullSub(batch_size=min(settings.worker_concurrency, 16), timeout=5.0),
+        # One message a fetch: nats-py's fetch of a larger batch holds the first message of
+        # a lingering pull until the batch fills or the pull expires (seconds, when idle).
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
         max_workers=settings.worker_concurrency,
         ack_policy=AckPolicy.MANUAL,
         inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
