@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: asyncapi bench install browser run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: asyncapi bench faults install browser run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -53,6 +53,9 @@ fuzz: install  ## the frame parser's properties, 50,000 examples each (TOKENWIRE
 
 asyncapi: install  ## rewrite docs/asyncapi/ from the code
 	$(UV) run --locked python scripts/asyncapi.py
+
+faults: install  ## the counted fault suite, long form (FAULTS_SCALE=5: five times the quick form)
+	FAULTS_SCALE=$${FAULTS_SCALE:-5} $(UV) run --locked pytest tests/faults -q --timeout=1800
 
 bench: install  ## tokenwire against the single-process baseline (BENCH_SESSIONS, BENCH_RUNS)
 	$(UV) run --locked python bench/run.py

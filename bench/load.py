@@ -79,6 +79,7 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
             if frame.get("ttft_ms") is not None:
                 out["model_ttft"] = frame["ttft_ms"] / 1000  # as the worker saw it
             return
+    out["end"] = f"closed {ws.close_code}"  # the socket closed before the reply ended
 
 
 async def idle(url: str, count: int) -> None:
@@ -111,7 +112,10 @@ async def main(kind: str, url: str, count: int, prompt: str = PROMPT) -> None:
     start = asyncio.Event()
     results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count)]
     if kind == "tokenwire":
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # Users and sessions are made before the clock starts, 50 requests at a time.
+        limits = httpx.Limits(max_connections=50)
+        timeout = httpx.Timeout(30, pool=None)
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
 
             async def prepare() -> tuple[str, str]:
                 token = (await http.post("/v1/auth/dev-token")).json()["token"]

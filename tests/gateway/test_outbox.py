@@ -69,3 +69,13 @@ async def test_take_waits_for_an_item() -> None:
     assert not waiter.done()
     outbox.offer(other("x"))
     assert [o.text for o in await waiter] == ["x"]
+
+
+async def test_an_interrupted_outbox_sends_what_it_has_and_takes_nothing_more() -> None:
+    outbox = Outbox(max_items=10)
+    outbox.offer(Outgoing("before", seq=1))
+    outbox.interrupt()
+    outbox.offer(Outgoing("after the gap", seq=5))
+    assert [item.text for item in await outbox.take()] == ["before"]
+    assert outbox.interrupted
+    assert await outbox.take() == []  # does not wait: the connection closes now

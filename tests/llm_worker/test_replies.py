@@ -3,9 +3,10 @@
 import asyncio
 
 import httpx2
+import pytest
 
 from llm_worker.cancels import StopSignal
-from llm_worker.replies import ReplyJob, generate_reply
+from llm_worker.replies import ReplyJob, TokensLost, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
@@ -142,4 +143,24 @@ async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPu
         still_ours=not_ours,
     )
     assert end is None
+    assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
+
+
+class LosingPublisher(RecordingPublisher):
+    """Acknowledges no token event: the broker died with them in flight."""
+
+    async def token(self, event: ReplyToken) -> "asyncio.Future[object]":
+        await super().token(event)
+        lost: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        lost.set_exception(ConnectionError("nats: connection closed"))
+        return lost
+
+
+async def test_token_events_the_stream_did_not_store_fail_the_attempt() -> None:
+    publisher = LosingPublisher()
+    client = openai_over(streaming(sse(chunk("Hel"), chunk("lo"), chunk(None, "stop"))))
+    with pytest.raises(TokensLost):
+        await generate_reply(
+            JOB, client=client, publisher=publisher, counter=COUNTER, stop=StopSignal()
+        )
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)

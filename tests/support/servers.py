@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,13 +139,69 @@ def start_nats(
         }
     process = _spawn(args, log, env=env)
     _wait(process, port, log)
-    server = Server(f"nats://127.0.0.1:{port}", port, process, log)
+
+    def restart() -> subprocess.Popen[bytes]:
+        again = _spawn(args, log, env=env)
+        _wait(again, port, log)
+        return again
+
+    server = Server(f"nats://127.0.0.1:{port}", port, process, log, restart=restart)
     if monitor:
         server.monitor_url = f"http://127.0.0.1:{monitor_port}"
     if secured:
         server.users = {u: f"nats://{u}:{p}@127.0.0.1:{port}" for u, p in passwords.items()}
         server.url = server.users["ops"]
     return server
+
+
+def start_nats_cluster(workdir: Path, nodes: int = 3) -> list[Server]:
+    """`nodes` nats-servers with JetStream in one cluster on loopback (no auth), each
+    restartable with its data; returns once JetStream has a meta leader on every node."""
+    ports = [free_port() for _ in range(nodes)]
+    routes = [free_port() for _ in range(nodes)]
+    monitors = [free_port() for _ in range(nodes)]
+    servers: list[Server] = []
+    for i in range(nodes):
+        conf = workdir / f"n{i + 1}.conf"
+        peers = ", ".join(f"nats-route://127.0.0.1:{r}" for j, r in enumerate(routes) if j != i)
+        conf.write_text(
+            f"server_name: n{i + 1}\n"
+            f"listen: 127.0.0.1:{ports[i]}\n"
+            f"http: 127.0.0.1:{monitors[i]}\n"
+            f'jetstream {{ store_dir: "{workdir / f"n{i + 1}"}" }}\n'
+            f"cluster {{ name: tokenwire, listen: 127.0.0.1:{routes[i]}, routes: [{peers}] }}\n"
+        )
+        log = workdir / f"n{i + 1}.log"
+        args = [nats_server_binary(), "-c", str(conf)]
+
+        def again(args: list[str] = args, log: Path = log, port: int = ports[i]) -> Any:
+            process = _spawn(args, log)
+            _wait(process, port, log)
+            return process
+
+        server = Server(f"nats://127.0.0.1:{ports[i]}", ports[i], again(), log, restart=again)
+        server.monitor_url = f"http://127.0.0.1:{monitors[i]}"
+        servers.append(server)
+    wait_for_jetstream(servers)
+    return servers
+
+
+def wait_for_jetstream(servers: list[Server], timeout_s: float = 30.0) -> None:
+    """Until every running node's `/healthz` says JetStream is current."""
+    deadline = time.monotonic() + timeout_s
+    for server in servers:
+        if server.process.poll() is not None:
+            continue
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.monitor_url}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"JetStream not ready on {server.url}")
+            time.sleep(0.2)
 
 
 def start_redis(workdir: Path) -> Server:

@@ -39,6 +39,7 @@ class TokenwireSettings(BaseSettings):
     `make run` and the tests run in `development`."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    """One server, or several separated by commas (a cluster's nodes: any one will do)."""
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)
     """How long a starting service keeps trying to reach NATS before it gives up."""
     stream_replicas: int = Field(default=1, ge=1, le=5)
@@ -57,3 +58,8 @@ class TokenwireSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers in `TOKENWIRE_NATS_URL` (comma-separated)."""
+    return [part.strip() for part in url.split(",") if part.strip()]

@@ -6,9 +6,11 @@ configuration drifted), so start order does not matter.
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -22,7 +24,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 
 from shared import subjects
-from shared.settings import TokenwireSettings
+from shared.settings import TokenwireSettings, nats_servers
 
 log = logging.getLogger(__name__)
 
@@ -123,35 +125,47 @@ def consumer_configs(settings: TokenwireSettings) -> tuple[ConsumerConfig, ...]:
 
 
 async def connect(
-    url: str,
+    url: str | list[str],
     *,
     name: str,
     timeout_s: float = 30.0,
     watch: bool = True,
     inbox_prefix: str = "_INBOX",
+    on_gap: Callable[[], None] | None = None,
 ) -> NatsClient:
     """Connect to NATS, waiting up to `timeout_s` for the server to come up.
 
     Raises `ConnectionError` when it does not; once connected, the client reconnects forever,
-    and with `watch` logs each disconnect and reconnect.
+    and with `watch` logs each disconnect and reconnect. `on_gap` is called whenever core
+    subscriptions may have missed messages: at a disconnect, and when the client drops
+    messages of a slow subscription.
     """
 
     async def on_error(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            log.warning("nats: messages dropped on %s (slow consumer)", exc.subject)
+            if on_gap is not None:
+                on_gap()
+            return
         log.debug("nats: %s", exc)
 
     clients: list[NatsClient] = []
+    servers = nats_servers(url) if isinstance(url, str) else url
+    redacted = ", ".join(s.split("@")[-1] for s in servers)  # no credentials in logs
 
     async def on_disconnect() -> None:
         if clients and not clients[0].is_closed:
-            log.warning("nats: disconnected from %s; reconnecting", url)
+            log.warning("nats: disconnected from %s; reconnecting", redacted)
+            if on_gap is not None:
+                on_gap()
 
     async def on_reconnect() -> None:
-        log.info("nats: reconnected to %s", url)
+        log.info("nats: reconnected to %s", redacted)
 
     try:
         client = await asyncio.wait_for(
             nats.connect(
-                url,
+                servers,
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -160,13 +174,13 @@ async def connect(
                 error_cb=on_error,
                 **(
                     {"disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect}
-                    if watch
+                    if watch or on_gap is not None
                     else {}
                 ),
             ),
             timeout_s,
         )
     except TimeoutError:
-        raise ConnectionError(f"NATS at {url} not reachable within {timeout_s:g} s") from None
+        raise ConnectionError(f"NATS at {redacted} not reachable within {timeout_s:g} s") from None
     clients.append(client)
     return client

@@ -35,6 +35,8 @@ class StreamRecord:
     ended: float | None = None
     closed_early: bool = False
     """The client went away before the last chunk: a cancel that really stopped the model."""
+    prompt: str = ""
+    """The last message's content (its first 200 characters): tests count calls per message."""
 
 
 def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
@@ -80,8 +82,12 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
                 _whole(completion_id, model, "".join(pieces), finish, prompt, count)
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        last = messages[-1].get("content") if isinstance(messages[-1], dict) else None
         record = StreamRecord(
-            completion_id, request.headers.get("x-tokenwire-worker", ""), len(pieces)
+            completion_id,
+            request.headers.get("x-tokenwire-worker", ""),
+            len(pieces),
+            prompt=last[:200] if isinstance(last, str) else "",
         )
         streams.append(record)
         return StreamingResponse(

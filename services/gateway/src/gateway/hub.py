@@ -58,6 +58,14 @@ class SessionHub:
     def connections(self) -> int:
         return sum(len(room.outboxes) for room in self._rooms.values())
 
+    def interrupt_all(self) -> None:
+        """Live events may have been missed (the NATS connection dropped, or messages of a slow
+        subscription were dropped): every connection sends what it has, then closes with 1013
+        so that its client resumes from the stream by `last_seq`, without a gap."""
+        for room in self._rooms.values():
+            for outbox in room.outboxes:
+                outbox.interrupt()
+
     async def join(self, session_id: str, outbox: Outbox) -> None:
         """Deliver the session's events to `outbox` from now on. The subscriptions reach the
         server before any request this gateway sends later on the same NATS connection."""

@@ -37,15 +37,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing = telemetry.setup_tracing("gateway")
         await stream.prepare(settings, name="gateway")
+        hubs: list[SessionHub] = []
+
+        def interrupt_all() -> None:  # the hub is made once the connection is up
+            for each in hubs:
+                each.interrupt_all()
+
         nc = await stream.connect(
             settings.nats_url,
             name="gateway",
             timeout_s=settings.nats_connect_timeout_s,
             inbox_prefix=subjects.inbox("gateway"),
+            on_gap=interrupt_all,
         )
         redis = redis_client(settings.redis_url, timeout_s=2)
         bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
         hub = SessionHub(nc, metrics)
+        hubs.append(hub)
         metrics.track(lambda: hub.connections, lambda: hub.sessions)
         watcher = asyncio.create_task(
             broker_view.refresh_forever(

@@ -110,10 +110,13 @@ class Outbox:
         self._items: deque[Outgoing] = deque()
         self._waiting = asyncio.Event()
         self.overflowed = False
+        self.interrupted = False
+        """Events after this point may be missing (the broker connection dropped): what is
+        queued is still sent, nothing more, and the client is told to resume."""
 
     def offer(self, item: Outgoing) -> None:
         """Queue `item`; never blocks. Past `max_items`, marks the outbox overflowed instead."""
-        if self.overflowed:
+        if self.overflowed or self.interrupted:
             return
         if len(self._items) >= self._max_items:
             self.overflowed = True
@@ -121,9 +124,14 @@ class Outbox:
             self._items.append(item)
         self._waiting.set()
 
+    def interrupt(self) -> None:
+        """Accept nothing more; the connection sends what is queued, then closes (1013)."""
+        self.interrupted = True
+        self._waiting.set()
+
     async def take(self) -> list[Outgoing]:
-        """Everything queued, waiting for at least one item (or for the overflow mark)."""
-        while not self._items and not self.overflowed:
+        """Everything queued, waiting for at least one item (or for either mark)."""
+        while not self._items and not self.overflowed and not self.interrupted:
             self._waiting.clear()
             await self._waiting.wait()
         items = list(self._items)

@@ -181,6 +181,11 @@ class Connection:
                 self.r.metrics.slow_closes.inc()
                 await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
                 return
+            if self.outbox.interrupted:
+                await self._close(
+                    CLOSE_TRY_AGAIN_LATER, "broker connection lost; resume with last_seq"
+                )
+                return
 
     async def _receive(self) -> None:
         max_bytes = self.r.settings.max_frame_bytes

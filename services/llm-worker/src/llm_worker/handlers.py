@@ -17,6 +17,7 @@ from shared.events import UserMessage
 from shared.stream import WORKER_CONSUMER, worker_consumer_config
 
 log = logging.getLogger(__name__)
+RETRY_DELAY_S = 1.0
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
@@ -54,6 +55,12 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
         except asyncio.CancelledError:
             # Draining: hand the message back at once instead of after the ack wait.
             await msg.nack()
+            raise
+        except Exception:
+            # The attempt failed (e.g. the broker went away mid-reply): deliver the message
+            # again in a second rather than after the whole ack wait.
+            with contextlib.suppress(Exception):
+                await msg.nack(delay=RETRY_DELAY_S)
             raise
         if ours:
             await msg.ack()

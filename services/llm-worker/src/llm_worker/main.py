@@ -22,6 +22,7 @@ from llm_worker.settings import WorkerSettings
 from shared import rpc, stream, subjects, telemetry
 from shared.logs import dump_tasks_on_sigusr1
 from shared.redis import redis_client
+from shared.settings import nats_servers
 
 LOGGER = logging.getLogger("tokenwire.broker")
 
@@ -58,7 +59,7 @@ def create_app(
     tracing = telemetry.setup_tracing("llm-worker")
     metrics = WorkerMetrics()
     broker = NatsBroker(
-        settings.nats_url,
+        nats_servers(settings.nats_url),
         middlewares=[
             # FastStream's own per-subscriber figures, beside tokenwire's
             NatsPrometheusMiddleware(

@@ -1,13 +1,14 @@
 """Publishing reply events to the `CHAT` stream.
 
 Tokens go out with `publish_async` (a bounded window of unacknowledged publishes, no wait per
-token); start and terminal events are awaited and carry a `Nats-Msg-Id`, so a retried publish
-is stored once. One connection keeps them in order.
+token; `token` returns the future of the stream's acknowledgement, which the reply checks
+before its terminal event); start and terminal events are awaited and carry a `Nats-Msg-Id`,
+so a retried publish is stored once. One connection keeps them in order.
 """
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 
 class ReplyPublisher(Protocol):
     async def start(self, event: ReplyStart) -> None: ...
-    async def token(self, event: ReplyToken) -> None: ...
+    async def token(self, event: ReplyToken) -> "asyncio.Future[Any] | None":
+        """Publish without waiting; returns the acknowledgement to come (None: stored now)."""
+        ...
+
     async def end(self, event: ReplyEnd | ReplyError) -> None: ...
 
 
@@ -38,11 +42,12 @@ class JetStreamPublisher:
             },
         )
 
-    async def token(self, event: ReplyToken) -> None:
+    async def token(self, event: ReplyToken) -> "asyncio.Future[Any]":
         ack = await self._js.publish_async(
             subjects.out_token(event.session_id), event.model_dump_json().encode()
         )
         ack.add_done_callback(_log_failure)
+        return ack
 
     async def end(self, event: ReplyEnd | ReplyError) -> None:
         subject = (

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -30,6 +31,9 @@ from shared.events import (
     Usage,
     UserMessage,
 )
+
+TOKEN_ACK_TIMEOUT_S = 10.0
+"""How long the stream's acknowledgements of a reply's token events may take at its end."""
 
 BudgetMeter = Callable[[int], Awaitable[bool]]
 """Told of tokens as they stream; answers False once the user's budget is spent."""
@@ -88,11 +92,12 @@ async def generate_reply(
     )
     progress = _Progress()
     abandoned = False
+    acks: list[asyncio.Future[Any]] = []
 
     async def send(index: int, text: str, deltas: int) -> None:
         if index == 0:
             await starting
-        await publisher.token(
+        ack = await publisher.token(
             ReplyToken(
                 session_id=sid,
                 message_id=mid,
@@ -102,6 +107,8 @@ async def generate_reply(
                 deltas=deltas,
             )
         )
+        if ack is not None:
+            acks.append(ack)
 
     tokens = Coalescer(send, coalesce_s)
 
@@ -153,6 +160,7 @@ async def generate_reply(
         return None
     await starting
     await tokens.close()  # every delta is published before the terminal event
+    await _all_stored(acks)  # and stored: a hole in the stream fails the attempt instead
     if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
         exc = streaming.exception()
         if not isinstance(exc, UpstreamError):
@@ -187,6 +195,23 @@ async def generate_reply(
     )
     await publisher.end(end)
     return end
+
+
+class TokensLost(Exception):
+    """Token events of the reply were not stored (the broker failed while they were in
+    flight): the attempt fails without a terminal event, so the message is delivered again
+    and its reply streamed whole by the next attempt, rather than with a hole in it."""
+
+
+async def _all_stored(acks: list["asyncio.Future[Any]"]) -> None:
+    if not acks:
+        return
+    done, pending = await asyncio.wait(acks, timeout=TOKEN_ACK_TIMEOUT_S)
+    for ack in pending:
+        ack.cancel()  # frees its place in the window of unacknowledged publishes
+    failed = len(pending) + sum(1 for a in done if a.cancelled() or a.exception() is not None)
+    if failed:
+        raise TokensLost(f"{failed} of {len(acks)} token events were not stored")
 
 
 def _counted(counter: TokenCounter, prompt: list[ChatCompletionMessageParam], text: str) -> Usage:

@@ -18,6 +18,7 @@ from persistence.metrics import PersistenceMetrics
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
 from shared import stream, subjects, telemetry
+from shared.settings import nats_servers
 from shared.stream import connect
 
 LOGGER = logging.getLogger("tokenwire.broker")
@@ -27,7 +28,7 @@ def create_app(settings: PersistenceSettings) -> FastStream:
     tracing = telemetry.setup_tracing("persistence")
     metrics = PersistenceMetrics()
     broker = NatsBroker(
-        settings.nats_url,
+        nats_servers(settings.nats_url),
         middlewares=[
             # FastStream's own per-subscriber figures, beside tokenwire's
             NatsPrometheusMiddleware(

@@ -1,0 +1,233 @@
+"""Kill anything, lose nothing: chat traffic through real processes while faults are injected,
+then counted (see `ledger.py`). Every scenario must end with nothing lost, nothing duplicated,
+no gap and no token shown twice.
+"""
+
+import asyncio
+import json
+import random
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from faults.conftest import scaled
+from faults.ledger import Chat, Counts, count
+from shared import stream, subjects
+from shared.events import UserMessage
+from support import servers
+from support.client import dev_user, new_session
+from support.system import Process, System
+
+pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
+
+REPLY = "[fake tokens=40 delay_ms=25]"
+"""About a second of streaming per reply: faults land mid-stream."""
+
+
+@pytest.fixture
+async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=30) as client:
+        yield client
+
+
+async def open_chats(system: System, http: httpx.AsyncClient, n: int) -> list[Chat]:
+    async def one() -> Chat:
+        user = await dev_user(http)
+        return Chat(system.ws_url, await new_session(http, user), user)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def converse(chats: list[Chat], messages: int, directive: str = REPLY) -> None:
+    """Every chat sends `messages` messages one after another; chats run side by side."""
+
+    async def one(chat: Chat) -> None:
+        for i in range(messages):
+            await chat.say(f"m{i}", directive)
+        await chat.leave()
+
+    await asyncio.gather(*(one(chat) for chat in chats))
+
+
+async def with_faults(traffic: Awaitable[None], faults: Callable[[], Awaitable[None]]) -> None:
+    """Run `faults` while `traffic` flows; both must finish."""
+    chatting = asyncio.ensure_future(traffic)
+    try:
+        await faults()
+        await chatting
+    finally:
+        if not chatting.done():
+            chatting.cancel()
+
+
+async def streaming_worker(system: System) -> Process | None:
+    """A worker process that is streaming a reply now (by the fake model's records)."""
+    async with httpx.AsyncClient() as http:
+        streams = (await http.get(f"{system.llm_url}/v1/_fake/streams")).json()
+    busy = {int(s["worker"].rsplit("-", 1)[1]) for s in streams if s["ended"] is None}
+    alive = [p for p in system.processes if p.name.startswith("worker-") and p.popen.poll() is None]
+    candidates = [p for p in alive if p.popen.pid in busy]
+    return random.choice(candidates) if candidates else None
+
+
+def kill(process: Process, sig: signal.Signals = signal.SIGKILL) -> None:
+    process.popen.send_signal(sig)
+    process.popen.wait(30)
+
+
+async def settle(name: str, chats: list[Chat], system: System, record: list[Counts]) -> Counts:
+    counts = await count(name, chats, system.gateway_url, system.llm_url)
+    record.append(counts)
+    counts.must_be_clean()
+    return counts
+
+
+async def test_sigkill_of_streaming_workers(
+    system: System, http: httpx.AsyncClient, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(8))
+    killed: list[int] = []
+
+    async def faults() -> None:
+        for _ in range(scaled(2)):
+            await asyncio.sleep(1.0)
+            victim = None
+            while victim is None:
+                victim = await streaming_worker(system)
+                await asyncio.sleep(0.05)
+            kill(victim)
+            killed.append(victim.popen.pid)
+            system.respawn(victim)
+
+    await with_faults(converse(chats, 3), faults)
+    counts = await settle("worker SIGKILL mid-stream", chats, system, record)
+    assert len(killed) == scaled(2)
+    assert counts.llm_calls_max >= 2  # the killed workers' messages were answered again
+
+
+async def test_a_frozen_worker_is_fenced_off(
+    system: System, http: httpx.AsyncClient, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(4))
+
+    async def faults() -> None:
+        await asyncio.sleep(1.0)
+        victim = None
+        while victim is None:
+            victim = await streaming_worker(system)
+            await asyncio.sleep(0.05)
+        victim.popen.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(7)  # past the ack wait (4 s): the message goes to another worker
+        victim.popen.send_signal(signal.SIGCONT)
+
+    await with_faults(converse(chats, 2), faults)
+    await settle("worker SIGSTOP past the ack wait", chats, system, record)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_gateway_restart_with_hundreds_of_sockets(
+    system: System, http: httpx.AsyncClient, record: list[Counts], sig: signal.Signals
+) -> None:
+    chats = await open_chats(system, http, scaled(100))
+    gateway = system.named("gateway")
+
+    async def faults() -> None:
+        await asyncio.sleep(1.5)  # every socket open, replies streaming
+        kill(gateway, sig)
+        await asyncio.sleep(0.5)
+        system.respawn(gateway)
+
+    await with_faults(converse(chats, 2, "[fake tokens=30 delay_ms=40]"), faults)
+    counts = await settle(f"gateway {sig.name}", chats, system, record)
+    assert counts.reconnects >= len(chats) // 2  # most sockets were open when it went
+
+
+async def test_nats_server_sigkill_and_restart(
+    system: System, http: httpx.AsyncClient, nats: servers.Server, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(8))
+
+    async def faults() -> None:
+        await asyncio.sleep(1.5)
+        nats.process.kill()
+        nats.process.wait()
+        await asyncio.sleep(1.0)
+        nats.resume()
+
+    await with_faults(converse(chats, 3), faults)
+    counts = await settle("nats-server SIGKILL, restart", chats, system, record)
+    assert counts.reconnects >= len(chats)  # every client was told to resume
+
+
+async def test_the_same_message_id_three_times_and_after_the_dedup_window(
+    system: System, http: httpx.AsyncClient, nats: servers.Server, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(3))
+    for chat in chats:
+        ws = await chat._connected()
+        for _ in range(3):
+            await ws.send(
+                json.dumps(
+                    {"type": "message", "message_id": "m0", "content": chat.content("m0", REPLY)}
+                )
+            )
+        await chat.say("m0", REPLY)
+    # After the stream's duplicate window a resend is stored again: the same as publishing it
+    # under a new Nats-Msg-Id, which is what this does (the window is two minutes).
+    client = await stream.connect(
+        nats.users["gateway"], name="faults", inbox_prefix=subjects.inbox("gateway")
+    )
+    try:
+        js = client.jetstream()
+        for chat in chats:
+            again = UserMessage(
+                session_id=chat.session_id,
+                message_id="m0",
+                participant=chat.user.user_id,
+                content=chat.content("m0", REPLY),
+            )
+            await js.publish(subjects.chat_in(chat.session_id), again.model_dump_json().encode())
+    finally:
+        await client.close()
+    await asyncio.sleep(2)  # a worker takes each again and finds it answered
+    for chat in chats:
+        await chat.leave()
+    counts = await settle("same message_id 3 times, and after the window", chats, system, record)
+    assert counts.llm_calls_max == 1  # one reply, one charge
+
+
+async def test_a_client_that_leaves_mid_reply_for_good(
+    system: System, http: httpx.AsyncClient, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(4))
+    for chat in chats:
+        ws = await chat._connected()
+        await ws.send(
+            json.dumps(
+                {"type": "message", "message_id": "m0", "content": chat.content("m0", REPLY)}
+            )
+        )
+        while "m0" not in chat.echoed:
+            chat._take(json.loads(await ws.recv()))
+    await asyncio.sleep(0.3)
+    for chat in chats:
+        await chat.leave()  # gone for good, mid-reply
+    await asyncio.sleep(2.5)
+    async with httpx.AsyncClient() as llm:
+        streams = (await llm.get(f"{system.llm_url}/v1/_fake/streams")).json()
+    ours = [s for s in streams if s["prompt"].split(" ", 1)[0] in {f"{c.tag}:m0" for c in chats}]
+    assert len(ours) == len(chats)
+    assert all(s["ended"] is not None and not s["closed_early"] for s in ours)  # none orphaned
+    counts = await count("client gone mid-reply", chats, system.gateway_url, system.llm_url)
+    record.append(counts)
+    assert (counts.lost, counts.unanswered, counts.duplicates) == (0, 0, 0)
+    async with httpx.AsyncClient(base_url=system.gateway_url) as api:
+        for chat in chats:
+            rows = (
+                await api.get(f"/v1/sessions/{chat.session_id}/messages", headers=chat.user.auth)
+            ).json()["messages"]
+            reply = next(m for m in rows if m["role"] == "assistant")
+            assert reply["status"] == "complete"
+            assert reply["usage"]["completion_tokens"] == 40
