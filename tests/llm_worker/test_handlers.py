@@ -31,7 +31,9 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 def worker(
     publisher: RecordingPublisher, redis: Redis, nats_url: str = "nats://127.0.0.1:4222"
 ) -> tuple[NatsBroker, WorkerSettings]:
-    settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url)
+    # One pull loop: the in-memory test broker hands a message to every subscriber, where
+    # JetStream's durable consumer hands it to one of the loops.
+    settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url, worker_fetchers=1)
     client = openai_over(streaming(sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))))
     app = create_app(settings, client=client, publisher=publisher, redis=redis)
     return cast(NatsBroker, app.broker), settings

@@ -1,6 +1,7 @@
 """One reply: start, numbered tokens, exactly one terminal event; stops that close upstream."""
 
 import asyncio
+from typing import Any
 
 import httpx2
 import pytest
@@ -149,9 +150,9 @@ async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPu
 class LosingPublisher(RecordingPublisher):
     """Acknowledges no token event: the broker died with them in flight."""
 
-    async def token(self, event: ReplyToken) -> "asyncio.Future[object]":
+    async def token(self, event: ReplyToken) -> "asyncio.Future[Any] | None":
         await super().token(event)
-        lost: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(ConnectionError("nats: connection closed"))
         return lost
 

@@ -62,8 +62,9 @@ class RecordingPublisher:
     async def start(self, event: ReplyStart) -> None:
         self.events.append(event)
 
-    async def token(self, event: ReplyToken) -> None:
+    async def token(self, event: ReplyToken) -> "asyncio.Future[Any] | None":
         self.events.append(event)
+        return None  # stored at once
 
     async def end(self, event: ReplyEnd | ReplyError) -> None:
         self.events.append(event)

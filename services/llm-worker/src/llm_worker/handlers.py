@@ -21,20 +21,27 @@ RETRY_DELAY_S = 1.0
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
-    @broker.subscriber(
-        subjects.ALL_IN,
-        stream=JStream(subjects.STREAM, declare=False),
-        durable=WORKER_CONSUMER,
-        config=worker_consumer_config(
-            ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
-        ),
-        # One message a fetch: nats-py's fetch of a larger batch holds the first message of
-        # a lingering pull until the batch fills or the pull expires (seconds, when idle).
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        max_workers=settings.worker_concurrency,
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
-    )
+    # Several pull loops on the one durable consumer, sharing the worker's concurrency: each
+    # fetch is a round trip, and one loop alone made a burst of messages wait in line for
+    # their turn to be fetched. One message a fetch: nats-py's fetch of a larger batch holds
+    # the first message of a lingering pull until the batch fills or the pull expires.
+    fetchers = max(1, min(settings.worker_fetchers, settings.worker_concurrency))
+    subscribers = [
+        broker.subscriber(
+            subjects.ALL_IN,
+            stream=JStream(subjects.STREAM, declare=False),
+            durable=WORKER_CONSUMER,
+            config=worker_consumer_config(
+                ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
+            ),
+            pull_sub=PullSub(batch_size=1, timeout=5.0),
+            max_workers=-(-settings.worker_concurrency // fetchers),
+            ack_policy=AckPolicy.MANUAL,
+            inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
+        )
+        for _ in range(fetchers)
+    ]
+
     async def on_user_message(msg: NatsMessage) -> None:
         try:
             message = UserMessage.model_validate_json(msg.raw_message.data)
@@ -64,6 +71,9 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
             raise
         if ours:
             await msg.ack()
+
+    for subscriber in subscribers:
+        subscriber(on_user_message)
 
     @broker.subscriber(subjects.ALL_CANCEL)
     async def on_cancel(msg: NatsMessage) -> None:

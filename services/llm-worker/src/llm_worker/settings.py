@@ -31,6 +31,9 @@ class WorkerSettings(TokenwireSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     worker_concurrency: int = Field(default=64, ge=1)
     """Replies one worker streams at once."""
+    worker_fetchers: int = Field(default=4, ge=1, le=64)
+    """Pull loops on the `llm-workers` consumer, sharing `worker_concurrency` (a burst of
+    messages is fetched this many at a time)."""
     worker_coalesce_ms: float = Field(default=10.0, ge=0)
     """Deltas of one reply closer together than this share one token event (0: one event per
     delta); a delta after a quiet spell of this long goes out at once."""
