@@ -70,6 +70,9 @@ async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
             else:
                 gaps.append(now - last)
             last = now
+        elif frame["type"] == "error":  # refused (limits, an outage): it will not be answered
+            out["end"] = f"error {frame.get('code')}"
+            return
         elif frame["type"] in ("stream_end", "stream_error"):
             out["whole"] = now - sent
             out["done_at"] = now

@@ -32,14 +32,21 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    """A Redis-compatible server of the suite's own: the faults stop and restart it."""
+    with servers.running(servers.start_redis(tmp_path_factory.mktemp("faults-redis"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def system(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, nats: servers.Server
+    tmp_path_factory: pytest.TempPathFactory, redis: servers.Server, nats: servers.Server
 ) -> Iterator[System]:
     workdir = tmp_path_factory.mktemp("faults")
     running = start_system(
         workdir,
         nats_url=nats.url,
-        redis_url=redis_url,
+        redis_url=redis.url,
         workers=3,
         nats_users=nats.users,
         gateway_env={

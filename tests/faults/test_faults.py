@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from faults.conftest import scaled
+from faults.conftest import SCALE, scaled
 from faults.ledger import Chat, Counts, count
 from shared import stream, subjects
 from shared.events import UserMessage
@@ -22,6 +22,8 @@ from support.system import Process, System
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
 
+OUTAGE_S = 10.0 if SCALE == 1 else 60.0
+"""Persistence and Redis outages: 10 s in the quick form, 60 s in `make faults`."""
 REPLY = "[fake tokens=40 delay_ms=25]"
 """About a second of streaming per reply: faults land mid-stream."""
 
@@ -159,6 +161,37 @@ async def test_nats_server_sigkill_and_restart(
     await with_faults(converse(chats, 3), faults)
     counts = await settle("nats-server SIGKILL, restart", chats, system, record)
     assert counts.reconnects >= len(chats)  # every client was told to resume
+
+
+async def test_persistence_down_during_traffic(
+    system: System, http: httpx.AsyncClient, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(8))
+    persistence = system.named("persistence")
+
+    async def faults() -> None:
+        await asyncio.sleep(1.0)
+        kill(persistence)
+        await asyncio.sleep(OUTAGE_S)  # messages are stored and answered meanwhile
+        system.respawn(persistence)
+
+    await with_faults(converse(chats, 3), faults)
+    await settle(f"persistence down {OUTAGE_S:g} s", chats, system, record)
+
+
+async def test_redis_stopped_during_traffic(
+    system: System, http: httpx.AsyncClient, redis: servers.Server, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(8))
+
+    async def faults() -> None:
+        await asyncio.sleep(1.0)
+        redis.halt()
+        await asyncio.sleep(OUTAGE_S)  # gateways refuse new messages: `unavailable`, sent again
+        redis.resume()
+
+    await with_faults(converse(chats, 3), faults)
+    await settle(f"Redis stopped {OUTAGE_S:g} s", chats, system, record)
 
 
 async def test_the_same_message_id_three_times_and_after_the_dedup_window(

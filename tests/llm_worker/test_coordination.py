@@ -5,8 +5,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from llm_worker.coordination import Coordinator
+from llm_worker.responder import patiently
 from shared import keys
 
 pytestmark = pytest.mark.real
@@ -90,3 +92,17 @@ async def test_begin_without_a_queue_leaves_the_line_alone(coordinator: Coordina
     began = await coordinator.begin(sid, "m1", 1)
     assert (began.claim, began.head) == ("ours", 0)
     assert await coordinator.redis.zcard(keys.session_queue(sid)) == 0
+
+
+async def test_patiently_waits_out_a_redis_outage_instead_of_failing() -> None:
+    calls = 0
+
+    async def step() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RedisConnectionError("Connection refused")
+        return "claimed"
+
+    assert await patiently(step) == "claimed"
+    assert calls == 3

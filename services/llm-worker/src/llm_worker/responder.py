@@ -8,8 +8,9 @@ attempt has the reply (the stale worker leaves the message to it).
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from openai import AsyncOpenAI
 from redis.exceptions import RedisError
@@ -27,6 +28,8 @@ from shared.logs import context
 
 log = logging.getLogger(__name__)
 QUEUE_POLL_S = 0.1
+T = TypeVar("T")
+BOOKKEEPING_RETRY_S = 120.0
 METER_EVERY_TOKENS = 32
 """Streamed tokens are added to the user's spending in batches of this many."""
 
@@ -59,6 +62,7 @@ class Responder:
         self._counter = TokenCounter(settings.llm_model)
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
+        self._background: set[asyncio.Task[None]] = set()
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -68,7 +72,9 @@ class Responder:
         message, attempt = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
         queued = message.policy != "parallel"
-        began = await self._coord.begin(sid, mid, attempt, queue_seq=delivery.seq if queued else 0)
+        began = await patiently(
+            lambda: self._coord.begin(sid, mid, attempt, queue_seq=delivery.seq if queued else 0)
+        )
         claim = began.claim
         if claim == "answered":
             return True  # a late delivery of a message already answered
@@ -98,7 +104,10 @@ class Responder:
                     queued = False  # fenced off: the newer attempt owns the session's turn
                     return False
                 terminal = answer
-            await self._coord.answered(sid, mid)
+            # The terminal event is stored: from here on the message is acked whatever Redis
+            # says (a redelivery would stream the reply again); bookkeeping Redis missed is
+            # retried in the background.
+            self._eventually(lambda: self._coord.answered(sid, mid))
             self._count(terminal, stop)
             if isinstance(terminal, ReplyEnd):
                 await self._context.append(
@@ -108,8 +117,28 @@ class Responder:
         finally:
             self.cancels.release(sid, mid)
             if queued:
-                await self._coord.done(sid, delivery.seq, mid)
-            await self._coord.reply_ended(sid, mid)
+                self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
+            self._eventually(lambda: self._coord.reply_ended(sid, mid))
+
+    def _eventually(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` now; if Redis fails it, retry in the background every second for up
+        to `BOOKKEEPING_RETRY_S` (a reply's end must not wait on Redis)."""
+
+        async def attempt() -> None:
+            deadline = time.monotonic() + BOOKKEEPING_RETRY_S
+            while True:
+                try:
+                    await step()
+                    return
+                except RedisError as exc:
+                    if time.monotonic() > deadline:
+                        log.error("reply bookkeeping lost: %s", exc)
+                        return
+                    await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(attempt())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _count(self, terminal: ReplyEnd | ReplyError, stop: StopSignal) -> None:
         self.metrics.ended(terminal)
@@ -139,7 +168,9 @@ class Responder:
         settings = self._settings
         stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
         waiting_on, since = 0, time.monotonic()
-        while (head := await self._coord.head_of_line(sid, delivery.seq)) != delivery.seq:
+        while (
+            head := await patiently(lambda: self._coord.head_of_line(sid, delivery.seq))
+        ) != delivery.seq:
             if stop.reason is not None:
                 return
             if head != waiting_on:
@@ -209,8 +240,8 @@ class Responder:
             meter=meter if budget else None,
             on_delta=self._delta,
             coalesce_s=settings.worker_coalesce_ms / 1000,
-            still_ours=lambda: self._coord.holds(
-                message.session_id, message.message_id, delivery.attempt
+            still_ours=lambda: patiently(
+                lambda: self._coord.holds(message.session_id, message.message_id, delivery.attempt)
             ),
         )
         if budget and isinstance(terminal, ReplyEnd):
@@ -246,6 +277,24 @@ class Responder:
             message=text,
             retryable=retryable,
         )
+
+
+async def patiently(step: Callable[[], Awaitable[T]]) -> T:
+    """`step`, retried while Redis is unreachable (every second at most; logged once).
+
+    The message is held meanwhile (its in-progress beats go on), so an outage of Redis costs
+    no delivery of it: retrying through redeliveries would use them all up in seconds.
+    """
+    delay, warned = 0.1, False
+    while True:
+        try:
+            return await step()
+        except RedisError as exc:
+            if not warned:
+                log.warning("Redis unavailable (%s); waiting for it", exc)
+                warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def _user_turn(message: UserMessage) -> Turn:
