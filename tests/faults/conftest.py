@@ -39,23 +39,36 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="module")
+def database() -> Iterator[servers.Server]:
+    """PostgreSQL for persistence: the faults stop and restart it."""
+    with servers.running(servers.start_postgres()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def system(
-    tmp_path_factory: pytest.TempPathFactory, redis: servers.Server, nats: servers.Server
+    tmp_path_factory: pytest.TempPathFactory,
+    redis: servers.Server,
+    nats: servers.Server,
+    database: servers.Server,
 ) -> Iterator[System]:
     workdir = tmp_path_factory.mktemp("faults")
     running = start_system(
         workdir,
         nats_url=nats.url,
         redis_url=redis.url,
+        database_url=database.url,
         workers=3,
         nats_users=nats.users,
         gateway_env={
             "TOKENWIRE_NATS_MONITOR_URL": nats.monitor_url,
             "TOKENWIRE_MESSAGE_RATE_PER_MIN": "100000",
             "TOKENWIRE_MAX_CONNECTIONS_PER_USER": "100000",
+            # Small send buffers let a slow reader's backpressure reach the gateway's merging.
+            "TOKENWIRE_WS_SNDBUF_BYTES": "16384",
         },
         # A killed worker's message goes to another one within seconds, not 30.
-        common_env={"TOKENWIRE_WORKER_ACK_WAIT_S": "4"},
+        common_env={"TOKENWIRE_WORKER_ACK_WAIT_S": "4", "TOKENWIRE_RETRY_DELAY_S": "0.5"},
         fake_llm_env={
             "TOKENWIRE_FAKE_LLM_TTFT_MS": "50",
             "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": "20",

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import random
+import socket
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -42,6 +43,8 @@ class Chat:
     reconnects: int = 0
     resends: int = 0
     sent: set[str] = field(default_factory=set)
+    rcvbuf: int = 0
+    """A kernel receive buffer this small (0: the default), so a slow reader backs up."""
     connections: list[tuple[int, int, int]] = field(default_factory=list)
     """Per connection: the `last_seq` it resumed from, the head in its `ready`, and how many
     frames had been received before it."""
@@ -85,6 +88,7 @@ class Chat:
                     additional_headers=self.user.auth,
                     open_timeout=5,
                     max_size=2**24,
+                    **self._socket_options(),
                 )
                 ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 if ready.get("type") != "ready":
@@ -100,6 +104,16 @@ class Chat:
             except ConnectionError:
                 await asyncio.sleep(delay)
         return self._ws
+
+    def _socket_options(self) -> dict[str, Any]:
+        return {"sock": self._small_socket()} if self.rcvbuf else {}
+
+    def _small_socket(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        host, port = self.ws_url.removeprefix("ws://").split(":")
+        sock.connect((host, int(port)))
+        return sock
 
     async def _read_until(
         self, ws: ClientConnection, message_id: str, *, resend_after_s: float
@@ -144,6 +158,27 @@ class Chat:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+@dataclass
+class SlowChat(Chat):
+    """A client of a session that only reads, slowly, through a small receive buffer."""
+
+    rcvbuf: int = 4096
+    delay_s: float = 0.02
+
+    async def follow(self, message_ids: set[str], *, deadline_s: float = 120) -> None:
+        """Read until every one of `message_ids` has its reply; resume after any close."""
+        async with asyncio.timeout(deadline_s):
+            while not message_ids <= set(self.ended):
+                ws = await self._connected()
+                try:
+                    while not message_ids <= set(self.ended):
+                        self._take(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+                        await asyncio.sleep(self.delay_s)
+                except (ConnectionClosed, OSError, TimeoutError):
+                    await self._drop()
+        await self._drop()
 
 
 @dataclass
@@ -268,7 +303,7 @@ async def history(http: httpx.AsyncClient, chat: Chat) -> list[dict[str, Any]]:
 
 
 HEADER = (
-    "| scenario | sessions | S acked | P stored | A replies | duplicates | lost (S-P) "
+    "| scenario | clients | S acked | P stored | A replies | duplicates | lost (S-P) "
     "| unanswered | gaps | tokens twice | LLM calls/msg (mean, max) | reconnects |"
 )
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from faults.conftest import SCALE, scaled
-from faults.ledger import Chat, Counts, count
+from faults.ledger import Chat, Counts, SlowChat, count
 from shared import stream, subjects
 from shared.events import UserMessage
 from support import servers
@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.faults, pytest.mark
 
 OUTAGE_S = 10.0 if SCALE == 1 else 60.0
 """Persistence and Redis outages: 10 s in the quick form, 60 s in `make faults`."""
+DATABASE_OUTAGE_S = 10.0 if SCALE == 1 else 30.0
 REPLY = "[fake tokens=40 delay_ms=25]"
 """About a second of streaming per reply: faults land mid-stream."""
 
@@ -85,6 +86,10 @@ async def streaming_in(chats: list[Chat], *, share: float, timeout_s: float = 60
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"only {streaming()} of {len(chats)} chats got a token")
         await asyncio.sleep(0.05)
+
+
+def frames(chat: Chat) -> int:
+    return sum(1 for f in chat.frames if f["type"] == "stream_token")
 
 
 def kill(process: Process, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -205,6 +210,53 @@ async def test_redis_stopped_during_traffic(
 
     await with_faults(converse(chats, 3), faults)
     await settle(f"Redis stopped {OUTAGE_S:g} s", chats, system, record)
+
+
+async def test_the_database_unavailable_during_traffic(
+    system: System, http: httpx.AsyncClient, database: servers.Server, record: list[Counts]
+) -> None:
+    chats = await open_chats(system, http, scaled(8))
+    persistence = system.named("persistence")
+
+    async def faults() -> None:
+        await asyncio.sleep(1.0)
+        database.halt()
+        await asyncio.sleep(DATABASE_OUTAGE_S)  # persistence naks and waits; chat goes on
+        database.resume()
+
+    await with_faults(converse(chats, 3), faults)
+    await settle(f"database down {DATABASE_OUTAGE_S:g} s", chats, system, record)
+    assert persistence.popen.poll() is None  # no crash, let alone a crash loop
+
+
+async def test_a_slow_reader_beside_fast_ones(
+    system: System, http: httpx.AsyncClient, record: list[Counts]
+) -> None:
+    fast = await open_chats(system, http, scaled(4))
+    # The same sessions and users, and the same tag: the model is asked once per message.
+    slow = [SlowChat(c.ws_url, c.session_id, c.user, tag=c.tag) for c in fast]
+    finished: dict[str, float] = {}
+
+    async def talk(chat: Chat) -> None:
+        for i in range(2):
+            await chat.say(f"m{i}", "[fake tokens=300 delay_ms=2 chars=200]")
+        finished[chat.session_id] = asyncio.get_running_loop().time()
+        await chat.leave()
+
+    async def follow(chat: "SlowChat") -> None:
+        await chat.follow({"m0", "m1"})
+        finished[f"slow {chat.session_id}"] = asyncio.get_running_loop().time()
+
+    await asyncio.gather(*(talk(c) for c in fast), *(follow(c) for c in slow))
+    name = "slow reader beside fast ones"
+    counts = await count(name, [*fast, *slow], system.gateway_url, system.llm_url)
+    record.append(counts)
+    counts.must_be_clean()
+    for quick, lagging in zip(fast, slow, strict=True):
+        # The fast reader was done before its slow neighbour, which got merged frames (fewer
+        # of them) or a 1013 and resumed.
+        assert finished[quick.session_id] < finished[f"slow {quick.session_id}"]
+        assert frames(lagging) < frames(quick) or lagging.reconnects
 
 
 async def test_the_same_message_id_three_times_and_after_the_dedup_window(
