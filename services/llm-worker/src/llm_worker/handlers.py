@@ -38,8 +38,9 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
             max_workers=-(-settings.worker_concurrency // fetchers),
             ack_policy=AckPolicy.MANUAL,
             inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
+            include_in_schema=i == 0,  # one channel in the AsyncAPI document
         )
-        for _ in range(fetchers)
+        for i in range(fetchers)
     ]
 
     async def on_user_message(msg: NatsMessage) -> None:

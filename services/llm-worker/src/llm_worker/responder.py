@@ -107,7 +107,7 @@ class Responder:
             # The terminal event is stored: from here on the message is acked whatever Redis
             # says (a redelivery would stream the reply again); bookkeeping Redis missed is
             # retried in the background.
-            self._eventually(lambda: self._coord.answered(sid, mid))
+            await self._eventually(lambda: self._coord.answered(sid, mid))
             self._count(terminal, stop)
             if isinstance(terminal, ReplyEnd):
                 await self._context.append(
@@ -117,26 +117,30 @@ class Responder:
         finally:
             self.cancels.release(sid, mid)
             if queued:
-                self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
-            self._eventually(lambda: self._coord.reply_ended(sid, mid))
+                await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
+            await self._eventually(lambda: self._coord.reply_ended(sid, mid))
 
-    def _eventually(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run `step` now; if Redis fails it, retry in the background every second for up
-        to `BOOKKEEPING_RETRY_S` (a reply's end must not wait on Redis)."""
+    async def _eventually(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step`; if Redis fails it, retry in the background every second for up to
+        `BOOKKEEPING_RETRY_S` (a reply's end must not wait on Redis)."""
+        try:
+            await step()
+            return
+        except RedisError as exc:
+            log.warning("reply bookkeeping postponed: %s", exc)
 
-        async def attempt() -> None:
+        async def retry() -> None:
             deadline = time.monotonic() + BOOKKEEPING_RETRY_S
-            while True:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
                 try:
                     await step()
                     return
-                except RedisError as exc:
-                    if time.monotonic() > deadline:
-                        log.error("reply bookkeeping lost: %s", exc)
-                        return
-                    await asyncio.sleep(1.0)
+                except RedisError:
+                    continue
+            log.error("reply bookkeeping lost after %.0f s without Redis", BOOKKEEPING_RETRY_S)
 
-        task = asyncio.create_task(attempt())
+        task = asyncio.create_task(retry())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
