@@ -6,9 +6,10 @@ the quick form runs in `make test`, the long one in `make faults`.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from faults.ledger import Counts, table
@@ -17,6 +18,9 @@ from support.system import System, start_system
 
 SCALE = max(1, int(os.environ.get("FAULTS_SCALE", "1")))
 RESULTS: list[Counts] = []
+FAST_FAILOVER = {"TOKENWIRE_WORKER_ACK_WAIT_S": "4"}
+"""A killed worker's message goes to another one within seconds, not 30."""
+MODEL = {"TOKENWIRE_FAKE_LLM_TTFT_MS": "50", "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": "20"}
 TABLE = Path(__file__).resolve().parent / "results.md"
 
 
@@ -67,17 +71,20 @@ def system(
             # Small send buffers let a slow reader's backpressure reach the gateway's merging.
             "TOKENWIRE_WS_SNDBUF_BYTES": "16384",
         },
-        # A killed worker's message goes to another one within seconds, not 30.
-        common_env={"TOKENWIRE_WORKER_ACK_WAIT_S": "4", "TOKENWIRE_RETRY_DELAY_S": "0.5"},
-        fake_llm_env={
-            "TOKENWIRE_FAKE_LLM_TTFT_MS": "50",
-            "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": "20",
-        },
+        common_env={**FAST_FAILOVER, "TOKENWIRE_RETRY_DELAY_S": "0.5"},
+        fake_llm_env=MODEL,
     )
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    """REST on the (first) gateway of the module's `system`."""
+    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture

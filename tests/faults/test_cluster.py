@@ -3,14 +3,14 @@ traffic, then restarted. Nothing lost, the service goes on, the node rejoins."""
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from faults.conftest import scaled
+from faults.conftest import FAST_FAILOVER, MODEL, scaled
 from faults.ledger import Counts, count
-from faults.test_faults import converse, open_chats, with_faults
+from faults.traffic import converse, open_chats, with_faults
 from support import servers
 from support.system import System, start_system
 
@@ -37,22 +37,13 @@ def system(
         redis_url=redis_url,
         workers=2,
         gateway_env={"TOKENWIRE_MESSAGE_RATE_PER_MIN": "100000"},
-        common_env={"TOKENWIRE_STREAM_REPLICAS": "3", "TOKENWIRE_WORKER_ACK_WAIT_S": "4"},
-        fake_llm_env={
-            "TOKENWIRE_FAKE_LLM_TTFT_MS": "50",
-            "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": "20",
-        },
+        common_env={**FAST_FAILOVER, "TOKENWIRE_STREAM_REPLICAS": "3"},
+        fake_llm_env=MODEL,
     )
     try:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=30) as client:
-        yield client
 
 
 async def test_one_node_of_three_killed_and_rejoining(

@@ -7,17 +7,16 @@ import asyncio
 import json
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
 from faults.conftest import SCALE, scaled
 from faults.ledger import Chat, Counts, SlowChat, count
+from faults.traffic import REPLY, converse, open_chats, with_faults
 from shared import stream, subjects
 from shared.events import UserMessage
 from support import servers
-from support.client import dev_user, new_session
 from support.system import Process, System
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
@@ -25,44 +24,6 @@ pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.faults, pytest.mark
 OUTAGE_S = 10.0 if SCALE == 1 else 60.0
 """Persistence and Redis outages: 10 s in the quick form, 60 s in `make faults`."""
 DATABASE_OUTAGE_S = 10.0 if SCALE == 1 else 30.0
-REPLY = "[fake tokens=40 delay_ms=25]"
-"""About a second of streaming per reply: faults land mid-stream."""
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=30) as client:
-        yield client
-
-
-async def open_chats(system: System, http: httpx.AsyncClient, n: int) -> list[Chat]:
-    async def one() -> Chat:
-        user = await dev_user(http)
-        return Chat(system.ws_url, await new_session(http, user), user)
-
-    return list(await asyncio.gather(*(one() for _ in range(n))))
-
-
-async def converse(chats: list[Chat], messages: int, directive: str = REPLY) -> None:
-    """Every chat sends `messages` messages one after another; chats run side by side."""
-
-    async def one(chat: Chat) -> None:
-        for i in range(messages):
-            await chat.say(f"m{i}", directive)
-        await chat.leave()
-
-    await asyncio.gather(*(one(chat) for chat in chats))
-
-
-async def with_faults(traffic: Awaitable[None], faults: Callable[[], Awaitable[None]]) -> None:
-    """Run `faults` while `traffic` flows; both must finish."""
-    chatting = asyncio.ensure_future(traffic)
-    try:
-        await faults()
-        await chatting
-    finally:
-        if not chatting.done():
-            chatting.cancel()
 
 
 async def streaming_worker(system: System) -> Process | None:

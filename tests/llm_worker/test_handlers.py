@@ -12,6 +12,7 @@ import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
 from redis.asyncio import Redis
 
+from llm_worker.handlers import retry_delay
 from llm_worker.main import create_app
 from llm_worker.settings import WorkerSettings
 from shared import stream, subjects
@@ -95,3 +96,7 @@ async def test_the_same_reply_through_a_real_nats_server(
         e for e in publisher.events if isinstance(e, ReplyEnd) and e.message_id == sent.message_id
     ]
     assert [(e.text, e.attempt) for e in ends] == [("Hi!", 1)]
+
+
+def test_failed_attempts_come_back_later_each_time() -> None:
+    assert [retry_delay(a) for a in (1, 2, 3, 4, 5, 9)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]

@@ -18,6 +18,13 @@ from shared.stream import WORKER_CONSUMER, worker_consumer_config
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
+"""After a failed attempt, the message comes back after this, doubled for each delivery it
+has had (1, 2, 4, 8 s…, at most 30 s): a broker failover of several seconds must not use up
+all of `TOKENWIRE_WORKER_MAX_DELIVER` deliveries."""
+
+
+def retry_delay(attempt: int) -> float:
+    return min(RETRY_DELAY_S * 2 ** max(attempt - 1, 0), 30.0)
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
@@ -66,9 +73,9 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
             raise
         except Exception:
             # The attempt failed (e.g. the broker went away mid-reply): deliver the message
-            # again in a second rather than after the whole ack wait.
+            # again soon, backing off, rather than after the whole ack wait.
             with contextlib.suppress(Exception):
-                await msg.nack(delay=RETRY_DELAY_S)
+                await msg.nack(delay=retry_delay(delivery.attempt))
             raise
         if ours:
             await msg.ack()
