@@ -24,7 +24,7 @@ all of `TOKENWIRE_WORKER_MAX_DELIVER` deliveries."""
 
 
 def retry_delay(attempt: int) -> float:
-    return min(RETRY_DELAY_S * 2 ** max(attempt - 1, 0), 30.0)
+    return min(RETRY_DELAY_S * 2.0 ** max(attempt - 1, 0), 30.0)
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
