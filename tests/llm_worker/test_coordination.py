@@ -1,5 +1,6 @@
 """Fencing, the per-session queue, cancel marks and budgets on a real Redis-compatible server."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -42,12 +43,21 @@ async def test_an_answered_message_is_never_answered_again(coordinator: Coordina
 
 async def test_a_session_answers_in_stream_order(coordinator: Coordinator) -> None:
     sid = uuid.uuid4().hex
-    assert await coordinator.head_of_line(sid, 10) == 10
-    assert await coordinator.head_of_line(sid, 12) != 12
-    assert await coordinator.head_of_line(sid, 11) != 11
+    assert (await coordinator.head_of_line(sid, 10)).head == 10
+    assert (await coordinator.head_of_line(sid, 12)).head == 10
+    assert (await coordinator.head_of_line(sid, 11)).head == 10
     await coordinator.done(sid, 10, "m10")
-    assert await coordinator.head_of_line(sid, 11) == 11
-    assert await coordinator.head_of_line(sid, 12) != 12
+    assert (await coordinator.head_of_line(sid, 11)).head == 11
+    assert (await coordinator.head_of_line(sid, 12)).head == 11
+
+
+async def test_the_worker_answering_the_head_of_line_beats(coordinator: Coordinator) -> None:
+    sid = uuid.uuid4().hex
+    assert not (await coordinator.head_of_line(sid, 10)).beating
+    await coordinator.beat(sid, 0.2)
+    assert (await coordinator.head_of_line(sid, 11)).beating
+    await asyncio.sleep(0.3)
+    assert not (await coordinator.head_of_line(sid, 11)).beating
 
 
 async def test_active_reply_and_cancel_marks(coordinator: Coordinator) -> None:

@@ -26,6 +26,12 @@ def active_reply(session_id: str) -> str:
     return f"tw:active:{session_id}"
 
 
+def reply_beat(session_id: str) -> str:
+    """Refreshed on every in-progress beat by the worker answering a queued session's head of
+    line: while it lives, later messages wait for a reply in progress however long it runs."""
+    return f"tw:beat:{session_id}"
+
+
 def session_queue(session_id: str) -> str:
     """Sorted set of the stream sequences of a session's messages waiting for their reply."""
     return f"tw:queue:{session_id}"

@@ -37,11 +37,12 @@ if tonumber(ARGV[4]) > 0 then
 end
 return {1, marked, head}
 """
-# Queue `seq` in its session (gateways queue it too, on storing it); answer the head.
+# Queue `seq` in its session (gateways queue it too, on storing it); answer the head, and
+# whether a worker answering the head beat lately.
 _ENQUEUE = """
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+return {redis.call('ZRANGE', KEYS[1], 0, 0)[1], redis.call('EXISTS', KEYS[2])}
 """
 # Drop the head if it is still `head`: its message will never be answered (given up on).
 _SKIP = """
@@ -64,6 +65,14 @@ class Beginning:
     head: int
     """The session's first in line (0 without a queue); the active mark is set when it is the
     message that began."""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    head: int
+    """The session's first in line."""
+    beating: bool
+    """Whether a worker answering a queued reply of the session beat lately."""
 
 
 class Coordinator:
@@ -118,10 +127,17 @@ class Coordinator:
         await self.redis.set(keys.fence(session_id, message_id), "done", ex=self._fence_ttl_s)
 
     # One reply at a time per session, in stream order, across workers.
-    async def head_of_line(self, session_id: str, seq: int) -> int:
+    async def head_of_line(self, session_id: str, seq: int) -> "Line":
         """Queue `seq` (idempotent) and answer the sequence first in line in its session."""
-        queue = keys.session_queue(session_id)
-        return int(await self._enqueue(keys=[queue], args=[seq, self._queue_ttl_s]))
+        head, beating = await self._enqueue(
+            keys=[keys.session_queue(session_id), keys.reply_beat(session_id)],
+            args=[seq, self._queue_ttl_s],
+        )
+        return Line(int(head), bool(beating))
+
+    async def beat(self, session_id: str, ttl_s: float) -> None:
+        """The session's head of line is being answered: `Line.beating` for `ttl_s`."""
+        await self.redis.set(keys.reply_beat(session_id), 1, px=max(int(ttl_s * 1000), 1))
 
     async def skip(self, session_id: str, head: int) -> None:
         """Give up on the message at the head of the line (if it still is)."""

@@ -10,7 +10,7 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.errors import NotJSMessageError
 from pydantic import ValidationError
 
-from llm_worker.responder import Delivery, Responder
+from llm_worker.responder import RETRY_DELAY_MAX_S, Delivery, Responder
 from llm_worker.settings import WorkerSettings
 from shared import subjects
 from shared.events import UserMessage
@@ -19,12 +19,12 @@ from shared.stream import WORKER_CONSUMER, worker_consumer_config
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 """After a failed attempt, the message comes back after this, doubled for each delivery it
-has had (1, 2, 4, 8 s…, at most 30 s): a broker failover of several seconds must not use up
-all of `TOKENWIRE_WORKER_MAX_DELIVER` deliveries."""
+has had (1, 2, 4, 8 s…, at most `RETRY_DELAY_MAX_S`): a broker failover of several seconds
+must not use up all of `TOKENWIRE_WORKER_MAX_DELIVER` deliveries."""
 
 
 def retry_delay(attempt: int) -> float:
-    return min(RETRY_DELAY_S * 2.0 ** max(attempt - 1, 0), 30.0)
+    return min(RETRY_DELAY_S * 2.0 ** max(attempt - 1, 0), RETRY_DELAY_MAX_S)
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:

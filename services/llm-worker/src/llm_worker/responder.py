@@ -32,6 +32,8 @@ T = TypeVar("T")
 BOOKKEEPING_RETRY_S = 120.0
 METER_EVERY_TOKENS = 32
 """Streamed tokens are added to the user's spending in batches of this many."""
+RETRY_DELAY_MAX_S = 30.0
+"""The longest a failed attempt waits before its message is delivered again."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Responder:
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
         self._background: set[asyncio.Task[None]] = set()
+        self._heads: set[tuple[str, str]] = set()
+        """Queued messages whose reply this worker is answering (they beat)."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -88,12 +92,15 @@ class Responder:
         stop = self.cancels.hold(sid, mid)
         if attempt > 1:
             self.metrics.redeliveries.inc()
+        failed = True
         try:
             if began.cancel_marked:
                 stop.set("cancelled")
             if queued and (delivery.seq == 0 or began.head != delivery.seq):
                 await self._wait_turn(delivery, stop)
                 await self._coord.set_active(sid, mid)
+            if queued:
+                self._heads.add((sid, mid))
             terminal: ReplyEnd | ReplyError
             if stop.reason == "cancelled":
                 terminal = self._cancelled_before_start(delivery)
@@ -101,6 +108,7 @@ class Responder:
             else:
                 answer = await self._answer(delivery, stop)
                 if answer is None:
+                    failed = False
                     queued = False  # fenced off: the newer attempt owns the session's turn
                     return False
                 terminal = answer
@@ -113,10 +121,14 @@ class Responder:
                 await self._context.append(
                     sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
                 )
+            failed = False
             return True
         finally:
             self.cancels.release(sid, mid)
-            if queued:
+            self._heads.discard((sid, mid))
+            # A failed attempt keeps its place in line: the message comes back, and the
+            # session's later messages wait for its reply as they would have.
+            if queued and not failed:
                 await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
             await self._eventually(lambda: self._coord.reply_ended(sid, mid))
 
@@ -152,10 +164,13 @@ class Responder:
                 self.metrics.cancel_latency.observe(time.monotonic() - stop.at)
 
     async def watch(self, delivery: Delivery) -> None:
-        """Called on every in-progress beat: stop the reply if a newer attempt fenced it off."""
+        """Called on every in-progress beat: stop the reply if a newer attempt fenced it off;
+        tell the session's waiting messages that its head of line is being answered."""
         sid, mid = delivery.message.session_id, delivery.message.message_id
         try:
             ours = await self._coord.holds(sid, mid, delivery.attempt)
+            if ours and (sid, mid) in self._heads:
+                await self._coord.beat(sid, self._settings.worker_ack_wait_s)
         except RedisError:
             return
         if not ours:
@@ -165,27 +180,28 @@ class Responder:
     async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
         """Until every earlier message of the session has its reply (or a cancel comes).
 
-        A message that stays first in line longer than all its deliveries could take was
-        given up on by the stream (or lost before it was stored): it is skipped.
+        A head of line nobody answers (no beat) for longer than an ack wait per delivery and
+        the longest retry delay was given up on by the stream (or lost before it was
+        stored): it is skipped. A reply that streams, however long, is waited for.
         """
         sid = delivery.message.session_id
         settings = self._settings
         stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
+        stall_s += RETRY_DELAY_MAX_S
         waiting_on, since = 0, time.monotonic()
-        while (
-            head := await patiently(lambda: self._coord.head_of_line(sid, delivery.seq))
-        ) != delivery.seq:
-            if stop.reason is not None:
+        while True:
+            line = await patiently(lambda: self._coord.head_of_line(sid, delivery.seq))
+            if line.head == delivery.seq or stop.reason is not None:
                 return
-            if head != waiting_on:
-                waiting_on, since = head, time.monotonic()
+            if line.head != waiting_on or line.beating:
+                waiting_on, since = line.head, time.monotonic()
             elif time.monotonic() - since > stall_s:
                 log.warning(
                     "skipping stream message %d: it was never answered",
-                    head,
-                    extra=context(sid, str(head)),
+                    line.head,
+                    extra=context(sid, str(line.head)),
                 )
-                await self._coord.skip(sid, head)
+                await self._coord.skip(sid, line.head)
             await asyncio.sleep(QUEUE_POLL_S)
 
     async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:

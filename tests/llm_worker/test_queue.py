@@ -1,0 +1,143 @@
+"""A queued session answers one message after the other, in stream order, through failures
+and however long a reply runs: real Redis, and a real nats-server for redeliveries."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+from faststream.nats import NatsBroker, TestNatsBroker
+from redis.asyncio import Redis
+
+from llm_worker import responder as responder_module
+from llm_worker.cancels import CancelRegistry
+from llm_worker.context import ContextStore
+from llm_worker.coordination import Coordinator
+from llm_worker.main import create_app
+from llm_worker.responder import Delivery, Responder
+from llm_worker.settings import WorkerSettings
+from shared import keys, rpc, stream, subjects
+from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
+from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
+
+pytestmark = pytest.mark.real
+REPLY = sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def message(session_id: str, message_id: str) -> UserMessage:
+    return UserMessage(session_id=session_id, message_id=message_id, participant="u", content="hi")
+
+
+class FailsFirstToken(RecordingPublisher):
+    """Loses the first token event of the first attempt at `message_id` (as a broker that
+    went away would)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__()
+        self.message_id = message_id
+
+    async def token(self, event: ReplyToken) -> "asyncio.Future[Any] | None":
+        if event.message_id == self.message_id and event.attempt == 1:
+            raise ConnectionError("the broker went away")
+        return await super().token(event)
+
+
+async def test_a_failed_attempt_keeps_its_place_in_line(nats_url: str, redis: Redis) -> None:
+    sid = uuid.uuid4().hex
+    publisher = FailsFirstToken("first")
+    settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url, worker_fetchers=1)
+    app = create_app(
+        settings, client=openai_over(streaming(REPLY)), publisher=publisher, redis=redis
+    )
+    await stream.prepare(settings, name="test")
+
+    def starts() -> list[tuple[str, int]]:
+        return [(e.message_id, e.attempt) for e in publisher.events if isinstance(e, ReplyStart)]
+
+    async def until(done: Any) -> None:
+        for _ in range(200):
+            if done():
+                return
+            await asyncio.sleep(0.05)
+
+    async with TestNatsBroker(cast(NatsBroker, app.broker), with_real=True) as broker:
+        for mid in ("first", "second"):
+            await broker.publish(
+                message(sid, mid).model_dump_json(), subjects.chat_in(sid), stream=subjects.STREAM
+            )
+            await until(starts)  # "first" is in line before "second" is sent
+        await until(lambda: len([e for e in publisher.events if isinstance(e, ReplyEnd)]) == 2)
+    # The first attempt failed and the message came back a second later: "second" waited.
+    assert starts() == [("first", 1), ("first", 2), ("second", 1)]
+
+
+@pytest.fixture
+def quick_stall(monkeypatch: pytest.MonkeyPatch) -> WorkerSettings:
+    """Settings under which an unanswered head of line is skipped after 0.4 s."""
+    monkeypatch.setattr(responder_module, "RETRY_DELAY_MAX_S", 0.0)
+    return WorkerSettings(
+        openai_base_url="http://llm/v1", worker_ack_wait_s=0.2, worker_max_deliver=1
+    )
+
+
+def responder(settings: WorkerSettings, redis: Redis, publisher: RecordingPublisher) -> Responder:
+    async def no_history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        return rpc.HistoryPage()
+
+    return Responder(
+        settings,
+        openai_over(streaming(REPLY)),
+        lambda: publisher,
+        Coordinator(redis, fence_ttl_s=60),
+        ContextStore(redis, no_history, max_turns=10, ttl_s=60),
+        CancelRegistry(),
+    )
+
+
+async def test_a_long_reply_that_beats_is_waited_for(
+    quick_stall: WorkerSettings, redis: Redis, publisher: RecordingPublisher
+) -> None:
+    sid, coordinator = uuid.uuid4().hex, Coordinator(redis, fence_ttl_s=60)
+    await coordinator.head_of_line(sid, 10)  # another worker streams the reply to seq 10
+
+    async def stream_for(seconds: float) -> float:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await coordinator.beat(sid, quick_stall.worker_ack_wait_s)
+            await asyncio.sleep(0.05)
+        await coordinator.done(sid, 10, "m10")
+        return time.monotonic()
+
+    other = asyncio.create_task(stream_for(1.5))  # well past the 0.4 s stall limit
+    replied = await responder(quick_stall, redis, publisher).respond(
+        Delivery(message(sid, "m11"), 1, 11)
+    )
+    replied_at = time.monotonic()
+    ended_at = await other
+    assert replied
+    assert replied_at > ended_at  # it waited for seq 10 instead of skipping it
+    assert isinstance(publisher.events[-1], ReplyEnd)
+    assert await redis.zcard(keys.session_queue(sid)) == 0
+
+
+async def test_a_head_of_line_nobody_answers_is_skipped(
+    quick_stall: WorkerSettings, redis: Redis, publisher: RecordingPublisher
+) -> None:
+    sid, coordinator = uuid.uuid4().hex, Coordinator(redis, fence_ttl_s=60)
+    await coordinator.head_of_line(sid, 10)  # stored, then given up on by the stream
+    began = time.monotonic()
+    assert await responder(quick_stall, redis, publisher).respond(
+        Delivery(message(sid, "m11"), 1, 11)
+    )
+    assert 0.4 <= time.monotonic() - began < 5
+    assert isinstance(publisher.events[-1], ReplyEnd)
+    assert await redis.zcard(keys.session_queue(sid)) == 0
