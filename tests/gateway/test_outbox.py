@@ -1,6 +1,5 @@
 """Merging under backpressure is lossless, ordered, and only merges what may be merged."""
 
-import asyncio
 import json
 from typing import Any
 
@@ -51,31 +50,33 @@ def test_a_gap_in_indexes_is_not_merged() -> None:
     assert len(coalesce([token(1, 0, "a"), token(2, 2, "c")])) == 2
 
 
-async def test_outbox_hands_over_everything_queued_and_marks_overflow() -> None:
+def test_outbox_hands_over_everything_queued_and_marks_overflow() -> None:
     outbox = Outbox(max_items=3)
     for i in range(3):
         outbox.offer(other(str(i)))
-    assert [o.text for o in await outbox.take()] == ["0", "1", "2"]
+    assert [o.text for o in outbox.drain()] == ["0", "1", "2"]
+    assert outbox.drain() == []
     for i in range(5):
         outbox.offer(other(str(i)))
     assert outbox.overflowed
-    assert len(await outbox.take()) == 3
+    assert len(outbox.drain()) == 3
 
 
-async def test_take_waits_for_an_item() -> None:
-    outbox = Outbox(max_items=3)
-    waiter = asyncio.create_task(outbox.take())
-    await asyncio.sleep(0.01)
-    assert not waiter.done()
+def test_the_outbox_tells_its_connection_when_something_arrives() -> None:
+    calls: list[int] = []
+    outbox = Outbox(max_items=3, on_ready=lambda: calls.append(len(calls)))
     outbox.offer(other("x"))
-    assert [o.text for o in await waiter] == ["x"]
+    outbox.offer(other("y"))
+    assert len(calls) == 2
+    outbox.interrupt()
+    assert len(calls) == 3
 
 
-async def test_an_interrupted_outbox_sends_what_it_has_and_takes_nothing_more() -> None:
+def test_an_interrupted_outbox_sends_what_it_has_and_takes_nothing_more() -> None:
     outbox = Outbox(max_items=10)
     outbox.offer(Outgoing("before", seq=1))
     outbox.interrupt()
     outbox.offer(Outgoing("after the gap", seq=5))
-    assert [item.text for item in await outbox.take()] == ["before"]
+    assert [item.text for item in outbox.drain()] == ["before"]
     assert outbox.interrupted
-    assert await outbox.take() == []  # does not wait: the connection closes now
+    assert outbox.drain() == []

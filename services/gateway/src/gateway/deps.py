@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from gateway.auth import Authenticator, AuthError, Principal, bearer
 from gateway.bus import Bus
 from gateway.hub import SessionHub
+from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
@@ -25,6 +26,7 @@ class Resources:
     redis: Redis
     sessions: SessionCache
     presence: Presence
+    leases: Leases
     limits: Limits
     metrics: GatewayMetrics
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from gateway import broker_view, ops, ws
 from gateway.api import router
@@ -18,6 +19,7 @@ from gateway.auth import Authenticator
 from gateway.bus import Bus
 from gateway.deps import Resources
 from gateway.hub import SessionHub
+from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
@@ -55,11 +57,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         hub = SessionHub(nc, metrics)
         hubs.append(hub)
         metrics.track(lambda: hub.connections, lambda: hub.sessions)
-        watcher = asyncio.create_task(
-            broker_view.refresh_forever(
-                bus.js, metrics, settings.broker_view_every_s, settings.nats_monitor_url
-            )
-        )
+        leases = Leases(redis, ttl_s=settings.presence_ttl_s)
+        background = [
+            asyncio.create_task(
+                broker_view.refresh_forever(
+                    bus.js, metrics, settings.broker_view_every_s, settings.nats_monitor_url
+                )
+            ),
+            asyncio.create_task(leases.refresh_forever()),
+        ]
         app.state.resources = Resources(
             settings=settings,
             auth=Authenticator(
@@ -73,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             redis=redis,
             sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
             presence=Presence(redis, ttl_s=settings.presence_ttl_s),
+            leases=leases,
             limits=Limits(
                 redis,
                 messages_per_min=settings.message_rate_per_min,
@@ -86,14 +93,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
             telemetry.shutdown(tracing)
             await nc.drain()
 
-    app = FastAPI(
+    app = Gateway(
         title="tokenwire gateway",
         version="0.1.0",
         summary="Real-time LLM chat over WebSocket, streamed through NATS JetStream.",
@@ -123,9 +131,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Prometheus metrics (names start with `tokenwire_`)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.websocket("/v1/sessions/{session_id}/ws")
-    async def session_socket(websocket: WebSocket, session_id: str) -> None:
-        """The client protocol `tokenwire.v1` (see docs/protocol.md)."""
-        await ws.serve(websocket, session_id, websocket.app.state.resources)
-
     return app
+
+
+class Gateway(FastAPI):
+    """The REST API through FastAPI; the WebSocket endpoint `/v1/sessions/{session_id}/ws`
+    (the client protocol `tokenwire.v1`, docs/protocol.md) straight from the ASGI entry point.
+    A socket served through FastAPI's middleware and routing keeps their frames and exit
+    stacks alive for as long as it is open: about 12 KiB per idle connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            match scope["path"].split("/"):
+                case ["", "v1", "sessions", session_id, "ws"] if session_id:
+                    scope["app"] = self
+                    socket = WebSocket(scope, receive, send)
+                    await ws.serve(socket, session_id, self.state.resources)
+                    return
+        await super().__call__(scope, receive, send)

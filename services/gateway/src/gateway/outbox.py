@@ -1,14 +1,14 @@
 """Per-connection send queue with lossless merging of token frames under backpressure.
 
 The fan-out puts `Outgoing` items into each connection's `Outbox` without ever waiting. The
-connection's sender takes everything queued at once; when more than one item waits (the client
+connection's sender drains everything queued at once; when more than one item waits (the client
 is behind), `coalesce` merges consecutive deltas of one reply into one `stream_token` frame
 carrying the `index` of the first and the `seq` of the last. Only past `max_items` is the
 connection marked overflowed and closed with 1013, after which the client resumes by `seq`.
 """
 
-import asyncio
-from collections import OrderedDict, deque
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.frames import StreamTokenFrame
@@ -103,12 +103,18 @@ def coalesce(items: list[Outgoing]) -> list[str]:
 
 
 class Outbox:
-    def __init__(self, max_items: int, owner: str = "") -> None:
+    """What waits to be sent to one connection. It never blocks and owns no task: `on_ready`
+    is called when something arrives (or a mark is set), and the connection then `drain`s it
+    from a sender of its own that lives only while there is something to send."""
+
+    def __init__(
+        self, max_items: int, owner: str = "", on_ready: Callable[[], None] | None = None
+    ) -> None:
         self.owner = owner
         """The connection it belongs to: relays are not echoed to their origin."""
         self._max_items = max_items
-        self._items: deque[Outgoing] = deque()
-        self._waiting = asyncio.Event()
+        self._items: list[Outgoing] = []  # lighter than a deque for an idle connection
+        self._on_ready = on_ready
         self.overflowed = False
         self.interrupted = False
         """Events after this point may be missing (the broker connection dropped): what is
@@ -122,18 +128,16 @@ class Outbox:
             self.overflowed = True
         else:
             self._items.append(item)
-        self._waiting.set()
+        if self._on_ready is not None:
+            self._on_ready()
 
     def interrupt(self) -> None:
         """Accept nothing more; the connection sends what is queued, then closes (1013)."""
         self.interrupted = True
-        self._waiting.set()
+        if self._on_ready is not None:
+            self._on_ready()
 
-    async def take(self) -> list[Outgoing]:
-        """Everything queued, waiting for at least one item (or for either mark)."""
-        while not self._items and not self.overflowed and not self.interrupted:
-            self._waiting.clear()
-            await self._waiting.wait()
-        items = list(self._items)
-        self._items.clear()
+    def drain(self) -> list[Outgoing]:
+        """Everything queued (possibly nothing), oldest first."""
+        items, self._items = self._items, []
         return items

@@ -9,7 +9,6 @@ import time
 
 from redis.asyncio import Redis
 
-_KEY = "tw:presence:{}"
 _SEP = "\n"
 
 # Both scripts run atomically, so two gateways never both announce the same join or leave.
@@ -46,37 +45,37 @@ class Presence:
         """Record the connection; True when it is the user's first in the session."""
         now = time.time()
         before = await self._enter(
-            keys=[_KEY.format(session_id)],
+            keys=[presence_key(session_id)],
             args=[
                 now,
                 user + _SEP,
                 now + self.ttl_s,
-                _member(user, connection),
+                presence_member(user, connection),
                 int(self.ttl_s * 2) + 1,
             ],
         )
         return int(before) == 0
 
-    async def refresh(self, session_id: str, user: str, connection: str) -> None:
-        key = _KEY.format(session_id)
-        await self._redis.zadd(key, {_member(user, connection): time.time() + self.ttl_s})
-        await self._redis.expire(key, int(self.ttl_s * 2) + 1)
-
     async def leave(self, session_id: str, user: str, connection: str) -> bool:
         """Forget the connection; True when it was the user's last in the session."""
         left = await self._leave(
-            keys=[_KEY.format(session_id)],
-            args=[time.time(), user + _SEP, _member(user, connection)],
+            keys=[presence_key(session_id)],
+            args=[time.time(), user + _SEP, presence_member(user, connection)],
         )
         return int(left) == 1
 
     async def who(self, session_id: str) -> list[str]:
         """Participants with at least one live connection, sorted."""
-        members = await self._redis.zrangebyscore(_KEY.format(session_id), time.time(), "+inf")
+        members = await self._redis.zrangebyscore(presence_key(session_id), time.time(), "+inf")
         return sorted({_text(m).split(_SEP, 1)[0] for m in members})
 
 
-def _member(user: str, connection: str) -> str:
+def presence_key(session_id: str) -> str:
+    """Sorted set of a session's connections, scored by expiry (refreshed by `Leases`)."""
+    return f"tw:presence:{session_id}"
+
+
+def presence_member(user: str, connection: str) -> str:
     return f"{user}{_SEP}{connection}"
 
 

@@ -21,6 +21,7 @@ from gateway import policy
 from gateway.auth import AuthError, Principal, token_from_handshake
 from gateway.bus import Unavailable
 from gateway.deps import Resources
+from gateway.leases import Lease
 from gateway.limits import Refusal
 from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing, coalesce
@@ -99,7 +100,7 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
 
 
 class Connection:
-    """One accepted socket: its outbox, its sender, its presence."""
+    """One accepted socket: its outbox, its sender, its presence (kept alive by `Leases`)."""
 
     def __init__(
         self, ws: WebSocket, session: rpc.SessionInfo, principal: Principal, resources: Resources
@@ -111,13 +112,20 @@ class Connection:
         self.expires_at = principal.expires_at
         self.id = secrets.token_urlsafe(8)
         self.r = resources
-        self.outbox = Outbox(resources.settings.send_queue_frames, owner=self.id)
+        self.outbox = Outbox(
+            resources.settings.send_queue_frames, owner=self.id, on_ready=self._wake_sender
+        )
+        self._live_after: int | None = None
+        """Set once the connection is live: queued events up to it were replayed or predate it."""
+        self._sender: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     async def run(self, last_seq_param: str | None) -> None:
         last_seq = _cursor(last_seq_param)
         hub, bus = self.r.hub, self.r.bus
         await hub.join(self.session_id, self.outbox)  # first: nothing falls before the head
-        background: list[asyncio.Task[None]] = []
+        expiry: asyncio.TimerHandle | None = None
+        lease = Lease(self.session_id, self.user, self.id)
         present = False
         try:
             head = await bus.session_head(self.session_id)
@@ -143,10 +151,11 @@ class Connection:
             if recovered and last_seq is not None:
                 await self._replay(last_seq, head)
             present = await self._enter()
-            background.append(asyncio.create_task(self._send_live(after=head)))
-            background.append(asyncio.create_task(self._heartbeat()))
+            self.r.leases.hold(lease)
+            self._live_after = head
+            self._wake_sender()  # for what queued up meanwhile
             if self.expires_at is not None:
-                background.append(asyncio.create_task(self._expire()))
+                expiry = self._close_when_expired(self.expires_at)
             await self._receive()
         except WebSocketDisconnect:
             pass
@@ -154,11 +163,17 @@ class Connection:
             log.warning("closing a connection: %s", exc)
             await self._close(CLOSE_TRY_AGAIN_LATER, "broker unavailable; resume with last_seq")
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await task
+            self.r.leases.release(lease)
+            if expiry is not None:
+                expiry.cancel()
+            self._live_after = None
+            for task in (self._sender, self._closing):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(
+                        asyncio.CancelledError, WebSocketDisconnect, RuntimeError
+                    ):
+                        await task
             await hub.leave(self.session_id, self.outbox)
             if present:
                 await self._leave()
@@ -171,21 +186,32 @@ class Connection:
                 await self._send_all(batch)
         await self._send_all(batch)
 
-    async def _send_live(self, *, after: int) -> None:
-        """Forward live frames newer than `after`, merged when they queue up; on overflow,
-        send what is queued and close with 1013 (the client resumes from its last `seq`)."""
-        while True:
-            items = await self.outbox.take()
-            await self._send_all([i for i in items if i.seq is None or i.seq > after])
-            if self.outbox.overflowed:
-                self.r.metrics.slow_closes.inc()
-                await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
-                return
-            if self.outbox.interrupted:
-                await self._close(
-                    CLOSE_TRY_AGAIN_LATER, "broker connection lost; resume with last_seq"
-                )
-                return
+    def _wake_sender(self) -> None:
+        """Start a sender if the connection is live and none runs: an idle connection has no
+        task of its own besides its receiver."""
+        if self._live_after is not None and self._sender is None:
+            self._sender = asyncio.create_task(self._send_queued(self._live_after))
+
+    async def _send_queued(self, after: int) -> None:
+        """Forward live frames newer than `after` until none is queued, merged when they queue
+        up; on overflow, send what is queued and close with 1013 (the client resumes from its
+        last `seq`)."""
+        outbox = self.outbox
+        try:
+            while items := outbox.drain():
+                await self._send_all([i for i in items if i.seq is None or i.seq > after])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._live_after = None  # the client is gone; the receiver ends the connection
+            return
+        finally:
+            self._sender = None  # a finished task is not kept for the idle time that follows
+        if outbox.overflowed:
+            self._live_after = None
+            self.r.metrics.slow_closes.inc()
+            await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
+        elif outbox.interrupted:
+            self._live_after = None
+            await self._close(CLOSE_TRY_AGAIN_LATER, "broker connection lost; resume with last_seq")
 
     async def _receive(self) -> None:
         max_bytes = self.r.settings.max_frame_bytes
@@ -310,21 +336,14 @@ class Connection:
                 self.session_id, PresenceChange(participant=self.user, state="left", origin=self.id)
             )
 
-    async def _heartbeat(self) -> None:
-        presence = self.r.presence
-        while True:
-            await asyncio.sleep(presence.ttl_s / 3)
-            try:
-                await presence.refresh(self.session_id, self.user, self.id)
-                await self.r.limits.open_connection(self.user, self.id)
-            except RedisError as exc:
-                log.warning("presence refresh failed: %s", exc)
+    def _close_when_expired(self, expires_at: float) -> asyncio.TimerHandle:
+        """Close with 4401 when the token expires: the client reconnects with a fresh one.
+        A timer, not a task: an idle connection should cost as little as it can."""
 
-    async def _expire(self) -> None:
-        """Close with 4401 when the token expires: the client reconnects with a fresh one."""
-        assert self.expires_at is not None
-        await asyncio.sleep(max(self.expires_at - time.time(), 0))
-        await self._close(CLOSE_UNAUTHORIZED, "token expired")
+        def expired() -> None:
+            self._closing = asyncio.create_task(self._close(CLOSE_UNAUTHORIZED, "token expired"))
+
+        return asyncio.get_running_loop().call_later(max(expires_at - time.time(), 0), expired)
 
     async def refuse(self, refusal: Refusal) -> None:
         """Tell the client why (with when to retry), then close with 1013."""
