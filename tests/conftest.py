@@ -4,10 +4,11 @@ Set `TOKENWIRE_TEST_DOCKER=1` to take them from testcontainers instead of local 
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from support import containers, servers
 
@@ -32,6 +33,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with servers.running(servers.start_redis(tmp_path_factory.mktemp("redis"))) as server:
         yield server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the session's Redis-compatible server (overridden where a test owns one)."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

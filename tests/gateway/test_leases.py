@@ -3,7 +3,6 @@ server: refreshed together, and never revived for a connection that left."""
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -15,13 +14,6 @@ from gateway.presence import Presence, presence_key, presence_member
 from shared import keys
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def lease() -> Lease:

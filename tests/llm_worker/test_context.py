@@ -2,7 +2,6 @@
 on a miss."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -47,13 +46,6 @@ def test_before_drops_the_message_and_what_followed_it() -> None:
     history = turns(5)
     assert [t.id for t in before(history, "m3")] == ["m0", "m1", "m2"]
     assert len(before(history, "unknown")) == 5
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.real

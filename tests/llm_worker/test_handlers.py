@@ -5,7 +5,6 @@ Both use a real Redis-compatible server for fencing, queueing and context.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -20,13 +19,6 @@ from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
 from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def worker(

@@ -4,7 +4,6 @@ and however long a reply runs: real Redis, and a real nats-server for redeliveri
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -24,13 +23,6 @@ from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, stream
 
 pytestmark = pytest.mark.real
 REPLY = sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def message(session_id: str, message_id: str) -> UserMessage:
