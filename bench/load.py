@@ -1,7 +1,9 @@
 """The load process: C WebSocket sessions, one message each, sent at once; measures at the
 client. Prints one JSON list of samples.
 
-`python bench/load.py tokenwire|baseline URL C [PROMPT]`
+`python bench/load.py tokenwire|baseline URL C [PROMPT [CLIENTS]]`: with CLIENTS (tokenwire
+only), each session has that many connections of its user, one of which sends; every one
+counts the tokens it receives.
 `python bench/load.py idle URL C`: C idle connections to one session; prints `ready` once all
 are open, closes them when stdin closes.
 """
@@ -21,8 +23,14 @@ IDLE_BATCH = 250
 
 
 async def tokenwire_session(
-    url: str, token: str, session_id: str, start: asyncio.Event, out: dict[str, Any], prompt: str
+    url: str,
+    token: str,
+    session_id: str,
+    start: asyncio.Event,
+    out: dict[str, Any],
+    prompt: str | None,
 ) -> None:
+    """One connection; it sends `prompt` once everyone is connected (None: it only watches)."""
     t0 = time.perf_counter()
     ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
     async with websockets.connect(
@@ -35,9 +43,8 @@ async def tokenwire_session(
         out["connect"] = time.perf_counter() - t0
         out["connected"].set()
         await start.wait()
-        await measure(
-            ws, json.dumps({"type": "message", "message_id": "m1", "content": prompt}), out
-        )
+        message = json.dumps({"type": "message", "message_id": "m1", "content": prompt})
+        await measure(ws, message if prompt is not None else None, out)
 
 
 async def baseline_session(
@@ -51,10 +58,11 @@ async def baseline_session(
         await measure(ws, json.dumps({"content": prompt}), out)
 
 
-async def measure(ws: Any, message: str, out: dict[str, Any]) -> None:
+async def measure(ws: Any, message: str | None, out: dict[str, Any]) -> None:
     sent = time.perf_counter()
     out["sent_at"] = sent
-    await ws.send(message)
+    if message is not None:
+        await ws.send(message)
     last = None
     gaps: list[float] = []
     async for raw in ws:
@@ -111,9 +119,9 @@ async def idle(url: str, count: int) -> None:
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
-async def main(kind: str, url: str, count: int, prompt: str = PROMPT) -> None:
+async def main(kind: str, url: str, count: int, prompt: str = PROMPT, clients: int = 1) -> None:
     start = asyncio.Event()
-    results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count)]
+    results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count * clients)]
     if kind == "tokenwire":
         # Users and sessions are made before the clock starts, 50 requests at a time.
         limits = httpx.Limits(max_connections=50)
@@ -128,8 +136,10 @@ async def main(kind: str, url: str, count: int, prompt: str = PROMPT) -> None:
 
             users = await asyncio.gather(*(prepare() for _ in range(count)))
         tasks = [
-            tokenwire_session(url, token, sid, start, out, prompt)
-            for (token, sid), out in zip(users, results, strict=True)
+            tokenwire_session(url, token, sid, start, out, prompt if i % clients == 0 else None)
+            for i, ((token, sid), out) in enumerate(
+                zip([u for u in users for _ in range(clients)], results, strict=True)
+            )
         ]
     else:
         tasks = [baseline_session(url, start, out, prompt) for out in results]
@@ -149,4 +159,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "idle":
         uvloop.run(idle(sys.argv[2], int(sys.argv[3])))
     else:
-        uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))
+        prompt = sys.argv[4] if len(sys.argv) > 4 else PROMPT
+        clients = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+        uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), prompt, clients))

@@ -4,7 +4,7 @@ writes bench/results.json.
 
 Scenarios: C streaming sessions for each C of BENCH_SESSIONS (default "100,250,500,1000");
 the largest C each system sustains among them; a fast model (no delays) for the tokens per
-second one gateway delivers; BENCH_IDLE (10000) idle connections on one gateway; one worker
+second one gateway delivers, with one client a session and with BENCH_FAST_CLIENTS (5); BENCH_IDLE (10000) idle connections on one gateway; one worker
 against two at BENCH_WORKER_SESSIONS (250).
 
 Environment: BENCH_RUNS (3), BENCH_WORKERS (2), BENCH_WORKER_CONCURRENCY (1000: replies one
@@ -57,6 +57,8 @@ CONCURRENCY = env_int("BENCH_WORKER_CONCURRENCY", 1000)
 FAST_SESSIONS = env_int("BENCH_FAST_SESSIONS", 20)
 FAST_TOKENS = env_int("BENCH_FAST_TOKENS", 1000)
 FAST_PROMPT = f"[fake tokens={FAST_TOKENS} ttft_ms=0 delay_ms=0]"
+FAST_CLIENTS = env_int("BENCH_FAST_CLIENTS", 5)
+"""Connections per session in the fan-out run: the gateway delivers each token this often."""
 IDLE = env_int("BENCH_IDLE", 10_000)
 WORKER_SESSIONS = env_int("BENCH_WORKER_SESSIONS", 250)
 
@@ -74,11 +76,13 @@ def memory_kib(pid: int, field: str) -> int:
     return 0
 
 
-def load(kind: str, url: str, sessions: int, prompt: str | None = None) -> list[dict[str, Any]]:
+def load(
+    kind: str, url: str, sessions: int, prompt: str | None = None, clients: int = 1
+) -> list[dict[str, Any]]:
     args = [sys.executable, str(ROOT / "bench" / "load.py"), kind, url, str(sessions)]
-    done = subprocess.run(
-        args + ([prompt] if prompt else []), capture_output=True, text=True, timeout=300
-    )
+    if prompt:
+        args += [prompt, str(clients)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     results: list[dict[str, Any]] = json.loads(done.stdout)
@@ -136,14 +140,15 @@ def measure(
     prompt: str | None = None,
     *,
     front: int | None = None,
+    clients: int = 1,
 ) -> dict[str, float]:
-    """RUNS runs of `sessions` sessions; medians over the runs, CPU per run (and of the
-    `front` process alone: the gateway), peak RSS."""
+    """RUNS runs of `sessions` sessions (`clients` connections each); medians over the runs,
+    CPU per run (and of the `front` process alone: the gateway), peak RSS."""
     rows = []
     for _ in range(RUNS):
         cpu0 = sum(cpu_seconds(p) for p in pids)
         front0 = cpu_seconds(front) if front else 0.0
-        samples = load(kind, url, sessions, prompt)
+        samples = load(kind, url, sessions, prompt, clients)
         summary = summarize(samples, FAST_TOKENS if prompt else TOKENS)
         summary["cpu_s"] = sum(cpu_seconds(p) for p in pids) - cpu0
         if front:
@@ -263,6 +268,16 @@ def main() -> None:
                     front=gateway,
                 )
             }
+            progress(f"tokenwire, fast model, {FAST_CLIENTS} clients a session", started)
+            results["fanout"] = measure(
+                "tokenwire",
+                system.gateway_url,
+                pids,
+                FAST_SESSIONS,
+                FAST_PROMPT,
+                front=gateway,
+                clients=FAST_CLIENTS,
+            )
             progress(f"tokenwire, {IDLE} idle connections", started)
             results["idle"] = idle_connections(system.gateway_url, gateway, IDLE)
         with baseline() as (url, pid):
@@ -285,9 +300,13 @@ def main() -> None:
     results["sustained"] = {
         kind: largest_sustained(results["sessions"], kind) for kind in ("tokenwire", "baseline")
     }
-    for row in results["fast"].values():  # the client-facing process's cost per token
+    # the client-facing process's cost per token
+    for row, clients in [
+        *((row, 1) for row in results["fast"].values()),
+        (results["fanout"], FAST_CLIENTS),
+    ]:
         if row.get("front_cpu_s"):
-            delivered = FAST_SESSIONS * FAST_TOKENS * row["complete_pct"] / 100
+            delivered = FAST_SESSIONS * clients * FAST_TOKENS * row["complete_pct"] / 100
             row["tokens_per_front_cpu_s"] = delivered / row["front_cpu_s"]
     results["minutes"] = (time.perf_counter() - started) / 60
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -330,6 +349,15 @@ STAGES = [
 ]
 
 
+FAST = [
+    ("tokens_per_s", "tokens/s at the clients"),
+    ("whole_s_p50", "reply p50 s"),
+    ("cpu_s", "CPU s"),
+    ("front_cpu_s", "CPU s of the process facing the clients"),
+    ("tokens_per_front_cpu_s", "tokens per CPU second of that process"),
+]
+
+
 def table(
     rows: list[tuple[str, str]], ours: dict[str, float], theirs: dict[str, float], names: str
 ) -> list[str]:
@@ -367,18 +395,14 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     fast = results["fast"]
-    lines += table(
-        [
-            ("tokens_per_s", "tokens/s at the clients"),
-            ("whole_s_p50", "reply p50 s"),
-            ("cpu_s", "CPU s"),
-            ("front_cpu_s", "CPU s of the process facing the clients"),
-            ("tokens_per_front_cpu_s", "tokens per CPU second of that process"),
-        ],
-        fast["tokenwire"],
-        fast["baseline"],
-        "tokenwire | baseline",
-    )
+    lines += table(FAST, fast["tokenwire"], fast["baseline"], "tokenwire | baseline")
+    lines += [
+        f"**Fan-out** (the fast model's {FAST_SESSIONS} sessions x {FAST_TOKENS} tokens, "
+        f"{FAST_CLIENTS} connections a session: one gateway delivers every token "
+        f"{FAST_CLIENTS} times; the baseline has no shared sessions)",
+        "",
+    ]
+    lines += table(FAST, results["fanout"], fast["tokenwire"], f"{FAST_CLIENTS} clients | 1 client")
     idle = results["idle"]
     lines += [
         f"**Idle connections**: {idle['connections']:,} to one gateway, opened in "

@@ -1,8 +1,10 @@
 """The Redis client every service uses: bounded, patient, and surviving a Redis restart.
 
 - A blocking pool: under a burst (hundreds of sockets opening at once) a command waits up to
-  `timeout_s` for one of `max_connections` connections instead of failing with "Too many
-  connections" (found by the benchmark at 250 concurrent sessions).
+  `pool_wait_s` for one of `max_connections` connections instead of failing with "Too many
+  connections" (found by the benchmark at 250 concurrent sessions). The wait is longer than
+  `timeout_s` (a command's own time limit, which detects a Redis that is gone): a free
+  connection is only late when the process is overloaded, and a refusal then costs a resend.
 - A pooled connection that Redis closed (a restart, a failover) fails once; the command is
   retried on a fresh connection before an error is reported.
 """
@@ -13,11 +15,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 
-def redis_client(url: str, *, timeout_s: float, max_connections: int = 200) -> Redis:
+def redis_client(
+    url: str, *, timeout_s: float, max_connections: int = 200, pool_wait_s: float = 10.0
+) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=timeout_s,
+        timeout=pool_wait_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),

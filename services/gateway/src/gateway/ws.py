@@ -268,7 +268,8 @@ class Connection:
                 seq, new = await self._publish(frame)
             if new and frame.reply:
                 await policy.enqueue(self.r.redis, session.policy, self.session_id, seq)
-        except (Unavailable, RedisError):
+        except (Unavailable, RedisError) as exc:
+            log.warning("message refused, not stored: %s", exc)
             await self._send(
                 ErrorFrame(
                     code="unavailable",
