@@ -48,3 +48,22 @@ def test_json_lines_carry_the_message_context() -> None:
         2,
     )
     root.handlers.clear()
+
+
+def test_uvicorn_logs_no_line_per_socket_but_keeps_its_warnings() -> None:
+    configure_logging("test")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    server = logging.getLogger("uvicorn.error")
+    server.info('%s - "WebSocket %s" [accepted]', "127.0.0.1", "/v1/sessions/s/ws")
+    server.info("connection open")
+    server.info("connection closed")
+    server.info("Started server process [%d]", 7)
+    server.warning("connection rejected: %s", "too big")
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "Started server process [7]",
+        "connection rejected: too big",
+    ]
+    root.handlers.clear()
