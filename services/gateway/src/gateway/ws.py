@@ -200,18 +200,18 @@ class Connection:
         try:
             while items := outbox.drain():
                 await self._send_all([i for i in items if i.seq is None or i.seq > after])
+            if outbox.overflowed or outbox.interrupted:
+                self._live_after = None  # nothing more is sent
+                if outbox.overflowed:
+                    self.r.metrics.slow_closes.inc()
+                    reason = "client too slow; resume with last_seq"
+                else:
+                    reason = "broker connection lost; resume with last_seq"
+                await self._close(CLOSE_TRY_AGAIN_LATER, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._live_after = None  # the client is gone; the receiver ends the connection
-            return
         finally:
             self._sender = None  # a finished task is not kept for the idle time that follows
-        if outbox.overflowed:
-            self._live_after = None
-            self.r.metrics.slow_closes.inc()
-            await self._close(CLOSE_TRY_AGAIN_LATER, "client too slow; resume with last_seq")
-        elif outbox.interrupted:
-            self._live_after = None
-            await self._close(CLOSE_TRY_AGAIN_LATER, "broker connection lost; resume with last_seq")
 
     async def _receive(self) -> None:
         max_bytes = self.r.settings.max_frame_bytes
