@@ -4,8 +4,9 @@ writes bench/results.json.
 
 Scenarios: C streaming sessions for each C of BENCH_SESSIONS (default "100,250,500,1000");
 the largest C each system sustains among them; a fast model (no delays) for the tokens per
-second one gateway delivers, with one client a session and with BENCH_FAST_CLIENTS (5); BENCH_IDLE (10000) idle connections on one gateway; one worker
-against two at BENCH_WORKER_SESSIONS (250).
+second one gateway delivers, with one client a session and with BENCH_FAST_CLIENTS (5);
+BENCH_IDLE (10000) idle connections on one gateway; one worker against two at
+BENCH_WORKER_SESSIONS (250).
 
 Environment: BENCH_RUNS (3), BENCH_WORKERS (2), BENCH_WORKER_CONCURRENCY (1000: replies one
 worker holds, sized so that the workers can hold every session at once, as the baseline does),
