@@ -165,3 +165,33 @@ async def test_token_events_the_stream_did_not_store_fail_the_attempt() -> None:
             JOB, client=client, publisher=publisher, counter=COUNTER, stop=StopSignal()
         )
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
+
+
+class StartLost(RecordingPublisher):
+    async def start(self, event: ReplyStart) -> None:
+        raise ConnectionError("nats: no responders available for request")
+
+
+@pytest.mark.parametrize(("attempt", "model_calls"), [(1, 1), (2, 0)])
+async def test_a_retry_calls_the_model_only_once_its_start_is_stored(
+    attempt: int, model_calls: int
+) -> None:
+    requests: list[httpx2.Request] = []
+    body = streaming(sse(chunk("Hi"), chunk(None, "stop")))
+
+    def model(request: httpx2.Request) -> httpx2.Response:
+        requests.append(request)
+        return body(request)
+
+    job = ReplyJob(message=MESSAGE, attempt=attempt, prompt=JOB.prompt, model="m", max_tokens=10)
+    with pytest.raises(ConnectionError):
+        await generate_reply(
+            job,
+            client=openai_over(model),
+            publisher=StartLost(),
+            counter=COUNTER,
+            stop=StopSignal(),
+        )
+    # A first attempt calls the model while its start is stored (the common case is faster);
+    # a retry, which likely follows a failing broker, does not call it at all.
+    assert len(requests) == model_calls

@@ -84,12 +84,16 @@ async def generate_reply(
     message, attempt = job.message, job.attempt
     sid, mid = message.session_id, message.message_id
     # Stored while the model request goes out (one round trip less before the first token);
-    # awaited before the first token and before the terminal event.
+    # awaited before the first token and before the terminal event. A retry often follows a
+    # broker that failed (a node lost, a failover under way): it calls the model only once
+    # the stream stores its start again, or a failing broker would cost a model call a retry.
     starting = asyncio.create_task(
         publisher.start(
             ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
         )
     )
+    if attempt > 1:
+        await starting
     progress = _Progress()
     abandoned = False
     acks: list[asyncio.Future[Any]] = []
@@ -153,6 +157,8 @@ async def generate_reply(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, UpstreamError):
                     await task
+    # Retrieved now, whatever happens next (a start that was not stored raises below).
+    failure = streaming.exception() if streaming.done() and not streaming.cancelled() else None
     if stop.reason == "fenced" or (still_ours is not None and not await still_ours()):
         tokens.abandon()
         with contextlib.suppress(Exception):
@@ -161,17 +167,16 @@ async def generate_reply(
     await starting
     await tokens.close()  # every delta is published before the terminal event
     await _all_stored(acks)  # and stored: a hole in the stream fails the attempt instead
-    if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
-        exc = streaming.exception()
-        if not isinstance(exc, UpstreamError):
-            raise exc  # type: ignore[misc]
+    if failure is not None:
+        if not isinstance(failure, UpstreamError):
+            raise failure
         error = ReplyError(
             session_id=sid,
             message_id=mid,
             attempt=attempt,
-            code=exc.code,
-            message=exc.message,
-            retryable=exc.retryable,
+            code=failure.code,
+            message=failure.message,
+            retryable=failure.retryable,
         )
         await publisher.end(error)
         return error
