@@ -45,7 +45,6 @@ async def test_one_refresh_pushes_every_held_lease_a_ttl_ahead(
         assert before + 29 < presence <= time.time() + 30
         assert before + 29 < connection <= time.time() + 30
         assert 0 < await redis.ttl(presence_key(each.session_id)) <= 61
-    assert len(leases) == 7
 
 
 async def test_a_released_lease_is_not_refreshed(redis: Redis) -> None:

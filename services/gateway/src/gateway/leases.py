@@ -34,9 +34,6 @@ class Leases:
         self.ttl_s = ttl_s
         self._held: set[Lease] = set()
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     def hold(self, lease: Lease) -> None:
         """Refresh `lease` from now on (its entries were made when the connection opened)."""
         self._held.add(lease)
