@@ -190,6 +190,23 @@ async def test_no_one_reaches_a_session_they_are_not_a_member_of(
         assert (code, frames) == (4403, [])
 
 
+@pytest.mark.parametrize(
+    "path", ["/v1/sessions/{sid}/ws/more", "/v1/sessions//ws", "/v1/ws", "/v1/sessions/{sid}"]
+)
+async def test_a_socket_anywhere_but_a_session_endpoint_is_refused(
+    system: System, http: httpx.AsyncClient, path: str
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(
+            system.ws_url + path.format(sid=sid),
+            subprotocols=[SUBPROTOCOL],
+            additional_headers=alice.auth,
+        )
+    assert refused.value.response.status_code == 403
+
+
 async def test_without_redis_generation_fails_closed_and_history_still_reads(
     system: System, http: httpx.AsyncClient, redis: servers.Server
 ) -> None:
