@@ -12,7 +12,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from redis.asyncio import Redis
 
 from llm_worker.handlers import retry_delay
-from llm_worker.main import create_app
+from llm_worker.main import create_app, warm_up
 from llm_worker.settings import WorkerSettings
 from shared import stream, subjects
 from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
@@ -92,3 +92,10 @@ async def test_the_same_reply_through_a_real_nats_server(
 
 def test_failed_attempts_come_back_later_each_time() -> None:
     assert [retry_delay(a) for a in (1, 2, 3, 4, 5, 9)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+
+
+def test_the_sdk_is_ready_before_the_first_reply() -> None:
+    client = openai_over(streaming(b""))
+    assert "chat" not in vars(client)  # the SDK builds its chat resources on first use
+    warm_up(client)
+    assert "chat" in vars(client)

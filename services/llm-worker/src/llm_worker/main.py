@@ -43,6 +43,13 @@ def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
     )
 
 
+def warm_up(client: AsyncOpenAI) -> None:
+    """Make the SDK import its chat resources now: it does so on first use (about 40 ms on an
+    idle machine, 0.3 s of the event loop in a profile of a 250-session burst), which would
+    land in the first reply a worker streams."""
+    _ = client.chat.completions.with_streaming_response
+
+
 def fence_ttl_s(settings: WorkerSettings) -> int:
     """Longer than every delivery of one message can take, with a wide margin."""
     return max(24 * 3600, int(settings.worker_ack_wait_s * (settings.worker_max_deliver + 1) * 4))
@@ -78,6 +85,7 @@ def create_app(
         log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     llm = client or openai_client(settings)
+    warm_up(llm)
     own_redis = redis is None
     redis = redis or redis_client(settings.redis_url, timeout_s=5)
     publishers: list[ReplyPublisher] = [publisher] if publisher else []
