@@ -10,7 +10,7 @@ from redis.asyncio.client import Pipeline
 
 from gateway import leases as leases_module
 from gateway.leases import Lease, Leases
-from gateway.presence import Presence, presence_key, presence_member
+from gateway.presence import Presence, presence_key, presence_member, presence_user_key
 from shared import keys
 
 pytestmark = pytest.mark.real
@@ -21,11 +21,13 @@ def lease() -> Lease:
 
 
 async def expiry(redis: Redis, held: Lease) -> tuple[float | None, float | None]:
-    presence = await redis.zscore(
-        presence_key(held.session_id), presence_member(held.user_id, held.connection)
-    )
-    connection = await redis.zscore(keys.connections(held.user_id), held.connection)
-    return presence, connection
+    """The lease's presence expiry (None unless both presence entries agree) and its
+    connection-count expiry."""
+    sid, user, connection = held.session_id, held.user_id, held.connection
+    listed = await redis.zscore(presence_key(sid), presence_member(user, connection))
+    counted = await redis.zscore(presence_user_key(sid, user), connection)
+    counts = await redis.zscore(keys.connections(user), connection)
+    return (listed if listed == counted else None), counts
 
 
 async def test_one_refresh_pushes_every_held_lease_a_ttl_ahead(

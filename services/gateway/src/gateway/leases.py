@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.presence import presence_key, presence_member
+from gateway.presence import presence_key, presence_member, presence_user_key
 from shared import keys
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,13 @@ class Leases:
             expiry = time.time() + self.ttl_s
             async with self._redis.pipeline(transaction=False) as pipe:
                 for lease in batch:
-                    key = presence_key(lease.session_id)
-                    pipe.zadd(key, {presence_member(lease.user_id, lease.connection): expiry})
+                    sid, user, connection = lease.session_id, lease.user_id, lease.connection
+                    key = presence_key(sid)
+                    pipe.zadd(key, {presence_member(user, connection): expiry})
                     pipe.expire(key, expire_s)
-                    pipe.zadd(keys.connections(lease.user_id), {lease.connection: expiry})
-                    pipe.expire(keys.connections(lease.user_id), expire_s)
+                    for per_user in (presence_user_key(sid, user), keys.connections(user)):
+                        pipe.zadd(per_user, {connection: expiry})
+                        pipe.expire(per_user, expire_s)
                 await pipe.execute()
             # A connection that closed meanwhile may have left before its refresh landed.
             if gone := [lease for lease in batch if lease not in self._held]:
@@ -63,11 +65,10 @@ class Leases:
     async def _forget(self, leases: list[Lease]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for lease in leases:
-                pipe.zrem(
-                    presence_key(lease.session_id),
-                    presence_member(lease.user_id, lease.connection),
-                )
-                pipe.zrem(keys.connections(lease.user_id), lease.connection)
+                sid, user, connection = lease.session_id, lease.user_id, lease.connection
+                pipe.zrem(presence_key(sid), presence_member(user, connection))
+                pipe.zrem(presence_user_key(sid, user), connection)
+                pipe.zrem(keys.connections(user), connection)
             await pipe.execute()
 
     async def refresh_forever(self) -> None:

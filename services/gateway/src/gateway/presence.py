@@ -1,8 +1,10 @@
 """Who is connected to a session, across every gateway: Redis, with a TTL per connection.
 
-Each connection has an entry in the sorted set `tw:presence:<sid>`, scored by its expiry; a
-live connection refreshes it every third of the TTL, so a gateway that dies leaves entries
-that expire on their own. A participant is present while any of their connections is.
+Each connection has an entry in the sorted set `tw:presence:<sid>` (for listing) and in its
+user's `tw:presence:<sid>:<user>` (for counting), both scored by its expiry; `Leases` refresh
+them every third of the TTL, so a gateway that dies leaves entries that expire on their own.
+A participant is present while any of their connections is. Joining and leaving cost the same
+whatever the size of the session (the per-user set is what is counted).
 """
 
 import time
@@ -12,24 +14,24 @@ from redis.asyncio import Redis
 _SEP = "\n"
 
 # Both scripts run atomically, so two gateways never both announce the same join or leave.
+# KEYS: the session's set, the user's set. ARGV: now, expiry, session member, connection,
+# key TTL.
 _ENTER = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local before = 0
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if string.sub(m, 1, #ARGV[2]) == ARGV[2] then before = before + 1 end
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+local before = redis.call('ZCARD', KEYS[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 return before
 """
+# ARGV: now, session member, connection.
 _LEAVE = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local after = 0
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if string.sub(m, 1, #ARGV[2]) == ARGV[2] then after = after + 1 end
-end
-if removed == 1 and after == 0 then return 1 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+local removed = redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if removed == 1 and redis.call('ZCARD', KEYS[2]) == 0 then return 1 end
 return 0
 """
 
@@ -45,12 +47,12 @@ class Presence:
         """Record the connection; True when it is the user's first in the session."""
         now = time.time()
         before = await self._enter(
-            keys=[presence_key(session_id)],
+            keys=[presence_key(session_id), presence_user_key(session_id, user)],
             args=[
                 now,
-                user + _SEP,
                 now + self.ttl_s,
                 presence_member(user, connection),
+                connection,
                 int(self.ttl_s * 2) + 1,
             ],
         )
@@ -59,8 +61,8 @@ class Presence:
     async def leave(self, session_id: str, user: str, connection: str) -> bool:
         """Forget the connection; True when it was the user's last in the session."""
         left = await self._leave(
-            keys=[presence_key(session_id)],
-            args=[time.time(), user + _SEP, presence_member(user, connection)],
+            keys=[presence_key(session_id), presence_user_key(session_id, user)],
+            args=[time.time(), presence_member(user, connection), connection],
         )
         return int(left) == 1
 
@@ -73,6 +75,11 @@ class Presence:
 def presence_key(session_id: str) -> str:
     """Sorted set of a session's connections, scored by expiry (refreshed by `Leases`)."""
     return f"tw:presence:{session_id}"
+
+
+def presence_user_key(session_id: str, user: str) -> str:
+    """Sorted set of one user's connections to a session, scored by expiry."""
+    return f"tw:presence:{session_id}:{user}"
 
 
 def presence_member(user: str, connection: str) -> str:
