@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import tables  # noqa: E402
 from support import servers  # noqa: E402
 from support.ports import free_port, wait_for_port  # noqa: E402
 from support.system import System, system_with_own_nats  # noqa: E402
@@ -158,6 +159,10 @@ def measure(
         time.sleep(0.5)
     merged = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
     merged["peak_rss_mib"] = sum(memory_kib(p, "VmHWM") for p in pids) / 1024
+    if merged.get("front_cpu_s"):  # the client-facing process's cost per token delivered
+        tokens = FAST_TOKENS if prompt else TOKENS
+        delivered = sessions * clients * tokens * merged["complete_pct"] / 100
+        merged["tokens_per_front_cpu_s"] = delivered / merged["front_cpu_s"]
     return merged
 
 
@@ -244,7 +249,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tokenwire-bench-"))
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},
-        "settings": {"runs": RUNS, "workers": WORKERS, "concurrency": CONCURRENCY},
+        "settings": {
+            "runs": RUNS,
+            "workers": WORKERS,
+            "concurrency": CONCURRENCY,
+            "model": {"ttft_s": TTFT_S, "token_s": TOKEN_S, "tokens": TOKENS},
+            "ideal_s": IDEAL_S,
+            "sustained_p99_s": SUSTAINED_P99,
+            "fast_sessions": FAST_SESSIONS,
+            "fast_tokens": FAST_TOKENS,
+            "fast_clients": FAST_CLIENTS,
+            "worker_sessions": WORKER_SESSIONS,
+        },
         "sessions": {},
     }
     started = time.perf_counter()
@@ -257,28 +273,21 @@ def main() -> None:
                 results["sessions"].setdefault(str(size), {})["tokenwire"] = measure(
                     "tokenwire", system.gateway_url, pids, size
                 )
-            progress("tokenwire, fast model", started)
             gateway = system.named("gateway").popen.pid
-            results["fast"] = {
-                "tokenwire": measure(
+            fast = {}
+            for clients in (1, FAST_CLIENTS):
+                progress(f"tokenwire, fast model, {clients} client(s) a session", started)
+                fast[clients] = measure(
                     "tokenwire",
                     system.gateway_url,
                     pids,
                     FAST_SESSIONS,
                     FAST_PROMPT,
                     front=gateway,
+                    clients=clients,
                 )
-            }
-            progress(f"tokenwire, fast model, {FAST_CLIENTS} clients a session", started)
-            results["fanout"] = measure(
-                "tokenwire",
-                system.gateway_url,
-                pids,
-                FAST_SESSIONS,
-                FAST_PROMPT,
-                front=gateway,
-                clients=FAST_CLIENTS,
-            )
+            results["fast"] = {"tokenwire": fast[1]}
+            results["fanout"] = fast[FAST_CLIENTS]
             progress(f"tokenwire, {IDLE} idle connections", started)
             results["idle"] = idle_connections(system.gateway_url, gateway, IDLE)
         with baseline() as (url, pid):
@@ -301,17 +310,9 @@ def main() -> None:
     results["sustained"] = {
         kind: largest_sustained(results["sessions"], kind) for kind in ("tokenwire", "baseline")
     }
-    # the client-facing process's cost per token
-    for row, clients in [
-        *((row, 1) for row in results["fast"].values()),
-        (results["fanout"], FAST_CLIENTS),
-    ]:
-        if row.get("front_cpu_s"):
-            delivered = FAST_SESSIONS * clients * FAST_TOKENS * row["complete_pct"] / 100
-            row["tokens_per_front_cpu_s"] = delivered / row["front_cpu_s"]
     results["minutes"] = (time.perf_counter() - started) / 60
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results))
+    print(tables.report(results))
 
 
 def progress(step: str, started: float) -> None:
@@ -328,97 +329,6 @@ def largest_sustained(sessions: dict[str, Any], kind: str) -> int:
         and systems[kind]["whole_s_p99"] <= SUSTAINED_P99
     ]
     return max(ok, default=0)
-
-
-STREAMING = [
-    ("complete_pct", "complete %"),
-    ("connect_ms_p50", "connect p50 ms"),
-    ("ttft_ms_p50", "TTFT p50 ms"),
-    ("ttft_ms_p99", "TTFT p99 ms"),
-    ("gap_ms_p50", "gap p50 ms"),
-    ("gap_ms_p99", "gap p99 ms"),
-    ("whole_s_p50", "reply p50 s"),
-    ("whole_s_p99", "reply p99 s"),
-    ("cpu_s", "CPU s"),
-    ("peak_rss_mib", "peak RSS MiB"),
-]
-STAGES = [
-    ("echo_ms_p50", "message echoed p50 ms"),
-    ("start_ms_p50", "stream_start p50 ms"),
-    ("start_ms_p99", "stream_start p99 ms"),
-    ("model_ttft_ms_p50", "model TTFT seen by the worker p50 ms"),
-]
-
-
-FAST = [
-    ("tokens_per_s", "tokens/s at the clients"),
-    ("whole_s_p50", "reply p50 s"),
-    ("cpu_s", "CPU s"),
-    ("front_cpu_s", "CPU s of the process facing the clients"),
-    ("tokens_per_front_cpu_s", "tokens per CPU second of that process"),
-]
-
-
-def table(
-    rows: list[tuple[str, str]], ours: dict[str, float], theirs: dict[str, float], names: str
-) -> list[str]:
-    lines = [f"| figure | {names} | ratio |", "| --- | ---: | ---: | ---: |"]
-    for key, label in rows:
-        a, b = ours.get(key, float("nan")), theirs.get(key, float("nan"))
-        ratio = a / b if b else float("nan")
-        lines.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f} |")
-    return [*lines, ""]
-
-
-def report(results: dict[str, Any]) -> str:
-    lines = [
-        f"Fake model: TTFT {TTFT_S * 1000:.0f} ms, {TOKEN_S * 1000:.0f} ms a token, "
-        f"{TOKENS} tokens (ideal reply {IDEAL_S:.2f} s). tokenwire: 1 gateway, {WORKERS} "
-        f"workers (each holding up to {CONCURRENCY} replies), persistence, nats-server, "
-        f"Valkey. Medians of {RUNS} runs; {results['minutes']:.1f} minutes in all.",
-        "",
-    ]
-    for size, systems in results["sessions"].items():
-        lines += [f"**{size} concurrent sessions**", ""]
-        lines += table(STREAMING, systems["tokenwire"], systems["baseline"], "tokenwire | baseline")
-        lines += ["Where tokenwire's time to first token goes (at the client):", ""]
-        lines += ["| stage | ms |", "| --- | ---: |"]
-        lines += [f"| {label} | {systems['tokenwire'].get(key, 0):.1f} |" for key, label in STAGES]
-        lines.append("")
-    sustained = results["sustained"]
-    lines += [
-        f"**Largest C sustained** (of {', '.join(results['sessions'])}; ≥ 99 % complete, reply "
-        f"p99 ≤ {SUSTAINED_P99:.2f} s): tokenwire {sustained['tokenwire']}, baseline "
-        f"{sustained['baseline']}.",
-        "",
-        f"**Fast model** ({FAST_SESSIONS} sessions x {FAST_TOKENS} tokens, no delays): tokens "
-        "per second delivered to clients",
-        "",
-    ]
-    fast = results["fast"]
-    lines += table(FAST, fast["tokenwire"], fast["baseline"], "tokenwire | baseline")
-    lines += [
-        f"**Fan-out** (the fast model's {FAST_SESSIONS} sessions x {FAST_TOKENS} tokens, "
-        f"{FAST_CLIENTS} connections a session: one gateway delivers every token "
-        f"{FAST_CLIENTS} times; the baseline has no shared sessions)",
-        "",
-    ]
-    lines += table(FAST, results["fanout"], fast["tokenwire"], f"{FAST_CLIENTS} clients | 1 client")
-    idle = results["idle"]
-    lines += [
-        f"**Idle connections**: {idle['connections']:,} to one gateway, opened in "
-        f"{idle['open_s']:.1f} s; gateway RSS {idle['rss_before_mib']:.0f} → "
-        f"{idle['rss_after_mib']:.0f} MiB: **{idle['kib_per_connection']:.1f} KiB per "
-        "connection**.",
-        "",
-        f"**One worker against {WORKERS}** ({WORKER_SESSIONS} sessions)",
-        "",
-    ]
-    workers = results["workers"]
-    lines += table(
-        STREAMING, workers["1"], workers.get(str(WORKERS)) or {}, f"1 worker | {WORKERS} workers"
-    )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

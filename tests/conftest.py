@@ -53,6 +53,13 @@ def postgres_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="module")
+def database() -> Iterator[servers.Server]:
+    """A PostgreSQL of the module's own, which its tests may stop and restart."""
+    with servers.running(servers.start_postgres()) as server:
+        yield server
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'tokenwire.db'}"

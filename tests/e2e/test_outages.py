@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.real, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[servers.Server]:
-    with servers.running(servers.start_postgres()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def system(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, database: servers.Server
 ) -> Iterator[System]:

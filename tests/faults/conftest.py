@@ -43,13 +43,6 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[servers.Server]:
-    """PostgreSQL for persistence: the faults stop and restart it."""
-    with servers.running(servers.start_postgres()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def system(
     tmp_path_factory: pytest.TempPathFactory,
     redis: servers.Server,

@@ -7,13 +7,14 @@ import asyncio
 import json
 import random
 import signal
+from collections.abc import Awaitable
 
 import httpx
 import pytest
 
 from faults.conftest import SCALE, scaled
 from faults.ledger import Chat, Counts, SlowChat, count
-from faults.traffic import REPLY, converse, open_chats, with_faults
+from faults.traffic import REPLY, converse, open_chats, outage, with_faults
 from shared import stream, subjects
 from shared.events import UserMessage
 from support import servers
@@ -148,11 +149,9 @@ async def test_persistence_down_during_traffic(
     chats = await open_chats(system, http, scaled(8))
     persistence = system.named("persistence")
 
-    async def faults() -> None:
-        await asyncio.sleep(1.0)
-        kill(persistence)
-        await asyncio.sleep(OUTAGE_S)  # messages are stored and answered meanwhile
-        system.respawn(persistence)
+    # Messages are stored and answered meanwhile.
+    def faults() -> Awaitable[None]:
+        return outage(lambda: kill(persistence), lambda: system.respawn(persistence), OUTAGE_S)
 
     await with_faults(converse(chats, 3), faults)
     await settle(f"persistence down {OUTAGE_S:g} s", chats, system, record)
@@ -163,11 +162,9 @@ async def test_redis_stopped_during_traffic(
 ) -> None:
     chats = await open_chats(system, http, scaled(8))
 
-    async def faults() -> None:
-        await asyncio.sleep(1.0)
-        redis.halt()
-        await asyncio.sleep(OUTAGE_S)  # gateways refuse new messages: `unavailable`, sent again
-        redis.resume()
+    # Gateways refuse new messages meanwhile: `unavailable`, sent again.
+    def faults() -> Awaitable[None]:
+        return outage(redis.halt, redis.resume, OUTAGE_S)
 
     await with_faults(converse(chats, 3), faults)
     await settle(f"Redis stopped {OUTAGE_S:g} s", chats, system, record)
@@ -179,11 +176,9 @@ async def test_the_database_unavailable_during_traffic(
     chats = await open_chats(system, http, scaled(8))
     persistence = system.named("persistence")
 
-    async def faults() -> None:
-        await asyncio.sleep(1.0)
-        database.halt()
-        await asyncio.sleep(DATABASE_OUTAGE_S)  # persistence naks and waits; chat goes on
-        database.resume()
+    # Persistence naks and waits meanwhile; chat goes on.
+    def faults() -> Awaitable[None]:
+        return outage(database.halt, database.resume, DATABASE_OUTAGE_S)
 
     await with_faults(converse(chats, 3), faults)
     await settle(f"database down {DATABASE_OUTAGE_S:g} s", chats, system, record)

@@ -33,6 +33,14 @@ async def converse(chats: list[Chat], messages: int, directive: str = REPLY) -> 
     await asyncio.gather(*(one(chat) for chat in chats))
 
 
+async def outage(stop: Callable[[], object], start: Callable[[], object], seconds: float) -> None:
+    """A second into the traffic, `stop` a part; `start` it again `seconds` later."""
+    await asyncio.sleep(1.0)
+    stop()
+    await asyncio.sleep(seconds)
+    start()
+
+
 async def with_faults(traffic: Awaitable[None], faults: Callable[[], Awaitable[None]]) -> None:
     """Run `faults` while `traffic` flows; both must finish."""
     chatting = asyncio.ensure_future(traffic)

@@ -1,0 +1,98 @@
+"""The markdown tables `make bench` prints (and docs/benchmarks.md holds), rendered from the
+results it writes to bench/results.json: every figure and setting they show comes from there."""
+
+from typing import Any
+
+STREAMING = [
+    ("complete_pct", "complete %"),
+    ("connect_ms_p50", "connect p50 ms"),
+    ("ttft_ms_p50", "TTFT p50 ms"),
+    ("ttft_ms_p99", "TTFT p99 ms"),
+    ("gap_ms_p50", "gap p50 ms"),
+    ("gap_ms_p99", "gap p99 ms"),
+    ("whole_s_p50", "reply p50 s"),
+    ("whole_s_p99", "reply p99 s"),
+    ("cpu_s", "CPU s"),
+    ("peak_rss_mib", "peak RSS MiB"),
+]
+STAGES = [
+    ("echo_ms_p50", "message echoed p50 ms"),
+    ("start_ms_p50", "stream_start p50 ms"),
+    ("start_ms_p99", "stream_start p99 ms"),
+    ("model_ttft_ms_p50", "model TTFT seen by the worker p50 ms"),
+]
+FAST = [
+    ("tokens_per_s", "tokens/s at the clients"),
+    ("whole_s_p50", "reply p50 s"),
+    ("cpu_s", "CPU s"),
+    ("front_cpu_s", "CPU s of the process facing the clients"),
+    ("tokens_per_front_cpu_s", "tokens per CPU second of that process"),
+]
+
+
+def table(
+    rows: list[tuple[str, str]], ours: dict[str, float], theirs: dict[str, float], names: str
+) -> list[str]:
+    lines = [f"| figure | {names} | ratio |", "| --- | ---: | ---: | ---: |"]
+    for key, label in rows:
+        a, b = ours.get(key, float("nan")), theirs.get(key, float("nan"))
+        ratio = a / b if b else float("nan")
+        lines.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f} |")
+    return [*lines, ""]
+
+
+def report(results: dict[str, Any]) -> str:
+    settings = results["settings"]
+    model, workers = settings["model"], settings["workers"]
+    fast_shape = f"{settings['fast_sessions']} sessions x {settings['fast_tokens']} tokens"
+    clients = settings["fast_clients"]
+    lines = [
+        f"Fake model: TTFT {model['ttft_s'] * 1000:.0f} ms, {model['token_s'] * 1000:.0f} ms a "
+        f"token, {model['tokens']} tokens (ideal reply {settings['ideal_s']:.2f} s). tokenwire: "
+        f"1 gateway, {workers} workers (each holding up to {settings['concurrency']} replies), "
+        f"persistence, nats-server, Valkey. Medians of {settings['runs']} runs; "
+        f"{results['minutes']:.1f} minutes in all.",
+        "",
+    ]
+    for size, systems in results["sessions"].items():
+        lines += [f"**{size} concurrent sessions**", ""]
+        lines += table(STREAMING, systems["tokenwire"], systems["baseline"], "tokenwire | baseline")
+        lines += ["Where tokenwire's time to first token goes (at the client):", ""]
+        lines += ["| stage | ms |", "| --- | ---: |"]
+        lines += [f"| {label} | {systems['tokenwire'].get(key, 0):.1f} |" for key, label in STAGES]
+        lines.append("")
+    sustained = results["sustained"]
+    lines += [
+        f"**Largest C sustained** (of {', '.join(results['sessions'])}; ≥ 99 % complete, reply "
+        f"p99 ≤ {settings['sustained_p99_s']:.2f} s): tokenwire {sustained['tokenwire']}, "
+        f"baseline {sustained['baseline']}.",
+        "",
+        f"**Fast model** ({fast_shape}, no delays): tokens per second delivered to clients",
+        "",
+    ]
+    fast = results["fast"]
+    lines += table(FAST, fast["tokenwire"], fast["baseline"], "tokenwire | baseline")
+    lines += [
+        f"**Fan-out** (the fast model's {fast_shape}, {clients} connections a session: one "
+        f"gateway delivers every token {clients} times; the baseline has no shared sessions)",
+        "",
+    ]
+    lines += table(FAST, results["fanout"], fast["tokenwire"], f"{clients} clients | 1 client")
+    idle = results["idle"]
+    lines += [
+        f"**Idle connections**: {idle['connections']:,} to one gateway, opened in "
+        f"{idle['open_s']:.1f} s; gateway RSS {idle['rss_before_mib']:.0f} → "
+        f"{idle['rss_after_mib']:.0f} MiB: **{idle['kib_per_connection']:.1f} KiB per "
+        "connection**.",
+        "",
+        f"**One worker against {workers}** ({settings['worker_sessions']} sessions)",
+        "",
+    ]
+    per_worker = results["workers"]
+    lines += table(
+        STREAMING,
+        per_worker["1"],
+        per_worker.get(str(workers)) or {},
+        f"1 worker | {workers} workers",
+    )
+    return "\n".join(lines)
