@@ -50,6 +50,24 @@ class Chat:
     frames had been received before it."""
     _ws: ClientConnection | None = None
 
+    def __str__(self) -> str:
+        """The session and what it received, one run of frames per (type, message, attempt)."""
+        runs: list[list[Any]] = []
+        for frame in self.frames:
+            key = (frame.get("type"), frame.get("message_id"), frame.get("attempt"))
+            if runs and runs[-1][0] == key:
+                runs[-1][1] += 1
+            else:
+                runs.append([key, 1, frame.get("seq")])
+        seen = ", ".join(
+            f"{kind} {mid}"
+            + (f" a{attempt}" if attempt else "")
+            + (f" x{n}" if n > 1 else "")
+            + f" @{seq}"
+            for (kind, mid, attempt), n, seq in runs
+        )
+        return f"session {self.session_id} ({self.reconnects} reconnects) received: {seen}"
+
     def content(self, message_id: str, directive: str) -> str:
         return f"{self.tag}:{message_id} {directive}"
 
@@ -62,18 +80,24 @@ class Chat:
                 "content": self.content(message_id, directive),
             }
         )
-        async with asyncio.timeout(deadline_s):
-            while message_id not in self.ended:
-                ws = await self._connected()
-                try:
-                    if message_id not in self.echoed:
-                        if message_id in self.sent:
-                            self.resends += 1
-                        self.sent.add(message_id)
-                        await ws.send(payload)
-                    await self._read_until(ws, message_id, resend_after_s=3.0)
-                except (ConnectionClosed, OSError):
-                    await self._drop()
+        try:
+            async with asyncio.timeout(deadline_s):
+                await self._say(message_id, payload)
+        except TimeoutError:
+            raise TimeoutError(f"no end of {message_id} after {deadline_s} s: {self}") from None
+
+    async def _say(self, message_id: str, payload: str) -> None:
+        while message_id not in self.ended:
+            ws = await self._connected()
+            try:
+                if message_id not in self.echoed:
+                    if message_id in self.sent:
+                        self.resends += 1
+                    self.sent.add(message_id)
+                    await ws.send(payload)
+                await self._read_until(ws, message_id, resend_after_s=3.0)
+            except (ConnectionClosed, OSError):
+                await self._drop()
 
     async def leave(self) -> None:
         await self._drop()

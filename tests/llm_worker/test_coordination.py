@@ -35,10 +35,25 @@ async def test_a_newer_attempt_fences_off_an_older_one(coordinator: Coordinator)
 async def test_an_answered_message_is_never_answered_again(coordinator: Coordinator) -> None:
     sid, mid = uuid.uuid4().hex, "m1"
     assert await coordinator.claim(sid, mid, 1) == "ours"
-    await coordinator.answered(sid, mid)
+    assert await coordinator.answered(sid, mid, 1)
     assert await coordinator.claim(sid, mid, 2) == "answered"
     assert not await coordinator.holds(sid, mid, 1)
     assert 0 < await coordinator.redis.ttl(keys.fence(sid, mid)) <= 30
+
+
+async def test_a_stale_attempt_that_ends_late_does_not_answer_for_the_newer_one(
+    coordinator: Coordinator,
+) -> None:
+    # Attempt 1 checked its claim, stalled, and stored its terminal event after attempt 2
+    # claimed the reply: attempt 2 is streaming it again and must be able to finish.
+    sid, mid = uuid.uuid4().hex, "m1"
+    assert await coordinator.claim(sid, mid, 1) == "ours"
+    assert await coordinator.claim(sid, mid, 2) == "ours"
+    assert not await coordinator.answered(sid, mid, 1)
+    assert await coordinator.holds(sid, mid, 2)
+    assert await coordinator.answered(sid, mid, 2)
+    assert await coordinator.claim(sid, mid, 3) == "answered"
+    assert await coordinator.answered(sid, mid, 1)  # answered already: nothing to supersede
 
 
 async def test_a_session_answers_in_stream_order(coordinator: Coordinator) -> None:
@@ -91,7 +106,7 @@ async def test_begin_claims_reads_the_cancel_mark_and_queues_in_one_step(
     assert (second.claim, second.cancel_marked, second.head) == ("ours", True, 10)
     assert await redis.get(keys.active_reply(sid)) == b"m1"  # m2 waits its turn
     assert (await coordinator.begin(sid, "m1", 1, queue_seq=10)).claim == "ours"
-    await coordinator.answered(sid, "m1")
+    assert await coordinator.answered(sid, "m1", 1)
     late = await coordinator.begin(sid, "m1", 2, queue_seq=10)
     assert late.claim == "answered"
     assert (await coordinator.begin(sid, "m2", 0)).claim == "newer"

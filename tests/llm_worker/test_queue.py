@@ -18,7 +18,7 @@ from llm_worker.main import create_app
 from llm_worker.responder import Delivery, Responder
 from llm_worker.settings import WorkerSettings
 from shared import keys, rpc, stream, subjects
-from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
+from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
 from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
 
 pytestmark = pytest.mark.real
@@ -133,3 +133,44 @@ async def test_a_head_of_line_nobody_answers_is_skipped(
     assert 0.4 <= time.monotonic() - began < 5
     assert isinstance(publisher.events[-1], ReplyEnd)
     assert await redis.zcard(keys.session_queue(sid)) == 0
+
+
+class StallsBeforeItsEnd(RecordingPublisher):
+    """Attempt 1 stalls between its last claim check and its terminal event, and attempt 2
+    claims the reply meanwhile (as with a worker frozen past the ack wait)."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        super().__init__()
+        self.coordinator = coordinator
+
+    async def end(self, event: ReplyEnd | ReplyError) -> None:
+        if event.attempt == 1:
+            assert await self.coordinator.claim(event.session_id, event.message_id, 2) == "ours"
+        await super().end(event)
+
+
+async def test_an_attempt_that_ends_after_a_newer_one_took_over_leaves_it_the_reply(
+    redis: Redis,
+) -> None:
+    sid, seq = uuid.uuid4().hex, 10
+    settings = WorkerSettings(openai_base_url="http://llm/v1")
+    publisher = StallsBeforeItsEnd(Coordinator(redis, fence_ttl_s=60))
+    worker = responder(settings, redis, publisher)
+    await redis.zadd(keys.inflight(sid), {"m10": time.time()})
+
+    # The stale attempt's end is stored, but the message is neither acked nor answered: the
+    # newer attempt streams the reply, and the session's turn and in-flight entry stay its.
+    assert not await worker.respond(Delivery(message(sid, "m10"), 1, seq))
+    assert await redis.get(keys.fence(sid, "m10")) == b"2"
+    assert await redis.zrange(keys.session_queue(sid), 0, -1) == [str(seq).encode()]
+    assert await redis.zcard(keys.inflight(sid)) == 1
+    assert await worker.superseded(Delivery(message(sid, "m10"), 1, seq))
+
+    assert await worker.respond(Delivery(message(sid, "m10"), 2, seq))
+    ends = [
+        (e.attempt, type(e).__name__) for e in publisher.events if not isinstance(e, ReplyToken)
+    ]
+    assert ends == [(1, "ReplyStart"), (1, "ReplyEnd"), (2, "ReplyStart"), (2, "ReplyEnd")]
+    assert await redis.get(keys.fence(sid, "m10")) == b"done"
+    assert await redis.zcard(keys.session_queue(sid)) == 0
+    assert await redis.zcard(keys.inflight(sid)) == 0

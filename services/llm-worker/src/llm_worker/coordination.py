@@ -44,6 +44,14 @@ redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {redis.call('ZRANGE', KEYS[1], 0, 0)[1], redis.call('EXISTS', KEYS[2])}
 """
+# The reply of `attempt` is stored: mark the message answered, unless a newer attempt took the
+# reply meanwhile (0: that attempt streams it again, and its terminal event is the one kept).
+_ANSWERED = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= 'done' and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+return 1
+"""
 # Drop the head if it is still `head`: its message will never be answered (given up on).
 _SKIP = """
 if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[1]) end
@@ -83,6 +91,7 @@ class Coordinator:
         self._fence_ttl_s = fence_ttl_s
         self._queue_ttl_s = queue_ttl_s
         self._claim = redis.register_script(_CLAIM)
+        self._answered = redis.register_script(_ANSWERED)
         self._begin = redis.register_script(_BEGIN)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._done = redis.register_script(_DONE)
@@ -122,9 +131,15 @@ class Coordinator:
         """Whether `attempt` still has the reply."""
         return await self.claim(session_id, message_id, attempt) == "ours"
 
-    async def answered(self, session_id: str, message_id: str) -> None:
-        """The reply's terminal event is stored: any later delivery is only acked."""
-        await self.redis.set(keys.fence(session_id, message_id), "done", ex=self._fence_ttl_s)
+    async def answered(self, session_id: str, message_id: str, attempt: int) -> bool:
+        """`attempt` stored the reply's terminal event: any later delivery is only acked.
+
+        False when a newer attempt claimed the reply after this one last checked its claim
+        (this worker stalled in between): the newer attempt is streaming the reply again, its
+        terminal event supersedes this one, and the message is not answered yet.
+        """
+        key = keys.fence(session_id, message_id)
+        return bool(await self._answered(keys=[key], args=[attempt, self._fence_ttl_s]))
 
     # One reply at a time per session, in stream order, across workers.
     async def head_of_line(self, session_id: str, seq: int) -> "Line":

@@ -73,9 +73,12 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
             raise
         except Exception:
             # The attempt failed (e.g. the broker went away mid-reply): deliver the message
-            # again soon, backing off, rather than after the whole ack wait.
+            # again soon, backing off, rather than after the whole ack wait. Unless a newer
+            # attempt has it already (this worker stalled): handing it back would take it
+            # from that attempt mid-reply.
             with contextlib.suppress(Exception):
-                await msg.nack(delay=retry_delay(delivery.attempt))
+                if not await responder.superseded(delivery):
+                    await msg.nack(delay=retry_delay(delivery.attempt))
             raise
         if ours:
             await msg.ack()

@@ -3,13 +3,16 @@
 Tokens go out with `publish_async` (a bounded window of unacknowledged publishes, no wait per
 token; `token` returns the future of the stream's acknowledgement, which the reply checks
 before its terminal event); start and terminal events are awaited and carry a `Nats-Msg-Id`,
-so a retried publish is stored once. One connection keeps them in order.
+so a retried publish is stored once: a publish whose acknowledgement timed out (it may have
+been stored; a worker that froze wakes up with its timers expired) is sent again before the
+attempt fails. One connection keeps them in order.
 """
 
 import asyncio
 import logging
 from typing import Any, Protocol
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -18,6 +21,8 @@ from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
 from shared.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
+PUBLISH_TRIES = 3
+"""Sends of a start or terminal event whose acknowledgement times out, before giving up."""
 
 
 class ReplyPublisher(Protocol):
@@ -34,12 +39,10 @@ class JetStreamPublisher:
         self._js = js
 
     async def start(self, event: ReplyStart) -> None:
-        await self._js.publish(
+        await self._stored(
             subjects.out_start(event.session_id),
             event.model_dump_json().encode(),
-            headers={
-                "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "start")
-            },
+            {"Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "start")},
         )
 
     async def token(self, event: ReplyToken) -> "asyncio.Future[Any]":
@@ -55,14 +58,28 @@ class JetStreamPublisher:
             if isinstance(event, ReplyEnd)
             else subjects.out_error(event.session_id)
         )
-        await self._js.publish(
+        await self._stored(
             subject,
             event.model_dump_json().encode(),
-            headers={
+            {
                 **trace_headers(),  # persistence continues the message's trace
                 "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "end"),
             },
         )
+
+    async def _stored(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Publish until acknowledged, at most `PUBLISH_TRIES` times while the acknowledgement
+        times out; other failures raise at once."""
+        for tries_left in range(PUBLISH_TRIES - 1, -1, -1):
+            try:
+                await self._js.publish(subject, payload, headers=headers)
+                return
+            except NatsTimeoutError:
+                if not tries_left:
+                    raise
+                log.info(
+                    "no acknowledgement of %s in time; sending it again", headers["Nats-Msg-Id"]
+                )
 
 
 def _msg_id(session_id: str, message_id: str, attempt: int, kind: str) -> str:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from openai import AsyncOpenAI
 from redis.exceptions import RedisError
@@ -92,7 +92,7 @@ class Responder:
         stop = self.cancels.hold(sid, mid)
         if attempt > 1:
             self.metrics.redeliveries.inc()
-        failed = True
+        outcome: Literal["failed", "answered", "superseded"] = "failed"
         try:
             if began.cancel_marked:
                 stop.set("cancelled")
@@ -108,39 +108,67 @@ class Responder:
             else:
                 answer = await self._answer(delivery, stop)
                 if answer is None:
-                    failed = False
-                    queued = False  # fenced off: the newer attempt owns the session's turn
+                    outcome = "superseded"  # fenced off: the newer attempt owns the reply
                     return False
                 terminal = answer
             # The terminal event is stored: from here on the message is acked whatever Redis
             # says (a redelivery would stream the reply again); bookkeeping Redis missed is
             # retried in the background.
-            await self._eventually(lambda: self._coord.answered(sid, mid))
+            if not await self._mark_answered(delivery):
+                log.info(
+                    "attempt %d ended after a newer attempt took the reply",
+                    attempt,
+                    extra=context(sid, mid, attempt),
+                )
+                outcome = "superseded"
+                return False
+            outcome = "answered"
             self._count(terminal, stop)
             if isinstance(terminal, ReplyEnd):
                 await self._context.append(
                     sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
                 )
-            failed = False
             return True
         finally:
             self.cancels.release(sid, mid)
             self._heads.discard((sid, mid))
             # A failed attempt keeps its place in line: the message comes back, and the
-            # session's later messages wait for its reply as they would have.
-            if queued and not failed:
+            # session's later messages wait for its reply as they would have. A superseded
+            # one leaves the place, the reply in flight and the turn to the newer attempt.
+            if queued and outcome == "answered":
                 await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
-            await self._eventually(lambda: self._coord.reply_ended(sid, mid))
+            if outcome != "superseded":
+                await self._eventually(lambda: self._coord.reply_ended(sid, mid))
 
-    async def _eventually(self, step: Callable[[], Awaitable[None]]) -> None:
+    async def superseded(self, delivery: Delivery) -> bool:
+        """Whether a newer attempt (or the end of the reply) took over `delivery`'s message:
+        a failed attempt then hands nothing back, or it would cut the newer one short. False
+        when Redis cannot tell."""
+        sid, mid = delivery.message.session_id, delivery.message.message_id
+        try:
+            return not await self._coord.holds(sid, mid, delivery.attempt)
+        except RedisError:
+            return False
+
+    async def _mark_answered(self, delivery: Delivery) -> bool:
+        sid, mid = delivery.message.session_id, delivery.message.message_id
+        try:
+            return await self._coord.answered(sid, mid, delivery.attempt)
+        except RedisError as exc:
+            log.warning("reply bookkeeping postponed: %s", exc)
+            self._retry_later(lambda: self._coord.answered(sid, mid, delivery.attempt))
+            return True
+
+    async def _eventually(self, step: Callable[[], Awaitable[object]]) -> None:
         """Run `step`; if Redis fails it, retry in the background every second for up to
         `BOOKKEEPING_RETRY_S` (a reply's end must not wait on Redis)."""
         try:
             await step()
-            return
         except RedisError as exc:
             log.warning("reply bookkeeping postponed: %s", exc)
+            self._retry_later(step)
 
+    def _retry_later(self, step: Callable[[], Awaitable[object]]) -> None:
         async def retry() -> None:
             deadline = time.monotonic() + BOOKKEEPING_RETRY_S
             while time.monotonic() < deadline:
