@@ -6,8 +6,10 @@ import time
 import uuid
 from typing import Any, cast
 
+import httpx2
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
+from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from llm_worker import responder as responder_module
@@ -19,7 +21,15 @@ from llm_worker.responder import Delivery, Responder
 from llm_worker.settings import WorkerSettings
 from shared import keys, rpc, stream, subjects
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
-from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
+from support.llm_mock import (
+    RecordingPublisher,
+    SlowStream,
+    chunk,
+    openai_over,
+    sse,
+    streaming,
+    usage,
+)
 
 pytestmark = pytest.mark.real
 REPLY = sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))
@@ -27,6 +37,14 @@ REPLY = sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))
 
 def message(session_id: str, message_id: str) -> UserMessage:
     return UserMessage(session_id=session_id, message_id=message_id, participant="u", content="hi")
+
+
+async def until(done: Any) -> None:
+    """Until `done()` is true, for at most 10 s."""
+    for _ in range(200):
+        if done():
+            return
+        await asyncio.sleep(0.05)
 
 
 class FailsFirstToken(RecordingPublisher):
@@ -55,12 +73,6 @@ async def test_a_failed_attempt_keeps_its_place_in_line(nats_url: str, redis: Re
     def starts() -> list[tuple[str, int]]:
         return [(e.message_id, e.attempt) for e in publisher.events if isinstance(e, ReplyStart)]
 
-    async def until(done: Any) -> None:
-        for _ in range(200):
-            if done():
-                return
-            await asyncio.sleep(0.05)
-
     async with TestNatsBroker(cast(NatsBroker, app.broker), with_real=True) as broker:
         for mid in ("first", "second"):
             await broker.publish(
@@ -81,13 +93,18 @@ def quick_stall(monkeypatch: pytest.MonkeyPatch) -> WorkerSettings:
     )
 
 
-def responder(settings: WorkerSettings, redis: Redis, publisher: RecordingPublisher) -> Responder:
+def responder(
+    settings: WorkerSettings,
+    redis: Redis,
+    publisher: RecordingPublisher,
+    client: AsyncOpenAI | None = None,
+) -> Responder:
     async def no_history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
         return rpc.HistoryPage()
 
     return Responder(
         settings,
-        openai_over(streaming(REPLY)),
+        client or openai_over(streaming(REPLY)),
         lambda: publisher,
         Coordinator(redis, fence_ttl_s=60),
         ContextStore(redis, no_history, max_turns=10, ttl_s=60),
@@ -174,3 +191,35 @@ async def test_an_attempt_that_ends_after_a_newer_one_took_over_leaves_it_the_re
     assert await redis.get(keys.fence(sid, "m10")) == b"done"
     assert await redis.zcard(keys.session_queue(sid)) == 0
     assert await redis.zcard(keys.inflight(sid)) == 0
+
+
+async def test_two_attempts_on_one_worker_are_stopped_apart(
+    redis: Redis, publisher: RecordingPublisher
+) -> None:
+    # The stream redelivered a message to the worker that still streams its first attempt:
+    # fencing off attempt 1 must not stop attempt 2.
+    def slow(request: httpx2.Request) -> httpx2.Response:
+        body = SlowStream(deltas=30, delay_s=0.02)
+        return httpx2.Response(200, stream=body, headers={"content-type": "text/event-stream"})
+
+    sid = uuid.uuid4().hex
+    worker = responder(
+        WorkerSettings(openai_base_url="http://llm/v1"), redis, publisher, openai_over(slow)
+    )
+    first, second = (Delivery(message(sid, "m10"), attempt, 10) for attempt in (1, 2))
+
+    def streaming_attempt(attempt: int) -> bool:
+        return any(isinstance(e, ReplyToken) and e.attempt == attempt for e in publisher.events)
+
+    older = asyncio.create_task(worker.respond(first))
+    await until(lambda: streaming_attempt(1))
+    newer = asyncio.create_task(worker.respond(second))
+    await until(lambda: streaming_attempt(2))
+    assert len(worker.cancels) == 2
+    await worker.watch(first)  # its in-progress beat finds attempt 2 holds the reply
+
+    assert not await older
+    assert await newer
+    ends = [e.attempt for e in publisher.events if isinstance(e, ReplyEnd)]
+    assert ends == [2]
+    assert len(worker.cancels) == 0

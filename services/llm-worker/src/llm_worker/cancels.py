@@ -27,25 +27,44 @@ class StopSignal:
 
 
 class CancelRegistry:
-    """The replies this worker holds, by (session, message), so a cancel finds its reply."""
+    """The reply attempts this worker holds, by (session, message), so a cancel finds them.
+
+    One worker can hold two attempts of one message (the stream redelivered it to the same
+    worker after its ack wait): each has its own signal, so fencing off the older one leaves
+    the newer one streaming.
+    """
 
     def __init__(self) -> None:
-        self._held: dict[tuple[str, str], StopSignal] = {}
+        self._held: dict[tuple[str, str], dict[int, StopSignal]] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._held)
+        return self._count
 
-    def hold(self, session_id: str, message_id: str) -> StopSignal:
-        signal = self._held.setdefault((session_id, message_id), StopSignal())
-        return signal
+    def hold(self, session_id: str, message_id: str, attempt: int) -> StopSignal:
+        attempts = self._held.setdefault((session_id, message_id), {})
+        if attempt not in attempts:
+            attempts[attempt] = StopSignal()
+            self._count += 1
+        return attempts[attempt]
 
-    def release(self, session_id: str, message_id: str) -> None:
-        self._held.pop((session_id, message_id), None)
+    def release(self, session_id: str, message_id: str, attempt: int) -> None:
+        attempts = self._held.get((session_id, message_id))
+        if attempts is None or attempts.pop(attempt, None) is None:
+            return
+        self._count -= 1
+        if not attempts:
+            del self._held[(session_id, message_id)]
+
+    def fence(self, session_id: str, message_id: str, attempt: int) -> None:
+        """Stop `attempt` (a newer one has the reply), if this worker still holds it."""
+        signal = self._held.get((session_id, message_id), {}).get(attempt)
+        if signal is not None:
+            signal.set("fenced")
 
     def cancel(self, session_id: str, message_id: str) -> bool:
-        """Stop the reply if this worker holds it; True when it did."""
-        signal = self._held.get((session_id, message_id))
-        if signal is None:
-            return False
-        signal.set("cancelled")
-        return True
+        """Stop every attempt at the reply this worker holds; True when it held one."""
+        attempts = self._held.get((session_id, message_id), {})
+        for signal in attempts.values():
+            signal.set("cancelled")
+        return bool(attempts)

@@ -65,7 +65,7 @@ class Responder:
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
         self._background: set[asyncio.Task[None]] = set()
-        self._heads: set[tuple[str, str]] = set()
+        self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
 
     async def note(self, message: UserMessage) -> None:
@@ -89,7 +89,7 @@ class Responder:
                 extra=context(sid, mid, attempt),
             )
             return False
-        stop = self.cancels.hold(sid, mid)
+        stop = self.cancels.hold(sid, mid, attempt)
         if attempt > 1:
             self.metrics.redeliveries.inc()
         outcome: Literal["failed", "answered", "superseded"] = "failed"
@@ -100,7 +100,7 @@ class Responder:
                 await self._wait_turn(delivery, stop)
                 await self._coord.set_active(sid, mid)
             if queued:
-                self._heads.add((sid, mid))
+                self._heads.add((sid, mid, attempt))
             terminal: ReplyEnd | ReplyError
             if stop.reason == "cancelled":
                 terminal = self._cancelled_before_start(delivery)
@@ -130,8 +130,8 @@ class Responder:
                 )
             return True
         finally:
-            self.cancels.release(sid, mid)
-            self._heads.discard((sid, mid))
+            self.cancels.release(sid, mid, attempt)
+            self._heads.discard((sid, mid, attempt))
             # A failed attempt keeps its place in line: the message comes back, and the
             # session's later messages wait for its reply as they would have. A superseded
             # one leaves the place, the reply in flight and the turn to the newer attempt.
@@ -197,13 +197,12 @@ class Responder:
         sid, mid = delivery.message.session_id, delivery.message.message_id
         try:
             ours = await self._coord.holds(sid, mid, delivery.attempt)
-            if ours and (sid, mid) in self._heads:
+            if ours and (sid, mid, delivery.attempt) in self._heads:
                 await self._coord.beat(sid, self._settings.worker_ack_wait_s)
         except RedisError:
             return
         if not ours:
-            signal = self.cancels.hold(sid, mid)
-            signal.set("fenced")
+            self.cancels.fence(sid, mid, delivery.attempt)
 
     async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
         """Until every earlier message of the session has its reply (or a cancel comes).
