@@ -10,7 +10,7 @@ from redis.asyncio.client import Pipeline
 
 from gateway import leases as leases_module
 from gateway.leases import Lease, Leases
-from gateway.presence import Presence, presence_key, presence_member, presence_user_key
+from gateway.presence import Presence, presence_member
 from shared import keys
 
 pytestmark = pytest.mark.real
@@ -24,8 +24,8 @@ async def expiry(redis: Redis, held: Lease) -> tuple[float | None, float | None]
     """The lease's presence expiry (None unless both presence entries agree) and its
     connection-count expiry."""
     sid, user, connection = held.session_id, held.user_id, held.connection
-    listed = await redis.zscore(presence_key(sid), presence_member(user, connection))
-    counted = await redis.zscore(presence_user_key(sid, user), connection)
+    listed = await redis.zscore(keys.presence(sid), presence_member(user, connection))
+    counted = await redis.zscore(keys.presence_of(sid, user), connection)
     counts = await redis.zscore(keys.connections(user), connection)
     return (listed if listed == counted else None), counts
 
@@ -46,7 +46,7 @@ async def test_one_refresh_pushes_every_held_lease_a_ttl_ahead(
         assert connection is not None
         assert before + 29 < presence <= time.time() + 30
         assert before + 29 < connection <= time.time() + 30
-        assert 0 < await redis.ttl(presence_key(each.session_id)) <= 61
+        assert 0 < await redis.ttl(keys.presence(each.session_id)) <= 61
 
 
 async def test_a_released_lease_is_not_refreshed(redis: Redis) -> None:

@@ -11,8 +11,9 @@ from nats.js import JetStreamContext
 
 from llm_worker.publisher import PUBLISH_TRIES, JetStreamPublisher
 from shared import stream, subjects
-from shared.events import ReplyEnd, ReplyStart, Usage
+from shared.events import ReplyStart
 from shared.settings import TokenwireSettings
+from support.events import reply_end
 
 pytestmark = pytest.mark.real
 
@@ -49,17 +50,7 @@ async def test_a_publish_whose_ack_was_lost_is_sent_again_and_stored_once(nats_u
         assert flaky.sends == PUBLISH_TRIES
         assert await stored(js, subjects.out_start(sid)) == 1
 
-        end = ReplyEnd(
-            session_id=sid,
-            message_id="m1",
-            attempt=1,
-            model="m",
-            text="hi",
-            finish_reason="stop",
-            usage=Usage(),
-            duration_ms=1,
-            requested_by="u",
-        )
+        end = reply_end(sid, requested_by="u")
         failing = LosesAcks(js, lose=PUBLISH_TRIES)
         with pytest.raises(NatsTimeoutError):  # every try timed out: the attempt fails
             await JetStreamPublisher(failing).end(end)  # type: ignore[arg-type]

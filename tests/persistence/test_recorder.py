@@ -14,8 +14,9 @@ from persistence import db, migrate
 from persistence.models import Message
 from persistence.recorder import Recorder
 from shared import stream, subjects
-from shared.events import ReplyEnd, ReplyToken, Usage, UserMessage
+from shared.events import ReplyToken, UserMessage
 from shared.settings import TokenwireSettings
+from support.events import reply_end
 
 pytestmark = pytest.mark.real
 
@@ -31,16 +32,7 @@ async def publish_conversation(nats_url: str, sid: str) -> None:
     js = nc.jetstream()
     user = UserMessage(session_id=sid, message_id="m1", participant="u", content="hi")
     token = ReplyToken(session_id=sid, message_id="m1", attempt=1, index=0, text="yo")
-    end = ReplyEnd(
-        session_id=sid,
-        message_id="m1",
-        attempt=1,
-        model="x",
-        text="yo",
-        finish_reason="stop",
-        usage=Usage(),
-        duration_ms=1,
-    )
+    end = reply_end(sid, model="x", text="yo")
     await js.publish(subjects.chat_in(sid), user.model_dump_json().encode())
     await js.publish(subjects.out_token(sid), token.model_dump_json().encode())
     await js.publish(subjects.out_end(sid), end.model_dump_json().encode())

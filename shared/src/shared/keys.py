@@ -52,6 +52,16 @@ def connections(user_id: str) -> str:
     return f"tw:conns:{user_id}"
 
 
+def presence(session_id: str) -> str:
+    """Sorted set of a session's connections (`user\\nconnection`), scored by expiry."""
+    return f"tw:presence:{session_id}"
+
+
+def presence_of(session_id: str, user_id: str) -> str:
+    """Sorted set of one user's connections to a session, scored by expiry."""
+    return f"tw:presence:{session_id}:{user_id}"
+
+
 def inflight(session_id: str) -> str:
     """Sorted set of a session's replies asked for and not yet ended, scored by when."""
     return f"tw:inflight:{session_id}"

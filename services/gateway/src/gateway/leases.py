@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.presence import presence_key, presence_member, presence_user_key
+from gateway.presence import presence_member
 from shared import keys
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ class Leases:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for lease in batch:
                     sid, user, connection = lease.session_id, lease.user_id, lease.connection
-                    key = presence_key(sid)
+                    key = keys.presence(sid)
                     pipe.zadd(key, {presence_member(user, connection): expiry})
                     pipe.expire(key, expire_s)
-                    for per_user in (presence_user_key(sid, user), keys.connections(user)):
+                    for per_user in (keys.presence_of(sid, user), keys.connections(user)):
                         pipe.zadd(per_user, {connection: expiry})
                         pipe.expire(per_user, expire_s)
                 await pipe.execute()
@@ -66,8 +66,8 @@ class Leases:
         async with self._redis.pipeline(transaction=False) as pipe:
             for lease in leases:
                 sid, user, connection = lease.session_id, lease.user_id, lease.connection
-                pipe.zrem(presence_key(sid), presence_member(user, connection))
-                pipe.zrem(presence_user_key(sid, user), connection)
+                pipe.zrem(keys.presence(sid), presence_member(user, connection))
+                pipe.zrem(keys.presence_of(sid, user), connection)
                 pipe.zrem(keys.connections(user), connection)
             await pipe.execute()
 

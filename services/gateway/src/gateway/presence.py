@@ -11,6 +11,8 @@ import time
 
 from redis.asyncio import Redis
 
+from shared import keys
+
 _SEP = "\n"
 
 # Both scripts run atomically, so two gateways never both announce the same join or leave.
@@ -47,7 +49,7 @@ class Presence:
         """Record the connection; True when it is the user's first in the session."""
         now = time.time()
         before = await self._enter(
-            keys=[presence_key(session_id), presence_user_key(session_id, user)],
+            keys=[keys.presence(session_id), keys.presence_of(session_id, user)],
             args=[
                 now,
                 now + self.ttl_s,
@@ -61,25 +63,15 @@ class Presence:
     async def leave(self, session_id: str, user: str, connection: str) -> bool:
         """Forget the connection; True when it was the user's last in the session."""
         left = await self._leave(
-            keys=[presence_key(session_id), presence_user_key(session_id, user)],
+            keys=[keys.presence(session_id), keys.presence_of(session_id, user)],
             args=[time.time(), presence_member(user, connection), connection],
         )
         return int(left) == 1
 
     async def who(self, session_id: str) -> list[str]:
         """Participants with at least one live connection, sorted."""
-        members = await self._redis.zrangebyscore(presence_key(session_id), time.time(), "+inf")
+        members = await self._redis.zrangebyscore(keys.presence(session_id), time.time(), "+inf")
         return sorted({_text(m).split(_SEP, 1)[0] for m in members})
-
-
-def presence_key(session_id: str) -> str:
-    """Sorted set of a session's connections, scored by expiry (refreshed by `Leases`)."""
-    return f"tw:presence:{session_id}"
-
-
-def presence_user_key(session_id: str, user: str) -> str:
-    """Sorted set of one user's connections to a session, scored by expiry."""
-    return f"tw:presence:{session_id}:{user}"
 
 
 def presence_member(user: str, connection: str) -> str:

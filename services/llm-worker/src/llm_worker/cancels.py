@@ -36,23 +36,19 @@ class CancelRegistry:
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, str], dict[int, StopSignal]] = {}
-        self._count = 0
 
     def __len__(self) -> int:
-        return self._count
+        return sum(len(attempts) for attempts in self._held.values())
 
     def hold(self, session_id: str, message_id: str, attempt: int) -> StopSignal:
         attempts = self._held.setdefault((session_id, message_id), {})
-        if attempt not in attempts:
-            attempts[attempt] = StopSignal()
-            self._count += 1
-        return attempts[attempt]
+        return attempts.setdefault(attempt, StopSignal())
 
     def release(self, session_id: str, message_id: str, attempt: int) -> None:
         attempts = self._held.get((session_id, message_id))
-        if attempts is None or attempts.pop(attempt, None) is None:
+        if attempts is None:
             return
-        self._count -= 1
+        attempts.pop(attempt, None)
         if not attempts:
             del self._held[(session_id, message_id)]
 

@@ -114,7 +114,9 @@ class Responder:
             # The terminal event is stored: from here on the message is acked whatever Redis
             # says (a redelivery would stream the reply again); bookkeeping Redis missed is
             # retried in the background.
-            if not await self._mark_answered(delivery):
+            if not await self._eventually(
+                lambda: self._coord.answered(sid, mid, attempt), otherwise=True
+            ):
                 log.info(
                     "attempt %d ended after a newer attempt took the reply",
                     attempt,
@@ -136,9 +138,9 @@ class Responder:
             # session's later messages wait for its reply as they would have. A superseded
             # one leaves the place, the reply in flight and the turn to the newer attempt.
             if queued and outcome == "answered":
-                await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid))
+                await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid), None)
             if outcome != "superseded":
-                await self._eventually(lambda: self._coord.reply_ended(sid, mid))
+                await self._eventually(lambda: self._coord.reply_ended(sid, mid), None)
 
     async def superseded(self, delivery: Delivery) -> bool:
         """Whether a newer attempt (or the end of the reply) took over `delivery`'s message:
@@ -150,23 +152,16 @@ class Responder:
         except RedisError:
             return False
 
-    async def _mark_answered(self, delivery: Delivery) -> bool:
-        sid, mid = delivery.message.session_id, delivery.message.message_id
+    async def _eventually(self, step: Callable[[], Awaitable[T]], otherwise: T) -> T:
+        """`step`'s result; if Redis fails it, `otherwise`, and `step` is retried in the
+        background every second for up to `BOOKKEEPING_RETRY_S` (a reply's end must not wait
+        on Redis)."""
         try:
-            return await self._coord.answered(sid, mid, delivery.attempt)
-        except RedisError as exc:
-            log.warning("reply bookkeeping postponed: %s", exc)
-            self._retry_later(lambda: self._coord.answered(sid, mid, delivery.attempt))
-            return True
-
-    async def _eventually(self, step: Callable[[], Awaitable[object]]) -> None:
-        """Run `step`; if Redis fails it, retry in the background every second for up to
-        `BOOKKEEPING_RETRY_S` (a reply's end must not wait on Redis)."""
-        try:
-            await step()
+            return await step()
         except RedisError as exc:
             log.warning("reply bookkeeping postponed: %s", exc)
             self._retry_later(step)
+            return otherwise
 
     def _retry_later(self, step: Callable[[], Awaitable[object]]) -> None:
         async def retry() -> None:
