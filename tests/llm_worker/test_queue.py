@@ -116,14 +116,14 @@ async def test_a_long_reply_that_beats_is_waited_for(
     quick_stall: WorkerSettings, redis: Redis, publisher: RecordingPublisher
 ) -> None:
     sid, coordinator = uuid.uuid4().hex, Coordinator(redis, fence_ttl_s=60)
-    await coordinator.head_of_line(sid, 10)  # another worker streams the reply to seq 10
+    await coordinator.line(sid, 10)  # another worker streams the reply to seq 10
 
     async def stream_for(seconds: float) -> float:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             await coordinator.beat(sid, quick_stall.worker_ack_wait_s)
             await asyncio.sleep(0.05)
-        await coordinator.done(sid, 10, "m10")
+        await coordinator.finish(sid, "m10", 1, place=10, answered=True)
         return time.monotonic()
 
     other = asyncio.create_task(stream_for(1.5))  # well past the 0.4 s stall limit
@@ -142,7 +142,7 @@ async def test_a_head_of_line_nobody_answers_is_skipped(
     quick_stall: WorkerSettings, redis: Redis, publisher: RecordingPublisher
 ) -> None:
     sid, coordinator = uuid.uuid4().hex, Coordinator(redis, fence_ttl_s=60)
-    await coordinator.head_of_line(sid, 10)  # stored, then given up on by the stream
+    await coordinator.line(sid, 10)  # stored, then given up on by the stream
     began = time.monotonic()
     assert await responder(quick_stall, redis, publisher).respond(
         Delivery(message(sid, "m11"), 1, 11)

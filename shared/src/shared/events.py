@@ -48,6 +48,8 @@ class UserMessage(Event):
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     reply: bool = True
     policy: Policy = "queue"
+    place: int = Field(default=0, ge=0)
+    """Its place in the session's reply queue (`shared.reply_queue`), 0 when it has none."""
     system_prompt: str | None = None
     """The session's own system prompt, when it has one."""
     created_at: datetime = Field(default_factory=utcnow)

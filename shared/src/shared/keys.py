@@ -1,5 +1,8 @@
 """Redis keys shared by gateway and workers, spelled once (like `subjects`)."""
 
+import time
+from datetime import UTC, datetime
+
 CANCEL_MARK_TTL_S = 600
 """A cancel that arrives before any worker took the message waits this long."""
 
@@ -70,3 +73,13 @@ def inflight(session_id: str) -> str:
 def budget(user_id: str, day: str) -> str:
     """Tokens a user spent on `day` (UTC, `YYYYMMDD`)."""
     return f"tw:budget:{user_id}:{day}"
+
+
+def today() -> str:
+    """The UTC day (`YYYYMMDD`) whose `budget` key spending is added to now."""
+    return datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%d")
+
+
+def turn(session_id: str) -> str:
+    """Counter of the places handed out in a session's reply queue."""
+    return f"tw:turn:{session_id}"

@@ -15,6 +15,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
+from gateway.submissions import Submissions
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Resources:
     presence: Presence
     leases: Leases
     limits: Limits
+    submissions: Submissions
     metrics: GatewayMetrics
 
 

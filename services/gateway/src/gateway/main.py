@@ -25,8 +25,10 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
+from gateway.submissions import Submissions
 from shared import stream, subjects, telemetry
 from shared.redis import redis_client
+from shared.reply_queue import AdmissionLimits, ReplyQueue
 
 STATIC = Path(__file__).parent / "static"
 OPS_PAGE = STATIC / "ops.html"
@@ -82,11 +84,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             leases=leases,
             limits=Limits(
                 redis,
-                messages_per_min=settings.message_rate_per_min,
                 connections_per_user=settings.max_connections_per_user,
-                replies_per_session=settings.max_replies_per_session,
-                daily_token_budget=settings.daily_token_budget,
                 connection_ttl_s=settings.presence_ttl_s,
+            ),
+            submissions=Submissions(
+                ReplyQueue(redis),
+                bus,
+                AdmissionLimits(
+                    messages_per_min=settings.message_rate_per_min,
+                    replies_per_session=settings.max_replies_per_session,
+                    daily_token_budget=settings.daily_token_budget,
+                ),
             ),
             metrics=metrics,
         )

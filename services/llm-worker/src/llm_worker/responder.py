@@ -41,7 +41,15 @@ class Delivery:
     message: UserMessage
     attempt: int
     seq: int
-    """Stream sequence of the user message: its place in the session's queue."""
+    """Stream sequence of the user message."""
+
+    @property
+    def place(self) -> int:
+        """Its place in the session's line: the one the gateway gave it, else (stored by
+        another client of the stream) its stream sequence; 0 in a `parallel` session."""
+        if self.message.policy == "parallel":
+            return 0
+        return self.message.place or self.seq
 
 
 class Responder:
@@ -73,16 +81,12 @@ class Responder:
         await self._context.append(message.session_id, _user_turn(message))
 
     async def respond(self, delivery: Delivery) -> bool:
-        message, attempt = delivery.message, delivery.attempt
+        message, attempt, place = delivery.message, delivery.attempt, delivery.place
         sid, mid = message.session_id, message.message_id
-        queued = message.policy != "parallel"
-        began = await patiently(
-            lambda: self._coord.begin(sid, mid, attempt, queue_seq=delivery.seq if queued else 0)
-        )
-        claim = began.claim
-        if claim == "answered":
+        began = await patiently(lambda: self._coord.begin(sid, mid, attempt, place=place))
+        if began.claim == "answered":
             return True  # a late delivery of a message already answered
-        if claim == "newer":
+        if began.claim == "newer":
             log.info(
                 "the reply belongs to a newer attempt than %d",
                 attempt,
@@ -96,10 +100,9 @@ class Responder:
         try:
             if began.cancel_marked:
                 stop.set("cancelled")
-            if queued and (delivery.seq == 0 or began.head != delivery.seq):
+            if place and began.head != place:
                 await self._wait_turn(delivery, stop)
-                await self._coord.set_active(sid, mid)
-            if queued:
+            if place:
                 self._heads.add((sid, mid, attempt))
             terminal: ReplyEnd | ReplyError
             if stop.reason == "cancelled":
@@ -115,7 +118,8 @@ class Responder:
             # says (a redelivery would stream the reply again); bookkeeping Redis missed is
             # retried in the background.
             if not await self._eventually(
-                lambda: self._coord.answered(sid, mid, attempt), otherwise=True
+                lambda: self._coord.finish(sid, mid, attempt, place=place, answered=True),
+                otherwise=True,
             ):
                 log.info(
                     "attempt %d ended after a newer attempt took the reply",
@@ -137,10 +141,11 @@ class Responder:
             # A failed attempt keeps its place in line: the message comes back, and the
             # session's later messages wait for its reply as they would have. A superseded
             # one leaves the place, the reply in flight and the turn to the newer attempt.
-            if queued and outcome == "answered":
-                await self._eventually(lambda: self._coord.done(sid, delivery.seq, mid), None)
-            if outcome != "superseded":
-                await self._eventually(lambda: self._coord.reply_ended(sid, mid), None)
+            if outcome == "failed":
+                await self._eventually(
+                    lambda: self._coord.finish(sid, mid, attempt, place=place, answered=False),
+                    None,
+                )
 
     async def superseded(self, delivery: Delivery) -> bool:
         """Whether a newer attempt (or the end of the reply) took over `delivery`'s message:
@@ -189,15 +194,19 @@ class Responder:
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off;
         tell the session's waiting messages that its head of line is being answered."""
-        sid, mid = delivery.message.session_id, delivery.message.message_id
+        sid, mid, attempt = (
+            delivery.message.session_id,
+            delivery.message.message_id,
+            delivery.attempt,
+        )
+        head = (sid, mid, attempt) in self._heads
+        beat_s = self._settings.worker_ack_wait_s if head else 0
         try:
-            ours = await self._coord.holds(sid, mid, delivery.attempt)
-            if ours and (sid, mid, delivery.attempt) in self._heads:
-                await self._coord.beat(sid, self._settings.worker_ack_wait_s)
+            claim = await self._coord.watch(sid, mid, attempt, beat_s=beat_s)
         except RedisError:
             return
-        if not ours:
-            self.cancels.fence(sid, mid, delivery.attempt)
+        if claim != "ours":
+            self.cancels.fence(sid, mid, attempt)
 
     async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
         """Until every earlier message of the session has its reply (or a cancel comes).
@@ -206,22 +215,22 @@ class Responder:
         the longest retry delay was given up on by the stream (or lost before it was
         stored): it is skipped. A reply that streams, however long, is waited for.
         """
-        sid = delivery.message.session_id
+        sid, mid, place = delivery.message.session_id, delivery.message.message_id, delivery.place
         settings = self._settings
         stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
         stall_s += RETRY_DELAY_MAX_S
         waiting_on, since = 0, time.monotonic()
         while True:
-            line = await patiently(lambda: self._coord.head_of_line(sid, delivery.seq))
-            if line.head == delivery.seq or stop.reason is not None:
+            line = await patiently(lambda: self._coord.line(sid, place, mid))
+            if line.head == place or stop.reason is not None:
                 return
             if line.head != waiting_on or line.beating:
                 waiting_on, since = line.head, time.monotonic()
             elif time.monotonic() - since > stall_s:
                 log.warning(
-                    "skipping stream message %d: it was never answered",
+                    "skipping place %d in line: its message was never answered",
                     line.head,
-                    extra=context(sid, str(line.head)),
+                    extra=context(sid, mid),
                 )
                 await self._coord.skip(sid, line.head)
             await asyncio.sleep(QUEUE_POLL_S)

@@ -1,0 +1,119 @@
+"""Submitting a user message: admitted and placed in its session's line in one Redis round
+trip (`shared.reply_queue`), then stored in the stream; and cancelling a reply.
+
+Without Redis nothing is stored: admission fails closed for anything that costs model tokens.
+"""
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import RedisError
+
+from gateway.bus import Bus, Unavailable
+from gateway.refusal import NOT_STORED, Refusal
+from shared import rpc, telemetry
+from shared.events import UserMessage
+from shared.frames import MessageFrame
+from shared.reply_queue import AdmissionLimits, Admitted, Refused, ReplyQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    seq: int
+    """The message's stream sequence."""
+    new: bool
+    """False for a resend within the stream's dedup window: stored once, under its first place."""
+
+
+class Submissions:
+    def __init__(self, queue: ReplyQueue, bus: Bus, limits: AdmissionLimits) -> None:
+        self._queue = queue
+        self._bus = bus
+        self.limits = limits
+
+    async def submit(
+        self, session: rpc.SessionInfo, user: str, frame: MessageFrame
+    ) -> Stored | Refusal:
+        """Store `frame` as `user`'s message once every limit and the session's policy agree
+        (its `message` echo then acknowledges it), or say why not."""
+        sid = session.session_id
+        try:
+            admission = await self._queue.admit(
+                self.limits,
+                user_id=user,
+                session_id=sid,
+                message_id=frame.message_id,
+                reply=frame.reply,
+                policy=session.policy,
+            )
+        except RedisError as exc:
+            log.warning("message refused, not stored: %s", exc)
+            return NOT_STORED
+        if isinstance(admission, Refused):
+            return refusal(admission, self.limits)
+        if admission.interrupted is not None:
+            await self._bus.cancel(sid, admission.interrupted)
+        try:
+            seq, new = await self._bus.store_user_message(
+                _event(session, user, frame, admission), headers=telemetry.trace_headers()
+            )
+        except Unavailable as exc:
+            log.warning("message refused, not stored: %s", exc)
+            await self._withdraw(sid, admission.place)
+            return NOT_STORED
+        if not new:
+            await self._withdraw(sid, admission.place)
+        return Stored(seq, new)
+
+    async def cancel(self, session_id: str, message_id: str) -> None:
+        """Stop the reply to `message_id`, now or when a worker takes it. Without Redis the
+        workers still hear the broadcast."""
+        with contextlib.suppress(RedisError):
+            await self._queue.mark_cancelled(session_id, message_id)
+        await self._bus.cancel(session_id, message_id)
+
+    async def _withdraw(self, session_id: str, place: int) -> None:
+        if place:
+            with contextlib.suppress(RedisError):
+                await self._queue.withdraw(session_id, place)
+
+
+def refusal(refused: Refused, limits: AdmissionLimits) -> Refusal:
+    """What the client is told for each verdict of `ReplyQueue.admit`."""
+    match refused.verdict:
+        case "rate_limited":
+            detail = f"at most {limits.messages_per_min:g} messages a minute"
+            return Refusal("rate_limited", detail, refused.retry_after_s)
+        case "budget_exceeded":
+            return Refusal("budget_exceeded", "the daily token budget is spent", _to_midnight())
+        case "replies_in_flight":
+            detail = f"at most {limits.replies_per_session} replies at once in a session"
+            return Refusal("busy", detail, refused.retry_after_s)
+        case "busy":
+            detail = "a reply is streaming; this session rejects messages until it ends"
+            return Refusal("busy", detail, refused.retry_after_s)
+
+
+def _to_midnight() -> float:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return round((midnight - now).total_seconds())
+
+
+def _event(
+    session: rpc.SessionInfo, user: str, frame: MessageFrame, admission: Admitted
+) -> UserMessage:
+    return UserMessage(
+        session_id=session.session_id,
+        message_id=frame.message_id,
+        participant=user,
+        content=frame.content,
+        reply=frame.reply,
+        policy=session.policy,
+        place=admission.place,
+        system_prompt=session.system_prompt,
+    )

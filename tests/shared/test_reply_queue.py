@@ -1,0 +1,214 @@
+"""The reply-queue protocol on a real Redis-compatible server: fencing, a session's line,
+cancel marks, and admission with its place in line."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.reply_queue import AdmissionLimits, Admitted, Refused, ReplyQueue
+
+pytestmark = pytest.mark.real
+LIMITS = AdmissionLimits(messages_per_min=60, replies_per_session=3, daily_token_budget=100)
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ReplyQueue]:
+    redis = Redis.from_url(redis_url)
+    yield ReplyQueue(redis, fence_ttl_s=30)
+    await redis.aclose()
+
+
+async def answered(queue: ReplyQueue, sid: str, mid: str, attempt: int, place: int = 0) -> bool:
+    return await queue.finish(sid, mid, attempt, place=place, answered=True)
+
+
+async def test_a_newer_attempt_fences_off_an_older_one(queue: ReplyQueue) -> None:
+    sid, mid = uuid.uuid4().hex, "m1"
+    assert await queue.claim(sid, mid, 1) == "ours"
+    assert await queue.holds(sid, mid, 1)
+    assert await queue.claim(sid, mid, 2) == "ours"
+    assert not await queue.holds(sid, mid, 1)
+    assert await queue.claim(sid, mid, 1) == "newer"
+    assert await queue.holds(sid, mid, 2)
+
+
+async def test_an_answered_message_is_never_answered_again(queue: ReplyQueue) -> None:
+    sid, mid = uuid.uuid4().hex, "m1"
+    assert await queue.claim(sid, mid, 1) == "ours"
+    assert await answered(queue, sid, mid, 1)
+    assert await queue.claim(sid, mid, 2) == "answered"
+    assert not await queue.holds(sid, mid, 1)
+    assert 0 < await queue.redis.ttl(keys.fence(sid, mid)) <= 30
+
+
+async def test_a_stale_attempt_that_ends_late_does_not_answer_for_the_newer_one(
+    queue: ReplyQueue,
+) -> None:
+    # Attempt 1 checked its claim, stalled, and stored its terminal event after attempt 2
+    # claimed the reply: attempt 2 is streaming it again and must be able to finish.
+    sid, mid = uuid.uuid4().hex, "m1"
+    assert await queue.claim(sid, mid, 1) == "ours"
+    assert await queue.claim(sid, mid, 2) == "ours"
+    assert not await answered(queue, sid, mid, 1)
+    assert await queue.holds(sid, mid, 2)
+    assert await answered(queue, sid, mid, 2)
+    assert await queue.claim(sid, mid, 3) == "answered"
+    assert await answered(queue, sid, mid, 1)  # answered already: nothing to supersede
+
+
+async def test_a_session_answers_in_stream_order(queue: ReplyQueue) -> None:
+    sid = uuid.uuid4().hex
+    assert (await queue.line(sid, 10)).head == 10
+    assert (await queue.line(sid, 12)).head == 10
+    assert (await queue.line(sid, 11)).head == 10
+    await answered(queue, sid, "m10", 1, place=10)
+    assert (await queue.line(sid, 11)).head == 11
+    assert (await queue.line(sid, 12)).head == 11
+
+
+async def test_the_worker_answering_the_head_of_line_beats(queue: ReplyQueue) -> None:
+    sid = uuid.uuid4().hex
+    assert not (await queue.line(sid, 10)).beating
+    await queue.beat(sid, 0.2)
+    assert (await queue.line(sid, 11)).beating
+    await asyncio.sleep(0.3)
+    assert not (await queue.line(sid, 11)).beating
+    assert await queue.watch(sid, "m10", 1, beat_s=0.2) == "ours"
+    assert (await queue.line(sid, 11)).beating
+
+
+async def test_active_reply_and_cancel_marks(queue: ReplyQueue) -> None:
+    sid = uuid.uuid4().hex
+    await queue.line(sid, 1, "m1")
+    assert await queue.redis.get(keys.active_reply(sid)) == b"m1"
+    await queue.line(sid, 2, "m2")
+    assert await queue.redis.get(keys.active_reply(sid)) == b"m1"  # m2 is not first in line
+    await answered(queue, sid, "m1", 1, place=1)
+    assert await queue.redis.get(keys.active_reply(sid)) is None
+    assert not (await queue.begin(sid, "m2", 1)).cancel_marked
+    await queue.mark_cancelled(sid, "m2")
+    assert (await queue.begin(sid, "m2", 1)).cancel_marked
+
+
+async def test_begin_claims_reads_the_cancel_mark_and_queues_in_one_step(
+    queue: ReplyQueue,
+) -> None:
+    redis, sid = queue.redis, f"s-{uuid.uuid4()}"
+    first = await queue.begin(sid, "m1", 1, place=10)
+    assert (first.claim, first.cancel_marked, first.head) == ("ours", False, 10)
+    assert await redis.get(keys.active_reply(sid)) == b"m1"
+    await redis.set(keys.cancel_mark(sid, "m2"), 1)
+    second = await queue.begin(sid, "m2", 1, place=11)
+    assert (second.claim, second.cancel_marked, second.head) == ("ours", True, 10)
+    assert await redis.get(keys.active_reply(sid)) == b"m1"  # m2 waits its turn
+    assert (await queue.begin(sid, "m1", 1, place=10)).claim == "ours"
+    assert await answered(queue, sid, "m1", 1, place=10)
+    late = await queue.begin(sid, "m1", 2, place=10)
+    assert late.claim == "answered"
+    assert (await queue.begin(sid, "m2", 0)).claim == "newer"
+
+
+async def test_begin_without_a_queue_leaves_the_line_alone(queue: ReplyQueue) -> None:
+    sid = f"s-{uuid.uuid4()}"
+    began = await queue.begin(sid, "m1", 1)
+    assert (began.claim, began.head) == ("ours", 0)
+    assert await queue.redis.zcard(keys.session_queue(sid)) == 0
+
+
+async def test_a_failed_attempt_keeps_its_place_and_leaves_the_replies_in_flight(
+    queue: ReplyQueue,
+) -> None:
+    sid = uuid.uuid4().hex
+    admitted = await admit(queue, sid, "m1")
+    assert isinstance(admitted, Admitted)
+    assert await queue.finish(sid, "m1", 1, place=admitted.place, answered=False)
+    assert await queue.redis.zcard(keys.session_queue(sid)) == 1
+    assert await queue.redis.zcard(keys.inflight(sid)) == 0
+    assert await queue.claim(sid, "m1", 2) == "ours"
+
+
+async def admit(
+    queue: ReplyQueue,
+    sid: str,
+    mid: str,
+    *,
+    user: str = "u",
+    policy: str = "queue",
+    reply: bool = True,
+    limits: AdmissionLimits = LIMITS,
+) -> Admitted | Refused:
+    assert policy in ("queue", "interrupt", "reject", "parallel")
+    return await queue.admit(
+        limits,
+        user_id=user,
+        session_id=sid,
+        message_id=mid,
+        reply=reply,
+        policy=policy,  # type: ignore[arg-type]
+    )
+
+
+async def test_admitted_messages_take_places_in_the_order_they_were_admitted(
+    queue: ReplyQueue,
+) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    first, second = (
+        await admit(queue, sid, "m1", user=user),
+        await admit(queue, sid, "m2", user=user),
+    )
+    assert isinstance(first, Admitted)
+    assert isinstance(second, Admitted)
+    assert 0 < first.place < second.place
+    assert (await queue.line(sid, second.place)).head == first.place
+    assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1", b"m2"]
+
+
+async def test_places_keep_growing_past_those_still_in_line(queue: ReplyQueue) -> None:
+    # A worker rejoined the line with a place the counter no longer knows (it expired).
+    sid = uuid.uuid4().hex
+    await queue.line(sid, 41)
+    admitted = await admit(queue, sid, "m1", user=uuid.uuid4().hex)
+    assert isinstance(admitted, Admitted)
+    assert admitted.place == 42
+
+
+async def test_parallel_sessions_and_messages_without_a_reply_take_no_place(
+    queue: ReplyQueue,
+) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=user, policy="parallel") == Admitted(0, None)
+    assert await admit(queue, sid, "m2", user=user, reply=False) == Admitted(0, None)
+    assert await queue.redis.zcard(keys.session_queue(sid)) == 0
+    assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1"]
+
+
+async def test_a_reject_session_refuses_while_a_reply_waits_or_streams(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    first = await admit(queue, sid, "m1", user=user, policy="reject")
+    assert isinstance(first, Admitted)
+    assert await admit(queue, sid, "m2", user=user, policy="reject") == Refused("busy", 1.0)
+    assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1"]  # nothing taken
+    assert await answered(queue, sid, "m1", 1, place=first.place)
+    assert isinstance(await admit(queue, sid, "m2", user=user, policy="reject"), Admitted)
+
+
+async def test_an_interrupt_session_marks_the_running_reply_cancelled(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=user, policy="interrupt") == Admitted(1, None)
+    await queue.begin(sid, "m1", 1, place=1)  # m1 streams
+    assert await admit(queue, sid, "m2", user=user, policy="interrupt") == Admitted(2, "m1")
+    assert await queue.redis.exists(keys.cancel_mark(sid, "m1"))
+    assert not await queue.redis.exists(keys.cancel_mark(sid, "m2"))
+
+
+async def test_a_withdrawn_place_leaves_the_line(queue: ReplyQueue) -> None:
+    sid = uuid.uuid4().hex
+    first, second = await admit(queue, sid, "m1"), await admit(queue, sid, "m2")
+    assert isinstance(first, Admitted)
+    assert isinstance(second, Admitted)
+    await queue.withdraw(sid, first.place)
+    assert (await queue.line(sid, second.place)).head == second.place
