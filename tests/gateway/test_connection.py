@@ -15,9 +15,10 @@ from gateway.connection import (
     cursor,
 )
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outgoing, TokenPart
+from gateway.outbox import Outgoing
 from gateway.refusal import NOT_STORED
 from gateway.submissions import Stored
+from shared.events import ReplyToken
 from shared.frames import StreamTokenFrame
 
 
@@ -36,7 +37,8 @@ def live(head: int = 10) -> ConnectionProtocol:
 
 def token(seq: int, index: int, text: str) -> Outgoing:
     frame = StreamTokenFrame(seq=seq, message_id="m1", index=index, text=text)
-    return Outgoing(frame.model_dump_json(), seq, TokenPart("m1", index, text))
+    event = ReplyToken(session_id="s1", message_id="m1", attempt=1, index=index, text=text)
+    return Outgoing(frame.model_dump_json(), seq, event)
 
 
 def decoded(frames: list[str]) -> list[Any]:

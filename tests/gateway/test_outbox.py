@@ -3,13 +3,15 @@
 import json
 from typing import Any
 
-from gateway.outbox import Outbox, Outgoing, TokenPart, coalesce
+from gateway.outbox import Outbox, Outgoing, coalesce
+from shared.events import ReplyToken
 from shared.frames import StreamTokenFrame
 
 
 def token(seq: int, index: int, text: str, message_id: str = "m1") -> Outgoing:
     frame = StreamTokenFrame(seq=seq, message_id=message_id, index=index, text=text)
-    return Outgoing(frame.model_dump_json(), seq, TokenPart(message_id, index, text))
+    event = ReplyToken(session_id="s", message_id=message_id, attempt=1, index=index, text=text)
+    return Outgoing(frame.model_dump_json(), seq, event)
 
 
 def other(text: str, seq: int | None = None) -> Outgoing:

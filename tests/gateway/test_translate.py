@@ -3,8 +3,16 @@
 import pytest
 from pydantic import ValidationError
 
-from gateway.translate import frame_for_event
-from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, Usage, UserMessage
+from gateway.translate import frame_for
+from shared.events import (
+    ReplyEnd,
+    ReplyError,
+    ReplyStart,
+    ReplyToken,
+    Usage,
+    UserMessage,
+    parse_event,
+)
 from shared.frames import (
     ChatMessageFrame,
     StreamEndFrame,
@@ -12,6 +20,11 @@ from shared.frames import (
     StreamStartFrame,
     StreamTokenFrame,
 )
+
+
+def frame_for_event(data: bytes, seq: int) -> object:
+    """The frame a client sees for the stored event `data` at stream sequence `seq`."""
+    return frame_for(parse_event(data), seq)
 
 
 def test_each_event_maps_to_its_frame() -> None:

@@ -11,7 +11,6 @@ which never blocks: one slow client cannot delay the others.
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,14 @@ from gateway.metrics import GatewayMetrics
 from gateway.outbox import AttemptFilter, Outbox, Outgoing
 from gateway.translate import outgoing_for_event
 from shared import subjects
-from shared.events import PresenceChange, TypingRelay
+from shared.events import (
+    PresenceChange,
+    ReplyEnd,
+    ReplyError,
+    ReplyToken,
+    TypingRelay,
+    UserMessage,
+)
 from shared.frames import PresenceFrame, TypingRelayFrame
 
 log = logging.getLogger(__name__)
@@ -114,18 +120,20 @@ class SessionHub:
     def _observe(self, room: _Room, item: Outgoing) -> None:
         metrics = self._metrics
         assert metrics is not None
-        if item.kind == "message":
-            message_id = json.loads(item.text)["message_id"]
-            room.asked[message_id] = time.monotonic()
-            while len(room.asked) > MAX_AWAITED:
-                room.asked.pop(next(iter(room.asked)))
-        elif item.kind == "token" and item.token is not None:
-            metrics.tokens.inc(item.token.deltas)
-            asked = room.asked.pop(item.token.message_id, None)
-            if asked is not None:
-                metrics.ttft.observe(time.monotonic() - asked)
-        elif item.kind in ("end", "error") and item.outcome is not None:
-            metrics.replies.labels(item.outcome).inc()
+        match item.event:
+            case UserMessage(message_id=message_id):
+                room.asked[message_id] = time.monotonic()
+                while len(room.asked) > MAX_AWAITED:
+                    room.asked.pop(next(iter(room.asked)))
+            case ReplyToken(message_id=message_id, deltas=deltas):
+                metrics.tokens.inc(deltas)
+                asked = room.asked.pop(message_id, None)
+                if asked is not None:
+                    metrics.ttft.observe(time.monotonic() - asked)
+            case ReplyEnd(finish_reason=reason) | ReplyError(code=reason):
+                metrics.replies.labels(reason).inc()
+            case _:
+                pass
 
     def _typing(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
         async def deliver(msg: Msg) -> None:

@@ -11,32 +11,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.events import BusEvent, ReplyStart, ReplyToken, UserMessage
 from shared.frames import StreamTokenFrame
 
 
 @dataclass(frozen=True, slots=True)
-class TokenPart:
-    message_id: str
-    index: int
-    text: str
-    deltas: int = 1
-    """The model's deltas the text joins (for metrics)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One frame for a client: its serialised `text`, and for a token its parts for merging."""
+    """One frame for a client: its serialised `text`, once for every connection that gets it."""
 
     text: str
     seq: int | None = None
     """Stream sequence of a stored event; None for relays (typing, presence)."""
-    token: TokenPart | None = None
-    attempt: tuple[str, int, bool] | None = None
-    """For reply events: (message id, attempt, whether it is the attempt's start)."""
-    kind: str = "relay"
-    """`message`, `start`, `token`, `end`, `error` (stored events) or `relay`."""
-    outcome: str | None = None
-    """For `end` and `error`: the finish reason or the error code."""
+    event: BusEvent | None = None
+    """The stored event the frame shows; None for relays."""
 
 
 class AttemptFilter:
@@ -48,9 +35,10 @@ class AttemptFilter:
         self._remember = remember
 
     def admit(self, item: Outgoing) -> bool:
-        if item.attempt is None:
+        event = item.event
+        if event is None or isinstance(event, UserMessage):
             return True
-        message_id, attempt, starts = item.attempt
+        message_id, attempt, starts = event.message_id, event.attempt, isinstance(event, ReplyStart)
         newest = self._newest.get(message_id, 0)
         if attempt < newest:
             return False
@@ -66,36 +54,34 @@ def coalesce(items: list[Outgoing]) -> list[str]:
     """The frames to send for `items`, in order, merging each run of contiguous deltas of one
     reply into one frame. Nothing is dropped: the merged text is the run's texts joined."""
     frames: list[str] = []
-    run: list[Outgoing] = []
+    run: list[tuple[Outgoing, ReplyToken]] = []
 
     def flush() -> None:
         if len(run) == 1:
-            frames.append(run[0].text)
+            frames.append(run[0][0].text)
         elif run:
-            first, last = run[0], run[-1]
-            assert first.token is not None
+            (_, first), (last, _) = run[0], run[-1]
             assert last.seq is not None
             frames.append(
-                StreamTokenFrame(
+                StreamTokenFrame.model_construct(
                     seq=last.seq,
-                    message_id=first.token.message_id,
-                    index=first.token.index,
-                    text="".join(item.token.text for item in run if item.token),
+                    message_id=first.message_id,
+                    index=first.index,
+                    text="".join(token.text for _, token in run),
                 ).model_dump_json()
             )
         run.clear()
 
     for item in items:
-        token = item.token
+        token = item.event if isinstance(item.event, ReplyToken) else None
         if token is not None and run:
-            previous = run[-1].token
-            assert previous is not None
+            previous = run[-1][1]
             if previous.message_id == token.message_id and previous.index + 1 == token.index:
-                run.append(item)
+                run.append((item, token))
                 continue
         flush()
         if token is not None and item.seq is not None:
-            run.append(item)
+            run.append((item, token))
         else:
             frames.append(item.text)
     flush()

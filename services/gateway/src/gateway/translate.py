@@ -2,7 +2,7 @@
 
 from typing import assert_never
 
-from gateway.outbox import Outgoing, TokenPart
+from gateway.outbox import Outgoing
 from shared.events import (
     BusEvent,
     ReplyEnd,
@@ -30,45 +30,10 @@ SOLUTIONS: dict[str, list[str]] = {
 
 
 def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
-    """The frame for a stored event, serialised once for every connection that gets it."""
+    """The frame for a stored event, decoded once and serialised once for every connection
+    that gets it. Raises `pydantic.ValidationError` for bytes that are no bus event."""
     event = parse_event(data)
-    frame = frame_for(event, seq)
-    token = (
-        TokenPart(frame.message_id, frame.index, frame.text, event.deltas)
-        if isinstance(frame, StreamTokenFrame) and isinstance(event, ReplyToken)
-        else None
-    )
-    attempt = (
-        None
-        if isinstance(event, UserMessage)
-        else (event.message_id, event.attempt, isinstance(event, ReplyStart))
-    )
-    kind, outcome = _kind(event)
-    return Outgoing(frame.model_dump_json(), seq, token, attempt, kind, outcome)
-
-
-def _kind(event: BusEvent) -> tuple[str, str | None]:
-    match event:
-        case UserMessage():
-            return "message", None
-        case ReplyStart():
-            return "start", None
-        case ReplyToken():
-            return "token", None
-        case ReplyEnd():
-            return "end", event.finish_reason
-        case ReplyError():
-            return "error", event.code
-        case _:
-            assert_never(event)
-
-
-def frame_for_event(data: bytes, seq: int) -> ServerFrame:
-    """The frame a client sees for the stored event `data` at stream sequence `seq`.
-
-    Raises `pydantic.ValidationError` for bytes that are no bus event.
-    """
-    return frame_for(parse_event(data), seq)
+    return Outgoing(frame_for(event, seq).model_dump_json(), seq, event)
 
 
 def frame_for(event: BusEvent, seq: int) -> ServerFrame:
@@ -84,8 +49,8 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame:
             return StreamStartFrame(
                 seq=seq, message_id=event.message_id, attempt=event.attempt, model=event.model
             )
-        case ReplyToken():
-            return StreamTokenFrame(
+        case ReplyToken():  # the hot path: fields of a validated event need no second check
+            return StreamTokenFrame.model_construct(
                 seq=seq, message_id=event.message_id, index=event.index, text=event.text
             )
         case ReplyEnd():

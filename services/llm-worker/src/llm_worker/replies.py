@@ -102,7 +102,7 @@ async def generate_reply(
         if index == 0:
             await starting
         ack = await publisher.token(
-            ReplyToken(
+            ReplyToken.model_construct(  # built from checked values: no validation per token
                 session_id=sid,
                 message_id=mid,
                 attempt=attempt,
