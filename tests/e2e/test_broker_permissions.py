@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from shared import stream, subjects
@@ -115,3 +116,22 @@ async def test_ops_reads_stream_state_and_writes_nothing(as_user: dict[str, Clie
     await ops.nc.flush()
     await asyncio.sleep(0.3)
     assert any("permissions violation" in e for e in ops.errors)
+
+
+async def test_a_worker_asks_persistence_for_history_and_sessions_only(
+    as_user: dict[str, Client],
+) -> None:
+    persistence, worker = as_user["persistence"], as_user["worker"]
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"{}")
+
+    for subject in (subjects.SVC_HISTORY, subjects.SVC_SESSION_GET, subjects.SVC_SESSION_CREATE):
+        await persistence.nc.subscribe(subject, cb=answer)
+    await persistence.nc.flush()
+    for subject in (subjects.SVC_HISTORY, subjects.SVC_SESSION_GET):
+        assert (await worker.nc.request(subject, b"{}", timeout=2)).data == b"{}"
+    await worker.nc.publish(subjects.SVC_SESSION_CREATE, b"{}")
+    await worker.nc.flush()
+    await asyncio.sleep(0.3)
+    assert sum("permissions violation" in e for e in worker.errors) == 1

@@ -314,3 +314,35 @@ async def test_a_new_session_is_marked_fresh_until_its_first_reply(
         assert not await redis.exists(keys.fresh_session(sid))
     finally:
         await redis.aclose()
+
+
+async def test_the_session_s_system_prompt_reaches_the_model_from_redis_or_persistence(
+    system: System, http: httpx.AsyncClient, redis_url: str
+) -> None:
+    # The fake model counts about a token per four characters: a 400-character prompt adds
+    # about 100 prompt tokens to the same message.
+    alice = await dev_user(http)
+    prompt = "Answer as a pirate would. " * 16
+
+    async def prompt_tokens(sid: str) -> int:
+        async with await connect(system.ws_url, sid, alice) as ws:
+            await next_frame(ws)
+            await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": "hi"}))
+            *_, end = await frames_until_end(ws)
+        assert end["type"] == "stream_end"
+        tokens: int = end["usage"]["prompt_tokens"]
+        return tokens
+
+    plain = await prompt_tokens(await new_session(http, alice))
+    cached = await prompt_tokens(await new_session(http, alice, system_prompt=prompt))
+    uncached_sid = await new_session(http, alice, system_prompt=prompt)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.get(keys.session_prompt(uncached_sid)) == prompt.encode()
+        await redis.delete(keys.session_prompt(uncached_sid))  # the worker asks persistence
+        uncached = await prompt_tokens(uncached_sid)
+        assert await redis.get(keys.session_prompt(uncached_sid)) == prompt.encode()
+    finally:
+        await redis.aclose()
+    assert cached == uncached
+    assert cached - plain >= 80

@@ -17,6 +17,7 @@ from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
 from llm_worker.main import create_app
+from llm_worker.prompts import SystemPrompts
 from llm_worker.responder import Delivery, Responder
 from llm_worker.settings import WorkerSettings
 from shared import keys, rpc, stream, subjects
@@ -102,12 +103,16 @@ def responder(
     async def no_history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
         return rpc.HistoryPage()
 
+    async def no_session(session_id: str) -> str | None:
+        return None
+
     return Responder(
         settings,
         client or openai_over(streaming(REPLY)),
         lambda: publisher,
         Coordinator(redis, fence_ttl_s=60),
         ContextStore(redis, no_history, max_turns=10, ttl_s=60),
+        SystemPrompts(redis, no_session, default=settings.system_prompt),
         CancelRegistry(),
     )
 

@@ -27,8 +27,9 @@ async def dev_user(http: httpx.AsyncClient) -> User:
     return User(answer["user_id"], answer["token"])
 
 
-async def new_session(http: httpx.AsyncClient, user: User) -> str:
-    answer = await http.post("/v1/sessions", headers=user.auth, json={"title": "test"})
+async def new_session(http: httpx.AsyncClient, user: User, **fields: Any) -> str:
+    body = {"title": "test", **fields}
+    answer = await http.post("/v1/sessions", headers=user.auth, json=body)
     assert answer.status_code == 201, answer.text
     session_id: str = answer.json()["session_id"]
     return session_id

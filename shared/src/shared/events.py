@@ -50,8 +50,6 @@ class UserMessage(Event):
     policy: Policy = "queue"
     place: int = Field(default=0, ge=0)
     """Its place in the session's reply queue (`shared.reply_queue`), 0 when it has none."""
-    system_prompt: str | None = None
-    """The session's own system prompt, when it has one."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

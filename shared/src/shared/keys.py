@@ -24,6 +24,15 @@ def fresh_session(session_id: str) -> str:
     return f"tw:fresh:{session_id}"
 
 
+SESSION_PROMPT_TTL_S = 7 * 24 * 3600
+
+
+def session_prompt(session_id: str) -> str:
+    """The session's own system prompt ("" when it has none), as it was created: set by the
+    gateway that created it, or by a worker that asked persistence for it."""
+    return f"tw:prompt:{session_id}"
+
+
 def active_reply(session_id: str) -> str:
     """The `message_id` whose reply a worker is streaming in a queued session."""
     return f"tw:active:{session_id}"

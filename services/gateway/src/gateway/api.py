@@ -74,8 +74,12 @@ async def create_session(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")
     sid = answer.session.session_id
     resources.sessions.put(sid, answer.session)
-    try:  # saves the first reply a history request; without it, the worker asks
-        await resources.redis.set(keys.fresh_session(sid), 1, ex=keys.FRESH_SESSION_TTL_S)
+    try:  # saves the first reply requests for history and the prompt; without, workers ask
+        async with resources.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.fresh_session(sid), 1, ex=keys.FRESH_SESSION_TTL_S)
+            prompt = answer.session.system_prompt or ""
+            pipe.set(keys.session_prompt(sid), prompt, ex=keys.SESSION_PROMPT_TTL_S)
+            await pipe.execute()
     except RedisError as exc:
         log.warning("fresh-session mark not set: %s", exc)
     return CreatedSession(session_id=sid)

@@ -115,5 +115,4 @@ def _event(
         reply=frame.reply,
         policy=session.policy,
         place=admission.place,
-        system_prompt=session.system_prompt,
     )

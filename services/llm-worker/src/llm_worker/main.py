@@ -16,6 +16,7 @@ from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
 from llm_worker.metrics import WorkerMetrics
+from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
@@ -101,6 +102,17 @@ def create_app(
         )
         return rpc.HistoryPage.model_validate_json(answer.data)
 
+    async def session_prompt(session_id: str) -> str | None:
+        answer = await broker.connection.request(
+            subjects.SVC_SESSION_GET,
+            rpc.SessionGet(session_id=session_id).model_dump_json().encode(),
+            timeout=3,
+        )
+        reply = rpc.SessionReply.model_validate_json(answer.data)
+        if reply.error is not None and reply.error.code != "not_found":
+            raise RuntimeError(f"session {session_id}: {reply.error.detail}")
+        return reply.session.system_prompt if reply.session else None
+
     responder = Responder(
         settings,
         llm,
@@ -109,6 +121,7 @@ def create_app(
         ContextStore(
             redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
         ),
+        SystemPrompts(redis, session_prompt, default=settings.system_prompt),
         CancelRegistry(),
         metrics,
     )

@@ -19,6 +19,7 @@ from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
 from llm_worker.metrics import WorkerMetrics
+from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import ReplyJob, generate_reply
 from llm_worker.settings import WorkerSettings
@@ -60,6 +61,7 @@ class Responder:
         publisher: Callable[[], ReplyPublisher],
         coordinator: Coordinator,
         context: ContextStore,
+        prompts: SystemPrompts,
         cancels: CancelRegistry,
         metrics: WorkerMetrics | None = None,
     ) -> None:
@@ -68,6 +70,7 @@ class Responder:
         self._publisher = publisher
         self._coord = coordinator
         self._context = context
+        self._prompts = prompts
         self.cancels = cancels
         self._counter = TokenCounter(settings.llm_model)
         self.metrics = metrics or WorkerMetrics()
@@ -247,7 +250,7 @@ class Responder:
             return error
         turns = before(await self._context.turns(message.session_id), message.message_id)
         prompt = fit_prompt(
-            message.system_prompt or settings.system_prompt,
+            await self._prompts.of(message.session_id),
             turns,
             _user_turn(message),
             self._counter,
