@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response, WebSocket
+from fastapi import APIRouter, FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from nats.aio.client import Client as NatsClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from gateway import broker_view, ops, ws
@@ -55,49 +57,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             on_gap=interrupt_all,
         )
         redis = redis_client(settings.redis_url, timeout_s=2)
-        bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
-        hub = SessionHub(nc, metrics)
-        hubs.append(hub)
-        metrics.track(lambda: hub.connections, lambda: hub.sessions)
-        leases = Leases(redis, ttl_s=settings.presence_ttl_s)
+        resources = app.state.resources = build_resources(settings, nc, redis, metrics)
+        hubs.append(resources.hub)
         background = [
             asyncio.create_task(
                 broker_view.refresh_forever(
-                    bus.js, metrics, settings.broker_view_every_s, settings.nats_monitor_url
+                    resources.bus.js,
+                    metrics,
+                    settings.broker_view_every_s,
+                    settings.nats_monitor_url,
                 )
             ),
-            asyncio.create_task(leases.refresh_forever()),
+            asyncio.create_task(resources.leases.refresh_forever()),
         ]
-        app.state.resources = Resources(
-            settings=settings,
-            auth=Authenticator(
-                secret=settings.secret,
-                jwks_url=settings.jwt_jwks_url,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-            ),
-            bus=bus,
-            hub=hub,
-            redis=redis,
-            sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
-            presence=Presence(redis, ttl_s=settings.presence_ttl_s),
-            leases=leases,
-            limits=Limits(
-                redis,
-                connections_per_user=settings.max_connections_per_user,
-                connection_ttl_s=settings.presence_ttl_s,
-            ),
-            submissions=Submissions(
-                ReplyQueue(redis),
-                bus,
-                AdmissionLimits(
-                    messages_per_min=settings.message_rate_per_min,
-                    replies_per_session=settings.max_replies_per_session,
-                    daily_token_budget=settings.daily_token_budget,
-                ),
-            ),
-            metrics=metrics,
-        )
         try:
             yield
         finally:
@@ -116,30 +88,75 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
-
+    app.include_router(pages(metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    @app.get("/", include_in_schema=False)
+
+def build_resources(
+    settings: GatewaySettings, nc: NatsClient, redis: Redis, metrics: GatewayMetrics
+) -> Resources:
+    """Everything a request or a socket uses, made once the broker connection is up."""
+    bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
+    hub = SessionHub(nc, metrics)
+    metrics.track(lambda: hub.connections, lambda: hub.sessions)
+    return Resources(
+        settings=settings,
+        auth=Authenticator(
+            secret=settings.secret,
+            jwks_url=settings.jwt_jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        ),
+        bus=bus,
+        hub=hub,
+        redis=redis,
+        sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
+        presence=Presence(redis, ttl_s=settings.presence_ttl_s),
+        leases=Leases(redis, ttl_s=settings.presence_ttl_s),
+        limits=Limits(
+            redis,
+            connections_per_user=settings.max_connections_per_user,
+            connection_ttl_s=settings.presence_ttl_s,
+        ),
+        submissions=Submissions(
+            ReplyQueue(redis),
+            bus,
+            AdmissionLimits(
+                messages_per_min=settings.message_rate_per_min,
+                replies_per_session=settings.max_replies_per_session,
+                daily_token_budget=settings.daily_token_budget,
+            ),
+        ),
+        metrics=metrics,
+    )
+
+
+def pages(metrics: GatewayMetrics) -> APIRouter:
+    """The chat page, the ops page and what they read."""
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
     async def chat_page() -> HTMLResponse:
         """The chat page (plain HTML, CSS and JS: no build step, no CDN)."""
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.get("/ops", include_in_schema=False)
+    @router.get("/ops", include_in_schema=False)
     async def ops_page() -> HTMLResponse:
         """The live ops dashboard (self-contained: no CDN)."""
         return HTMLResponse(OPS_PAGE.read_text())
 
-    @app.get("/v1/ops/stats", tags=["ops"])
+    @router.get("/v1/ops/stats", tags=["ops"])
     async def ops_stats() -> dict[str, Any]:
         """What `/ops` shows: this gateway's counters, latency quantiles and queue depths."""
         return ops.snapshot(metrics.registry)
 
-    @app.get("/metrics", include_in_schema=False)
+    @router.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         """Prometheus metrics (names start with `tokenwire_`)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return router
 
 
 class Gateway(FastAPI):

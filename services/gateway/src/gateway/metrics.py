@@ -65,6 +65,10 @@ class GatewayMetrics:
             ["outcome"],
             registry=r,
         )
+        self._broker_view(r)
+
+    def _broker_view(self, r: CollectorRegistry) -> None:
+        """What `broker_view` reads from nats-server: the queue, persistence's lag, the stream."""
         self.queue_pending = Gauge(
             "tokenwire_broker_queue_pending",
             "User messages waiting for a worker (llm-workers)",

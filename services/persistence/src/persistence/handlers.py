@@ -1,6 +1,8 @@
 """Request-reply handlers on `svc.*` (queue group `persistence`): thin, typed, never raising."""
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from faststream.nats import NatsBroker
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,10 +16,12 @@ log = logging.getLogger(__name__)
 QUEUE = "persistence"
 _UNAVAILABLE = rpc.RpcError(code="internal", detail="database unavailable")
 _NOT_FOUND = rpc.RpcError(code="not_found", detail="no such session")
+R = TypeVar("R")
 
 
 def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> None:
     """Attach the `svc.*` handlers to `broker`, reading and writing through `sessions`."""
+    answer = Answerer(sessions)
 
     @broker.subscriber(subjects.SVC_PING, queue=QUEUE)
     async def ping() -> rpc.Pong:
@@ -25,60 +29,65 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
 
     @broker.subscriber(subjects.SVC_SESSION_CREATE, queue=QUEUE)
     async def create_session(request: rpc.SessionCreate) -> rpc.SessionReply:
-        try:
-            async with sessions() as db:
-                info = await repository.create_session(db, request)
-                await db.commit()
-        except SQLAlchemyError:
-            log.exception("creating a session failed")
-            return rpc.SessionReply(error=_UNAVAILABLE)
-        return rpc.SessionReply(session=info)
+        async def create(db: AsyncSession) -> rpc.SessionReply:
+            info = await repository.create_session(db, request)
+            await db.commit()
+            return rpc.SessionReply(session=info)
+
+        return await answer("creating a session", create, rpc.SessionReply)
 
     @broker.subscriber(subjects.SVC_SESSION_GET, queue=QUEUE)
     async def get_session(request: rpc.SessionGet) -> rpc.SessionReply:
-        try:
-            async with sessions() as db:
-                info = await repository.get_session(db, request.session_id)
-        except SQLAlchemyError:
-            log.exception("reading a session failed")
-            return rpc.SessionReply(error=_UNAVAILABLE)
-        if info is None:
-            return rpc.SessionReply(error=_NOT_FOUND)
-        return rpc.SessionReply(session=info)
+        async def get(db: AsyncSession) -> rpc.SessionReply:
+            info = await repository.get_session(db, request.session_id)
+            return rpc.SessionReply(session=info, error=None if info else _NOT_FOUND)
+
+        return await answer("reading a session", get, rpc.SessionReply)
 
     @broker.subscriber(subjects.SVC_MEMBER_ADD, queue=QUEUE)
     async def add_member(request: rpc.MemberAdd) -> rpc.SessionReply:
-        try:
-            async with sessions() as db:
-                info = await repository.get_session(db, request.session_id)
-                if info is None:
-                    return rpc.SessionReply(error=_NOT_FOUND)
-                if info.owner != request.by:
-                    return rpc.SessionReply(
-                        error=rpc.RpcError(code="forbidden", detail="only the owner adds members")
-                    )
-                await repository.add_member(db, request.session_id, request.user_id)
-                await db.commit()
-                info = await repository.get_session(db, request.session_id)
-        except SQLAlchemyError:
-            log.exception("adding a member failed")
-            return rpc.SessionReply(error=_UNAVAILABLE)
-        return rpc.SessionReply(session=info)
+        return await answer(
+            "adding a member", lambda db: _add_member(db, request), rpc.SessionReply
+        )
 
     @broker.subscriber(subjects.SVC_USAGE, queue=QUEUE)
     async def usage_report(request: rpc.UsageRequest) -> rpc.UsageReport:
-        try:
-            async with sessions() as db:
-                return await usage.report(db, request)
-        except SQLAlchemyError:
-            log.exception("reading usage failed")
-            return rpc.UsageReport(error=_UNAVAILABLE)
+        return await answer("reading usage", lambda db: usage.report(db, request), rpc.UsageReport)
 
     @broker.subscriber(subjects.SVC_HISTORY, queue=QUEUE)
     async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        return await answer(
+            "reading history", lambda db: repository.history(db, request), rpc.HistoryPage
+        )
+
+
+class Answerer:
+    """Runs a handler's work in a database session; a database failure is logged once here
+    and answered with the reply type's `internal` error, never raised to the requester."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def __call__(
+        self, what: str, work: Callable[[AsyncSession], Awaitable[R]], reply: Callable[..., R]
+    ) -> R:
         try:
-            async with sessions() as db:
-                return await repository.history(db, request)
+            async with self._sessions() as db:
+                return await work(db)
         except SQLAlchemyError:
-            log.exception("reading history failed")
-            return rpc.HistoryPage(error=_UNAVAILABLE)
+            log.exception("%s failed", what)
+            return reply(error=_UNAVAILABLE)
+
+
+async def _add_member(db: AsyncSession, request: rpc.MemberAdd) -> rpc.SessionReply:
+    """Only the session's owner adds members; adding one twice is harmless."""
+    info = await repository.get_session(db, request.session_id)
+    if info is None:
+        return rpc.SessionReply(error=_NOT_FOUND)
+    if info.owner != request.by:
+        return rpc.SessionReply(
+            error=rpc.RpcError(code="forbidden", detail="only the owner adds members")
+        )
+    await repository.add_member(db, request.session_id, request.user_id)
+    await db.commit()
+    return rpc.SessionReply(session=await repository.get_session(db, request.session_id))

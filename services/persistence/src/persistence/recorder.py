@@ -5,13 +5,10 @@ commit. A database failure naks the batch with a delay: the events stay in the s
 come back, nothing is dropped. An event that cannot be parsed is terminated and logged.
 """
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import repository
 from persistence.metrics import PersistenceMetrics
-from shared import subjects, telemetry
+from persistence.pulls import pull_forever
+from shared import telemetry
 from shared.events import BusEvent, parse_event
 from shared.stream import PERSISTENCE_CONSUMER
 
@@ -45,26 +43,14 @@ class Recorder:
         self._retry_delay_s = retry_delay_s
 
     async def run(self) -> None:
-        """Consume until cancelled. Messages fetched but not yet recorded are left unacked:
-        the server hands them out again after the ack wait."""
-        sub = await self._js.pull_subscribe_bind(PERSISTENCE_CONSUMER, stream=subjects.STREAM)
-        try:
-            while True:
-                raise_if_cancelled()
-                try:
-                    batch = await sub.fetch(self._batch_size, timeout=1.0)
-                except NatsTimeoutError:
-                    continue
-                except Exception:  # a broker hiccup: the consumer keeps its position
-                    log.exception("fetch from %s failed; retrying", PERSISTENCE_CONSUMER)
-                    await asyncio.sleep(self._retry_delay_s)
-                    continue
-                await self.handle(batch)
-        finally:
-            # Unsubscribed, not left for the connection's drain, which would wait for a
-            # reader of its queued messages until the drain timeout.
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        """Consume until cancelled."""
+        await pull_forever(
+            self._js,
+            PERSISTENCE_CONSUMER,
+            self.handle,
+            batch=self._batch_size,
+            retry_delay_s=self._retry_delay_s,
+        )
 
     async def handle(self, batch: list[Msg]) -> None:
         """Record `batch` in one transaction, then ack it; nak it all on a database failure."""
@@ -112,11 +98,3 @@ class Recorder:
                 self._metrics.lag.observe(max((now - created).total_seconds(), 0))
         for msg in good:
             await msg.ack()
-
-
-def raise_if_cancelled() -> None:
-    """nats-py's publish (under ack and nak) can swallow a CancelledError: a loop that was
-    cancelled there must still stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

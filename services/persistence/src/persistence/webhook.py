@@ -8,7 +8,6 @@ deduplicate by. The body is signed: `X-Tokenwire-Signature: sha256=<hex HMAC of 
 """
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -18,12 +17,11 @@ from typing import Any
 
 import httpx
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from persistence.recorder import raise_if_cancelled
+from persistence.pulls import pull_forever
 from shared import subjects
 from shared.events import ReplyEnd
 
@@ -102,22 +100,12 @@ class WebhookSender:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        sub = await self._js.pull_subscribe_bind(CONSUMER, stream=subjects.STREAM)
-        try:
-            while True:
-                raise_if_cancelled()
-                try:
-                    msgs = await sub.fetch(self._batch, timeout=1.0)
-                except NatsTimeoutError:
-                    continue
-                except Exception:  # a broker hiccup: the consumer keeps its position
-                    log.exception("fetch from %s failed; retrying", CONSUMER)
-                    await asyncio.sleep(self._base_s)
-                    continue
-                await asyncio.gather(*(self.deliver(msg) for msg in msgs))
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await pull_forever(
+            self._js, CONSUMER, self._deliver_all, batch=self._batch, retry_delay_s=self._base_s
+        )
+
+    async def _deliver_all(self, msgs: list[Msg]) -> None:
+        await asyncio.gather(*(self.deliver(msg) for msg in msgs))
 
     async def deliver(self, msg: Msg) -> None:
         try:

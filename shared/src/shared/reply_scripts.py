@@ -1,0 +1,109 @@
+"""The Lua scripts of the reply-queue protocol (`shared.reply_queue`), one per stage: each
+runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
+
+# KEYS: rate bucket, budget, in flight, line, active, turn counter.
+# ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
+#   in-flight expiry, in-flight limit, policy, line ttl, cancel-mark prefix, cancel ttl,
+#   turn ttl.
+# Returns {verdict (0 admitted), retry after, place, interrupted message id}.
+ADMIT = """
+local now = tonumber(ARGV[1])
+local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = math.min(capacity, (tonumber(bucket[1]) or capacity)
+  + (now - (tonumber(bucket[2]) or now)) * rate)
+local allowed = tokens >= 1
+if allowed then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+if not allowed then return {1, tostring((1 - tokens) / rate), 0, ''} end
+if ARGV[5] ~= '1' then return {0, '0', 0, ''} end
+local budget = tonumber(ARGV[4])
+if budget > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= budget then
+  return {2, '0', 0, ''}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not redis.call('ZSCORE', KEYS[3], ARGV[6])
+  and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {3, '1', 0, ''} end
+local policy = ARGV[9]
+if policy == 'reject' and (redis.call('EXISTS', KEYS[5]) == 1
+  or redis.call('ZCARD', KEYS[4]) > 0) then return {4, '1', 0, ''} end
+local interrupted = ''
+if policy == 'interrupt' then
+  interrupted = redis.call('GET', KEYS[5]) or ''
+  if interrupted ~= '' then
+    redis.call('SET', ARGV[11] .. interrupted, 1, 'EX', ARGV[12])
+  end
+end
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[7]) - now) + 1)
+if policy == 'parallel' then return {0, '0', 0, interrupted} end
+local place = redis.call('INCR', KEYS[6])
+local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2]
+if last and place <= tonumber(last) then
+  place = tonumber(last) + 1
+  redis.call('SET', KEYS[6], place)
+end
+redis.call('EXPIRE', KEYS[6], ARGV[13])
+redis.call('ZADD', KEYS[4], place, place)
+redis.call('EXPIRE', KEYS[4], ARGV[10])
+return {0, '0', place, interrupted}
+"""
+# KEYS: fence. Claim the reply for ARGV[1] unless a newer attempt has it (0) or it was
+# answered (2). With ARGV[3] > 0 and the claim ours, the worker answering the head of line
+# beats for ARGV[3] ms (KEYS[2]).
+CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current == 'done' then return 2 end
+if tonumber(current or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], 1, 'PX', ARGV[3]) end
+return 1
+"""
+# KEYS: fence, cancel mark, line, active. The claim (as _CLAIM); whether a cancel mark waits;
+# with a place (ARGV[4] > 0), rejoin the line, its head, and the active mark when the head is
+# this message.
+BEGIN = """
+local current = redis.call('GET', KEYS[1])
+if current == 'done' then return {2, 0, 0} end
+if tonumber(current or '0') > tonumber(ARGV[1]) then return {0, 0, 0} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local marked = redis.call('EXISTS', KEYS[2])
+local head = 0
+if tonumber(ARGV[4]) > 0 then
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  head = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
+  if head == tonumber(ARGV[4]) then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5]) end
+end
+return {1, marked, head}
+"""
+# KEYS: line, beat, active. Rejoin the line (idempotent); its head, whether the worker
+# answering the head beat lately; the active mark when the head is message ARGV[3] (if any).
+LINE = """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+if head == ARGV[1] and ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2]) end
+return {head, redis.call('EXISTS', KEYS[2])}
+"""
+# KEYS: line. Drop the head if it still is ARGV[1].
+SKIP = """
+if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+"""
+# KEYS: fence, line, active, in flight. ARGV: attempt, fence ttl, place, message id, answered.
+# Answered: mark it so unless a newer attempt took the reply (0: that attempt streams it
+# again; its terminal event is the one kept), leave the line and the active mark. Answered or
+# failed, the reply leaves the session's replies in flight.
+FINISH = """
+if ARGV[5] == '1' then
+  local current = redis.call('GET', KEYS[1])
+  if current and current ~= 'done' and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+  redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  if redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+end
+redis.call('ZREM', KEYS[4], ARGV[4])
+return 1
+"""
