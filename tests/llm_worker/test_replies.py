@@ -6,8 +6,9 @@ from typing import Any
 import httpx2
 import pytest
 
+from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
-from llm_worker.replies import ReplyJob, TokensLost, generate_reply
+from llm_worker.replies import Streaming, TokensLost, Unwatched, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
@@ -33,14 +34,8 @@ async def test_reply_publishes_start_tokens_and_end(publisher: RecordingPublishe
     client = openai_over(
         streaming(sse(chunk("Hi"), chunk(" there"), chunk(None, "length"), usage(12, 2)))
     )
-    end = await generate_reply(
-        JOB,
-        client=client,
-        publisher=publisher,
-        counter=COUNTER,
-        stop=StopSignal(),
-        prices={"m": Price(input=1.0, output=2.0)},
-    )
+    prices = {"m": Price(input=1.0, output=2.0)}
+    end = await generate_reply(JOB, Streaming(client, publisher, COUNTER, prices), StopSignal())
     start, *tokens, last = publisher.events
     assert start == ReplyStart(session_id="s1", message_id="m1", attempt=2, model="m")
     assert [(t.index, t.text, t.attempt) for t in tokens if isinstance(t, ReplyToken)] == [
@@ -64,9 +59,7 @@ async def test_usage_is_counted_when_the_provider_sends_none(
     publisher: RecordingPublisher,
 ) -> None:
     client = openai_over(streaming(sse(chunk("hello world"), chunk(None, "stop"))))
-    end = await generate_reply(
-        JOB, client=client, publisher=publisher, counter=COUNTER, stop=StopSignal()
-    )
+    end = await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal())
     assert isinstance(end, ReplyEnd)
     assert end.usage.estimated
     assert end.usage.completion_tokens == 2  # o200k: "hello", " world"
@@ -78,7 +71,7 @@ async def test_upstream_failure_ends_in_one_error_event(publisher: RecordingPubl
         return httpx2.Response(429, json={"error": {"message": "slow down", "type": "x"}})
 
     end = await generate_reply(
-        JOB, client=openai_over(handle), publisher=publisher, counter=COUNTER, stop=StopSignal()
+        JOB, Streaming(openai_over(handle), publisher, COUNTER), StopSignal()
     )
     assert isinstance(end, ReplyError)
     assert (end.code, end.retryable) == ("upstream_rate_limited", True)
@@ -91,9 +84,7 @@ async def test_cancel_closes_the_upstream_stream_and_keeps_the_partial_text(
     body = SlowStream(deltas=100, delay_s=0.02, signal_after=3)
     stop = StopSignal()
     reply = asyncio.create_task(
-        generate_reply(
-            JOB, client=slow_openai(body), publisher=publisher, counter=COUNTER, stop=stop
-        )
+        generate_reply(JOB, Streaming(slow_openai(body), publisher, COUNTER), stop)
     )
     await asyncio.wait_for(body.reached.wait(), 2)
     stop.set("cancelled")
@@ -112,17 +103,15 @@ async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
     body = SlowStream(deltas=100, delay_s=0.001)
     spent: list[int] = []
 
-    async def meter(tokens: int) -> bool:
-        spent.append(tokens)
-        return sum(spent) < 5
+    class Metered(Unwatched):
+        meters = True
+
+        async def spend(self, tokens: int) -> bool:
+            spent.append(tokens)
+            return sum(spent) < 5
 
     end = await generate_reply(
-        JOB,
-        client=slow_openai(body),
-        publisher=publisher,
-        counter=COUNTER,
-        stop=StopSignal(),
-        meter=meter,
+        JOB, Streaming(slow_openai(body), publisher, COUNTER), StopSignal(), Metered()
     )
     assert isinstance(end, ReplyEnd)
     assert end.finish_reason == "budget"
@@ -131,18 +120,12 @@ async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
 
 
 async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPublisher) -> None:
-    async def not_ours() -> bool:
-        return False
+    class NotOurs(Unwatched):
+        async def still_ours(self) -> bool:
+            return False
 
     client = openai_over(streaming(sse(chunk("Hi"), chunk(None, "stop"))))
-    end = await generate_reply(
-        JOB,
-        client=client,
-        publisher=publisher,
-        counter=COUNTER,
-        stop=StopSignal(),
-        still_ours=not_ours,
-    )
+    end = await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal(), NotOurs())
     assert end is None
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
 
@@ -161,9 +144,7 @@ async def test_token_events_the_stream_did_not_store_fail_the_attempt() -> None:
     publisher = LosingPublisher()
     client = openai_over(streaming(sse(chunk("Hel"), chunk("lo"), chunk(None, "stop"))))
     with pytest.raises(TokensLost):
-        await generate_reply(
-            JOB, client=client, publisher=publisher, counter=COUNTER, stop=StopSignal()
-        )
+        await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal())
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
 
 
@@ -185,13 +166,7 @@ async def test_a_retry_calls_the_model_only_once_its_start_is_stored(
 
     job = ReplyJob(message=MESSAGE, attempt=attempt, prompt=JOB.prompt, model="m", max_tokens=10)
     with pytest.raises(ConnectionError):
-        await generate_reply(
-            job,
-            client=openai_over(model),
-            publisher=StartLost(),
-            counter=COUNTER,
-            stop=StopSignal(),
-        )
+        await generate_reply(job, Streaming(openai_over(model), StartLost(), COUNTER), StopSignal())
     # A first attempt calls the model while its start is stored (the common case is faster);
     # a retry, which likely follows a failing broker, does not call it at all.
     assert len(requests) == model_calls

@@ -46,29 +46,18 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
     streams: deque[StreamRecord] = deque(maxlen=1000)
 
     async def completions(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return _error(400, "request body is not valid JSON", "invalid_request_error", None)
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            return _error(400, "'messages' must be a non-empty list", "invalid_request_error", None)
+        parsed = await _request_body(request)
+        if isinstance(parsed, Response):
+            return parsed
+        body, messages = parsed
         plan = script.plan_for(messages, settings, roll=draw.random())
         if plan.fail_first:
             key = script.conversation_key(messages)
             failures[key] = failures.get(key, 0) + 1
             if failures[key] > plan.fail_first:
                 plan = replace(plan, fail="none")
-        if plan.fail == "429":
-            return _error(
-                429,
-                "Rate limit reached (injected)",
-                "rate_limit_exceeded",
-                "rate_limit_exceeded",
-                headers={"retry-after": "1"},
-            )
-        if plan.fail == "500":
-            return _error(500, "The server had an error (injected)", "server_error", None)
+        if (failure := _injected(plan)) is not None:
+            return failure
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         count = min(plan.tokens, int(limit)) if limit else plan.tokens
         finish = "length" if count < plan.tokens else "stop"
@@ -82,13 +71,7 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
                 _whole(completion_id, model, "".join(pieces), finish, prompt, count)
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        last = messages[-1].get("content") if isinstance(messages[-1], dict) else None
-        record = StreamRecord(
-            completion_id,
-            request.headers.get("x-tokenwire-worker", ""),
-            len(pieces),
-            prompt=last[:200] if isinstance(last, str) else "",
-        )
+        record = _record(completion_id, request, messages, len(pieces))
         streams.append(record)
         return StreamingResponse(
             _stream(completion_id, model, pieces, finish, prompt, plan, include_usage, record),
@@ -97,17 +80,8 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
         )
 
     async def models(_: Request) -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {"id": settings.model, "object": "model", "created": 0, "owned_by": "tokenwire"}
-                ],
-            }
-        )
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        model = {"id": settings.model, "object": "model", "created": 0, "owned_by": "tokenwire"}
+        return JSONResponse({"object": "list", "data": [model]})
 
     async def recorded_streams(_: Request) -> Response:
         return JSONResponse([asdict(record) for record in streams])
@@ -120,6 +94,49 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
             Route("/v1/_fake/streams", recorded_streams, methods=["GET"]),
         ]
     )
+
+
+def _record(
+    completion_id: str, request: Request, messages: list[Any], planned: int
+) -> StreamRecord:
+    last = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    return StreamRecord(
+        completion_id,
+        request.headers.get("x-tokenwire-worker", ""),
+        planned,
+        prompt=last[:200] if isinstance(last, str) else "",
+    )
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _request_body(request: Request) -> tuple[dict[str, Any], list[Any]] | Response:
+    """The request's JSON body and its messages, or the 400 answer refusing it."""
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "request body is not valid JSON", "invalid_request_error", None)
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return _error(400, "'messages' must be a non-empty list", "invalid_request_error", None)
+    return body, messages
+
+
+def _injected(plan: script.Plan) -> Response | None:
+    """The error a plan asks for before any chunk (`429` or `500`), if any."""
+    if plan.fail == "429":
+        return _error(
+            429,
+            "Rate limit reached (injected)",
+            "rate_limit_exceeded",
+            "rate_limit_exceeded",
+            headers={"retry-after": "1"},
+        )
+    if plan.fail == "500":
+        return _error(500, "The server had an error (injected)", "server_error", None)
+    return None
 
 
 async def _stream(

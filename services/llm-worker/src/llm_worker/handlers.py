@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -28,27 +29,7 @@ def retry_delay(attempt: int) -> float:
 
 
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
-    # Several pull loops on the one durable consumer, sharing the worker's concurrency: each
-    # fetch is a round trip, and one loop alone made a burst of messages wait in line for
-    # their turn to be fetched. One message a fetch: nats-py's fetch of a larger batch holds
-    # the first message of a lingering pull until the batch fills or the pull expires.
-    fetchers = max(1, min(settings.worker_fetchers, settings.worker_concurrency))
-    subscribers = [
-        broker.subscriber(
-            subjects.ALL_IN,
-            stream=JStream(subjects.STREAM, declare=False),
-            durable=WORKER_CONSUMER,
-            config=worker_consumer_config(
-                ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
-            ),
-            pull_sub=PullSub(batch_size=1, timeout=5.0),
-            max_workers=-(-settings.worker_concurrency // fetchers),
-            ack_policy=AckPolicy.MANUAL,
-            inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
-            include_in_schema=i == 0,  # one channel in the AsyncAPI document
-        )
-        for i in range(fetchers)
-    ]
+    subscribers = pull_loops(broker, settings)
 
     async def on_user_message(msg: NatsMessage) -> None:
         try:
@@ -90,6 +71,30 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
     async def on_cancel(msg: NatsMessage) -> None:
         session_id, _ = subjects.split(msg.raw_message.subject)
         responder.cancels.cancel(session_id, msg.raw_message.data.decode(errors="replace"))
+
+
+def pull_loops(broker: NatsBroker, settings: WorkerSettings) -> list[Any]:
+    """Several pull loops on the one durable consumer, sharing the worker's concurrency: each
+    fetch is a round trip, and one loop alone made a burst of messages wait in line for their
+    turn to be fetched. One message a fetch: nats-py's fetch of a larger batch holds the first
+    message of a lingering pull until the batch fills or the pull expires."""
+    fetchers = max(1, min(settings.worker_fetchers, settings.worker_concurrency))
+    return [
+        broker.subscriber(
+            subjects.ALL_IN,
+            stream=JStream(subjects.STREAM, declare=False),
+            durable=WORKER_CONSUMER,
+            config=worker_consumer_config(
+                ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
+            ),
+            pull_sub=PullSub(batch_size=1, timeout=5.0),
+            max_workers=-(-settings.worker_concurrency // fetchers),
+            ack_policy=AckPolicy.MANUAL,
+            inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
+            include_in_schema=i == 0,  # one channel in the AsyncAPI document
+        )
+        for i in range(fetchers)
+    ]
 
 
 def delivery_attempt(msg: NatsMessage) -> int:

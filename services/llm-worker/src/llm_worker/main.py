@@ -1,14 +1,12 @@
 """Build the worker app: the OpenAI client, Redis, the broker, the handlers."""
 
-import logging
 import os
 import socket
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-from faststream.nats.prometheus import NatsPrometheusMiddleware
 from openai import AsyncOpenAI
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from llm_worker import handlers
@@ -21,11 +19,12 @@ from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from shared import rpc, stream, subjects, telemetry
+from shared.broker import LOGGER, make_broker
 from shared.logs import dump_tasks_on_sigusr1
 from shared.redis import redis_client
-from shared.settings import nats_servers
 
-LOGGER = logging.getLogger("tokenwire.broker")
+PERSISTENCE_TIMEOUT_S = 3.0
+"""How long a request to persistence (history, a session's prompt) may take."""
 
 
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
@@ -66,65 +65,18 @@ def create_app(
     the caller's to close)."""
     tracing = telemetry.setup_tracing("llm-worker")
     metrics = WorkerMetrics()
-    broker = NatsBroker(
-        nats_servers(settings.nats_url),
-        middlewares=[
-            # FastStream's own per-subscriber figures, beside tokenwire's
-            NatsPrometheusMiddleware(
-                registry=metrics.registry,
-                app_name="llm-worker",
-                metrics_prefix="tokenwire_faststream",
-            ),
-            *([NatsTelemetryMiddleware(tracer_provider=tracing)] if tracing else []),
-        ],
-        name="llm-worker",
-        inbox_prefix=subjects.inbox("llm-worker"),
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
+    broker = make_broker(
+        settings.nats_url,
+        service="llm-worker",
+        registry=metrics.registry,
+        tracing=tracing,
         graceful_timeout=settings.drain_timeout_s,
-        logger=LOGGER,
-        log_level=logging.DEBUG,  # a line per handled message only when debugging
     )
     llm = client or openai_client(settings)
     warm_up(llm)
     own_redis = redis is None
     redis = redis or redis_client(settings.redis_url, timeout_s=5)
-    publishers: list[ReplyPublisher] = [publisher] if publisher else []
-
-    def get_publisher() -> ReplyPublisher:
-        if not publishers:  # one JetStream context per process: it owns the async-ack inbox
-            publishers.append(JetStreamPublisher(broker.connection.jetstream()))
-        return publishers[0]
-
-    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
-        answer = await broker.connection.request(
-            subjects.SVC_HISTORY, request.model_dump_json().encode(), timeout=3
-        )
-        return rpc.HistoryPage.model_validate_json(answer.data)
-
-    async def session_prompt(session_id: str) -> str | None:
-        answer = await broker.connection.request(
-            subjects.SVC_SESSION_GET,
-            rpc.SessionGet(session_id=session_id).model_dump_json().encode(),
-            timeout=3,
-        )
-        reply = rpc.SessionReply.model_validate_json(answer.data)
-        if reply.error is not None and reply.error.code != "not_found":
-            raise RuntimeError(f"session {session_id}: {reply.error.detail}")
-        return reply.session.system_prompt if reply.session else None
-
-    responder = Responder(
-        settings,
-        llm,
-        get_publisher,
-        Coordinator(redis, fence_ttl_s=fence_ttl_s(settings)),
-        ContextStore(
-            redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
-        ),
-        SystemPrompts(redis, session_prompt, default=settings.system_prompt),
-        CancelRegistry(),
-        metrics,
-    )
+    responder = build_responder(settings, broker, llm, redis, metrics, publisher)
     handlers.register(broker, settings, responder)
 
     async def setup() -> None:
@@ -139,3 +91,49 @@ def create_app(
         telemetry.shutdown(tracing)
 
     return FastStream(broker, logger=LOGGER, on_startup=[setup], after_shutdown=[close])
+
+
+def build_responder(
+    settings: WorkerSettings,
+    broker: NatsBroker,
+    llm: AsyncOpenAI,
+    redis: Redis,
+    metrics: WorkerMetrics,
+    publisher: ReplyPublisher | None,
+) -> Responder:
+    """The responder and what it reads and writes through: Redis, persistence, the stream."""
+    publishers: list[ReplyPublisher] = [publisher] if publisher else []
+
+    def get_publisher() -> ReplyPublisher:
+        if not publishers:  # one JetStream context per process: it owns the async-ack inbox
+            publishers.append(JetStreamPublisher(broker.connection.jetstream()))
+        return publishers[0]
+
+    async def ask(subject: str, request: BaseModel) -> bytes:
+        answer = await broker.connection.request(
+            subject, request.model_dump_json().encode(), timeout=PERSISTENCE_TIMEOUT_S
+        )
+        return answer.data
+
+    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+        return rpc.HistoryPage.model_validate_json(await ask(subjects.SVC_HISTORY, request))
+
+    async def session_prompt(session_id: str) -> str | None:
+        data = await ask(subjects.SVC_SESSION_GET, rpc.SessionGet(session_id=session_id))
+        reply = rpc.SessionReply.model_validate_json(data)
+        if reply.error is not None and reply.error.code != "not_found":
+            raise RuntimeError(f"session {session_id}: {reply.error.detail}")
+        return reply.session.system_prompt if reply.session else None
+
+    return Responder(
+        settings,
+        llm,
+        get_publisher,
+        Coordinator(redis, fence_ttl_s=fence_ttl_s(settings)),
+        ContextStore(
+            redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
+        ),
+        SystemPrompts(redis, session_prompt, default=settings.system_prompt),
+        CancelRegistry(),
+        metrics,
+    )

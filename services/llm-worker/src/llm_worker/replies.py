@@ -1,4 +1,5 @@
-"""One reply: stream a completion, publish start, tokens and exactly one terminal event.
+"""One reply streamed: start, tokens and exactly one terminal event, decided by
+`llm_worker.attempt` and carried out here.
 
 The stream can be stopped at any time by its `StopSignal` (a cancel, the user's budget, or a
 newer attempt fencing this one off): the upstream HTTP stream is closed at once, and the
@@ -8,137 +9,165 @@ terminal event carries the partial text with usage counted by the tokenizer.
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
 
+from llm_worker.attempt import Progress, ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
-from llm_worker.pricing import cost_usd
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
-from shared.events import (
-    FinishReason,
-    ReplyEnd,
-    ReplyError,
-    ReplyStart,
-    ReplyToken,
-    Usage,
-    UserMessage,
-)
+from shared.events import ReplyEnd, ReplyError
+
+__all__ = ["ReplyJob", "Streaming", "TokensLost", "Watch", "generate_reply"]
 
 TOKEN_ACK_TIMEOUT_S = 10.0
 """How long the stream's acknowledgements of a reply's token events may take at its end."""
 
-BudgetMeter = Callable[[int], Awaitable[bool]]
-"""Told of tokens as they stream; answers False once the user's budget is spent."""
-
 
 @dataclass(frozen=True)
-class ReplyJob:
-    message: UserMessage
-    attempt: int
-    prompt: list[ChatCompletionMessageParam]
-    model: str
-    max_tokens: int
+class Streaming:
+    """What every reply of a worker streams with."""
+
+    client: AsyncOpenAI
+    publisher: ReplyPublisher
+    counter: TokenCounter
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    coalesce_s: float = 0.0
+    """Deltas closer together than this share one token event (see `Coalescer`)."""
 
 
-@dataclass
-class _Progress:
-    texts: list[str] = field(default_factory=list)
-    ttft_ms: float | None = None
-    finish: FinishReason = "stop"
-    usage: Usage | None = None
-    complete: bool = False
-    """The model's stream ended by itself (a stop that came later changes nothing)."""
-    last_delta: float = 0.0
+class Watch(Protocol):
+    """What the worker holding a reply says about it while it streams."""
+
+    @property
+    def meters(self) -> bool:
+        """Whether `spend` counts (a budget is set): else deltas are not counted as they come."""
+        ...
+
+    async def spend(self, tokens: int) -> bool:
+        """Add streamed tokens to the user's spending; False once the budget is spent."""
+        ...
+
+    async def still_ours(self) -> bool:
+        """Whether this attempt still holds the reply (asked once, before the end)."""
+        ...
+
+    def delta(self, gap_s: float | None) -> None:
+        """A delta came, `gap_s` after the previous one (None for the first)."""
+        ...
+
+
+class Unwatched:
+    """A reply nobody meters or fences (tests, tools)."""
+
+    meters = False
+
+    async def spend(self, tokens: int) -> bool:
+        return True
+
+    async def still_ours(self) -> bool:
+        return True
+
+    def delta(self, gap_s: float | None) -> None:
+        return None
 
 
 async def generate_reply(
-    job: ReplyJob,
-    *,
-    client: AsyncOpenAI,
-    publisher: ReplyPublisher,
-    counter: TokenCounter,
-    stop: StopSignal,
-    prices: Mapping[str, Price] | None = None,
-    meter: BudgetMeter | None = None,
-    still_ours: Callable[[], Awaitable[bool]] | None = None,
-    on_delta: Callable[[float | None], None] | None = None,
-    coalesce_s: float = 0.0,
+    job: ReplyJob, streaming: Streaming, stop: StopSignal, watch: Watch | None = None
 ) -> ReplyEnd | ReplyError | None:
     """Answer `job.message`; returns the terminal event it published, or None when the reply
     was fenced off by a newer attempt (which publishes the terminal event instead).
 
     Upstream failures end in a `ReplyError`; publishing failures propagate (the message is
-    then not acked and another worker tries again). `on_delta` is told of each delta: the
-    seconds since the previous one, None for the first (for metrics). Deltas closer together
-    than `coalesce_s` share one token event (see `Coalescer`).
+    then not acked and another worker tries again).
     """
-    started = time.perf_counter()
-    message, attempt = job.message, job.attempt
-    sid, mid = message.session_id, message.message_id
-    # Stored while the model request goes out (one round trip less before the first token);
-    # awaited before the first token and before the terminal event. A retry often follows a
-    # broker that failed (a node lost, a failover under way): it calls the model only once
-    # the stream stores its start again, or a failing broker would cost a model call a retry.
-    starting = asyncio.create_task(
-        publisher.start(
-            ReplyStart(session_id=sid, message_id=mid, attempt=attempt, model=job.model)
-        )
-    )
-    if attempt > 1:
-        await starting
-    progress = _Progress()
-    abandoned = False
-    acks: list[asyncio.Future[Any]] = []
+    reply = _Reply(job, streaming, stop, watch or Unwatched())
+    return await reply.run()
 
-    async def send(index: int, text: str, deltas: int) -> None:
-        if index == 0:
+
+class _Reply:
+    def __init__(self, job: ReplyJob, streaming: Streaming, stop: StopSignal, watch: Watch) -> None:
+        self.job, self.streaming, self.stop, self.watch = job, streaming, stop, watch
+        self.progress = Progress(started=time.perf_counter())
+        self.acks: list[asyncio.Future[Any]] = []
+        self.abandoned = False
+        self.tokens = Coalescer(self._send, streaming.coalesce_s)
+        self.starting: asyncio.Task[None] | None = None
+
+    async def run(self) -> ReplyEnd | ReplyError | None:
+        publisher = self.streaming.publisher
+        # Stored while the model request goes out (one round trip less before the first
+        # token); awaited before the first token and before the terminal event. A retry often
+        # follows a broker that failed (a node lost, a failover under way): it calls the model
+        # only once the stream stores its start again, or a failing broker would cost a model
+        # call a retry.
+        self.starting = starting = asyncio.create_task(publisher.start(self.job.start()))
+        if self.job.attempt > 1:
             await starting
-        ack = await publisher.token(
-            ReplyToken.model_construct(  # built from checked values: no validation per token
-                session_id=sid,
-                message_id=mid,
-                attempt=attempt,
-                index=index,
-                text=text,
-                deltas=deltas,
+        failure = await self._stream()
+        if self.stop.reason == "fenced" or not await self.watch.still_ours():
+            self.tokens.abandon()
+            with contextlib.suppress(Exception):
+                await starting
+            return None
+        await starting
+        await self.tokens.close()  # every delta is published before the terminal event
+        await _all_stored(self.acks)  # and stored: a hole in the stream fails the attempt
+        terminal: ReplyEnd | ReplyError
+        if failure is not None:
+            if not isinstance(failure, UpstreamError):
+                raise failure
+            terminal = self.job.failed(failure)
+        else:
+            s = self.streaming
+            terminal = self.progress.end(
+                self.job, self.stop.reason, s.counter, s.prices, time.perf_counter()
             )
-        )
-        if ack is not None:
-            acks.append(ack)
+        await publisher.end(terminal)
+        return terminal
 
-    tokens = Coalescer(send, coalesce_s)
+    async def _stream(self) -> BaseException | None:
+        """Stream until the model ends or the reply is stopped; the stream's failure, if any
+        (retrieved now, whatever happens next)."""
+        streaming = asyncio.create_task(self._consume())
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({streaming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.abandoned = not streaming.done()
+            for task in (streaming, stopped):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+                        await task
+        if streaming.done() and not streaming.cancelled():
+            return streaming.exception()
+        return None
 
-    async def consume() -> None:
+    async def _consume(self) -> None:
+        job, progress, watch = self.job, self.progress, self.watch
+        counter = self.streaming.counter
         pieces = stream_completion(
-            client, model=job.model, messages=job.prompt, max_tokens=job.max_tokens
+            self.streaming.client, model=job.model, messages=job.prompt, max_tokens=job.max_tokens
         )
         async with contextlib.aclosing(pieces):  # closing it closes the upstream stream
             async for piece in pieces:
                 match piece:
                     case Delta(text=text):
-                        now = time.perf_counter()
-                        gap = None if progress.ttft_ms is None else now - progress.last_delta
-                        if progress.ttft_ms is None:
-                            progress.ttft_ms = _ms_since(started)
-                        progress.last_delta = now
-                        if on_delta is not None:
-                            on_delta(gap)
-                        progress.texts.append(text)
-                        await tokens.add(text)
-                        if meter is not None and not await meter(counter.count(text)):
-                            stop.set("budget")
+                        watch.delta(progress.delta(text, time.perf_counter()))
+                        await self.tokens.add(text)
+                        if watch.meters and not await watch.spend(counter.count(text)):
+                            self.stop.set("budget")
                             return
                         # Also checked, not only cancelled: nats-py's publish can swallow a
                         # CancelledError, and a cancelled stream must still end now.
-                        if stop.reason is not None or abandoned:
+                        if self.stop.reason is not None or self.abandoned:
                             return
                     case Finish(reason=reason):
                         progress.finish = "length" if reason == "length" else "stop"
@@ -146,60 +175,12 @@ async def generate_reply(
                         progress.usage = reported
         progress.complete = True
 
-    streaming = asyncio.create_task(consume())
-    stopped = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({streaming, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        abandoned = not streaming.done()
-        for task in (streaming, stopped):
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-                    await task
-    # Retrieved now, whatever happens next (a start that was not stored raises below).
-    failure = streaming.exception() if streaming.done() and not streaming.cancelled() else None
-    if stop.reason == "fenced" or (still_ours is not None and not await still_ours()):
-        tokens.abandon()
-        with contextlib.suppress(Exception):
-            await starting
-        return None
-    await starting
-    await tokens.close()  # every delta is published before the terminal event
-    await _all_stored(acks)  # and stored: a hole in the stream fails the attempt instead
-    if failure is not None:
-        if not isinstance(failure, UpstreamError):
-            raise failure
-        error = ReplyError(
-            session_id=sid,
-            message_id=mid,
-            attempt=attempt,
-            code=failure.code,
-            message=failure.message,
-            retryable=failure.retryable,
-        )
-        await publisher.end(error)
-        return error
-    if not progress.complete and stop.reason in ("cancelled", "budget"):
-        progress.finish = "cancelled" if stop.reason == "cancelled" else "budget"
-        progress.usage = None  # whatever the provider said, it was not the whole stream
-    text = "".join(progress.texts)
-    usage = progress.usage or _counted(counter, job.prompt, text)
-    end = ReplyEnd(
-        session_id=sid,
-        message_id=mid,
-        attempt=attempt,
-        model=job.model,
-        text=text,
-        finish_reason=progress.finish,
-        usage=usage,
-        cost_usd=cost_usd(prices or {}, job.model, usage),
-        ttft_ms=progress.ttft_ms,
-        duration_ms=_ms_since(started),
-        requested_by=message.participant,
-    )
-    await publisher.end(end)
-    return end
+    async def _send(self, index: int, text: str, deltas: int) -> None:
+        if index == 0 and self.starting is not None:
+            await self.starting
+        ack = await self.streaming.publisher.token(self.job.token(index, text, deltas))
+        if ack is not None:
+            self.acks.append(ack)
 
 
 class TokensLost(Exception):
@@ -217,19 +198,3 @@ async def _all_stored(acks: list["asyncio.Future[Any]"]) -> None:
     failed = len(pending) + sum(1 for a in done if a.cancelled() or a.exception() is not None)
     if failed:
         raise TokensLost(f"{failed} of {len(acks)} token events were not stored")
-
-
-def _counted(counter: TokenCounter, prompt: list[ChatCompletionMessageParam], text: str) -> Usage:
-    """Usage counted with the tokenizer, when the provider reported none."""
-    prompt_tokens = counter.count_messages(prompt)
-    completion_tokens = counter.count(text)
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-        estimated=True,
-    )
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)

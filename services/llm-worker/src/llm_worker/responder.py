@@ -1,5 +1,6 @@
-"""Everything around one reply: fencing, the session's queue, cancel marks, the budget, the
-context, then `generate_reply`, then the context and the budget again.
+"""Carries out one attempt at a reply as `llm_worker.attempt` decides it: claim, wait for the
+session's turn, refuse or stream, end — reading and writing Redis through the reply-queue
+protocol, and the context, the prompt and the budget around the stream.
 
 `Responder.respond` returns whether the delivery should be acked: False only when a newer
 attempt has the reply (the stale worker leaves the message to it).
@@ -8,33 +9,35 @@ attempt has the reply (the stale worker leaves the message to it).
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from openai import AsyncOpenAI
 from redis.exceptions import RedisError
 
+from llm_worker import attempt as decide
+from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
 from llm_worker.metrics import WorkerMetrics
+from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import ReplyPublisher
-from llm_worker.replies import ReplyJob, generate_reply
+from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.tokens import TokenCounter
-from shared.events import ReplyEnd, ReplyError, Usage, UserMessage
+from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.logs import context
 
 log = logging.getLogger(__name__)
 QUEUE_POLL_S = 0.1
-T = TypeVar("T")
-BOOKKEEPING_RETRY_S = 120.0
 METER_EVERY_TOKENS = 32
 """Streamed tokens are added to the user's spending in batches of this many."""
 RETRY_DELAY_MAX_S = 30.0
 """The longest a failed attempt waits before its message is delivered again."""
+Outcome = Literal["failed", "answered", "superseded"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Responder:
         self._counter = TokenCounter(settings.llm_model)
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
-        self._background: set[asyncio.Task[None]] = set()
+        self._bookkeeping = Bookkeeping()
         self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
 
@@ -87,57 +90,25 @@ class Responder:
         message, attempt, place = delivery.message, delivery.attempt, delivery.place
         sid, mid = message.session_id, message.message_id
         began = await patiently(lambda: self._coord.begin(sid, mid, attempt, place=place))
-        if began.claim == "answered":
+        next_step = decide.after_begin(began, place)
+        if next_step == "ack":
             return True  # a late delivery of a message already answered
-        if began.claim == "newer":
-            log.info(
-                "the reply belongs to a newer attempt than %d",
-                attempt,
-                extra=context(sid, mid, attempt),
-            )
+        if next_step == "leave":
+            log.info("the reply belongs to a newer attempt than %d", attempt, extra=_ctx(delivery))
             return False
         stop = self.cancels.hold(sid, mid, attempt)
         if attempt > 1:
             self.metrics.redeliveries.inc()
-        outcome: Literal["failed", "answered", "superseded"] = "failed"
+        outcome: Outcome = "failed"
         try:
             if began.cancel_marked:
                 stop.set("cancelled")
-            if place and began.head != place:
+            if next_step == "wait":
                 await self._wait_turn(delivery, stop)
             if place:
                 self._heads.add((sid, mid, attempt))
-            terminal: ReplyEnd | ReplyError
-            if stop.reason == "cancelled":
-                terminal = self._cancelled_before_start(delivery)
-                await self._publisher().end(terminal)
-            else:
-                answer = await self._answer(delivery, stop)
-                if answer is None:
-                    outcome = "superseded"  # fenced off: the newer attempt owns the reply
-                    return False
-                terminal = answer
-            # The terminal event is stored: from here on the message is acked whatever Redis
-            # says (a redelivery would stream the reply again); bookkeeping Redis missed is
-            # retried in the background.
-            if not await self._eventually(
-                lambda: self._coord.finish(sid, mid, attempt, place=place, answered=True),
-                otherwise=True,
-            ):
-                log.info(
-                    "attempt %d ended after a newer attempt took the reply",
-                    attempt,
-                    extra=context(sid, mid, attempt),
-                )
-                outcome = "superseded"
-                return False
-            outcome = "answered"
-            self._count(terminal, stop)
-            if isinstance(terminal, ReplyEnd):
-                await self._context.append(
-                    sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
-                )
-            return True
+            outcome = await self._attempt(delivery, stop)
+            return outcome == "answered"
         finally:
             self.cancels.release(sid, mid, attempt)
             self._heads.discard((sid, mid, attempt))
@@ -145,10 +116,43 @@ class Responder:
             # session's later messages wait for its reply as they would have. A superseded
             # one leaves the place, the reply in flight and the turn to the newer attempt.
             if outcome == "failed":
-                await self._eventually(
+                await self._bookkeeping.eventually(
                     lambda: self._coord.finish(sid, mid, attempt, place=place, answered=False),
                     None,
                 )
+
+    async def _attempt(self, delivery: Delivery, stop: StopSignal) -> Outcome:
+        """Refuse or stream the reply, then mark it answered; raises when the attempt fails."""
+        message, attempt = delivery.message, delivery.attempt
+        sid, mid = message.session_id, message.message_id
+        terminal: ReplyEnd | ReplyError
+        if stop.reason == "cancelled":
+            terminal = decide.cancelled_before_start(message, attempt, self._settings.llm_model)
+            await self._publisher().end(terminal)
+        else:
+            answer = await self._answer(delivery, stop)
+            if answer is None:
+                return "superseded"  # fenced off: the newer attempt owns the reply
+            terminal = answer
+        # The terminal event is stored: from here on the message is acked whatever Redis
+        # says (a redelivery would stream the reply again); bookkeeping Redis missed is
+        # retried in the background.
+        if not await self._bookkeeping.eventually(
+            lambda: self._coord.finish(sid, mid, attempt, place=delivery.place, answered=True),
+            otherwise=True,
+        ):
+            log.info(
+                "attempt %d ended after a newer attempt took the reply",
+                attempt,
+                extra=_ctx(delivery),
+            )
+            return "superseded"
+        self._count(terminal, stop)
+        if isinstance(terminal, ReplyEnd):
+            await self._context.append(
+                sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
+            )
+        return "answered"
 
     async def superseded(self, delivery: Delivery) -> bool:
         """Whether a newer attempt (or the end of the reply) took over `delivery`'s message:
@@ -160,33 +164,6 @@ class Responder:
         except RedisError:
             return False
 
-    async def _eventually(self, step: Callable[[], Awaitable[T]], otherwise: T) -> T:
-        """`step`'s result; if Redis fails it, `otherwise`, and `step` is retried in the
-        background every second for up to `BOOKKEEPING_RETRY_S` (a reply's end must not wait
-        on Redis)."""
-        try:
-            return await step()
-        except RedisError as exc:
-            log.warning("reply bookkeeping postponed: %s", exc)
-            self._retry_later(step)
-            return otherwise
-
-    def _retry_later(self, step: Callable[[], Awaitable[object]]) -> None:
-        async def retry() -> None:
-            deadline = time.monotonic() + BOOKKEEPING_RETRY_S
-            while time.monotonic() < deadline:
-                await asyncio.sleep(1.0)
-                try:
-                    await step()
-                    return
-                except RedisError:
-                    continue
-            log.error("reply bookkeeping lost after %.0f s without Redis", BOOKKEEPING_RETRY_S)
-
-        task = asyncio.create_task(retry())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def _count(self, terminal: ReplyEnd | ReplyError, stop: StopSignal) -> None:
         self.metrics.ended(terminal)
         if isinstance(terminal, ReplyEnd) and terminal.finish_reason == "cancelled":
@@ -197,11 +174,8 @@ class Responder:
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off;
         tell the session's waiting messages that its head of line is being answered."""
-        sid, mid, attempt = (
-            delivery.message.session_id,
-            delivery.message.message_id,
-            delivery.attempt,
-        )
+        message, attempt = delivery.message, delivery.attempt
+        sid, mid = message.session_id, message.message_id
         head = (sid, mid, attempt) in self._heads
         beat_s = self._settings.worker_ack_wait_s if head else 0
         try:
@@ -212,42 +186,39 @@ class Responder:
             self.cancels.fence(sid, mid, attempt)
 
     async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
-        """Until every earlier message of the session has its reply (or a cancel comes).
-
-        A head of line nobody answers (no beat) for longer than an ack wait per delivery and
-        the longest retry delay was given up on by the stream (or lost before it was
-        stored): it is skipped. A reply that streams, however long, is waited for.
-        """
-        sid, mid, place = delivery.message.session_id, delivery.message.message_id, delivery.place
-        settings = self._settings
+        """Until every earlier message of the session has its reply (or a cancel comes);
+        skipping a head of line nobody answers for longer than an ack wait per delivery and
+        the longest retry delay (see `attempt.Waiting`)."""
+        message, settings = delivery.message, self._settings
         stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
-        stall_s += RETRY_DELAY_MAX_S
-        waiting_on, since = 0, time.monotonic()
+        waiting = decide.Waiting(
+            delivery.place, stall_s + RETRY_DELAY_MAX_S, since=time.monotonic()
+        )
+        sid, mid = message.session_id, message.message_id
         while True:
-            line = await patiently(lambda: self._coord.line(sid, place, mid))
-            if line.head == place or stop.reason is not None:
-                return
-            if line.head != waiting_on or line.beating:
-                waiting_on, since = line.head, time.monotonic()
-            elif time.monotonic() - since > stall_s:
-                log.warning(
-                    "skipping place %d in line: its message was never answered",
-                    line.head,
-                    extra=context(sid, mid),
-                )
-                await self._coord.skip(sid, line.head)
+            line = await patiently(lambda: self._coord.line(sid, delivery.place, mid))
+            match waiting.next(line, time.monotonic(), stopped=stop.reason is not None):
+                case "stream":
+                    return
+                case "wait":
+                    pass
+                case int(head):
+                    log.warning(
+                        "skipping place %d in line: its message was never answered",
+                        head,
+                        extra=_ctx(delivery),
+                    )
+                    await self._coord.skip(sid, head)
             await asyncio.sleep(QUEUE_POLL_S)
 
     async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:
+        """Refuse before the model call (budget, context), or stream the reply."""
         message, settings = delivery.message, self._settings
-        user = message.participant
         budget = settings.daily_token_budget
-        if budget and await self._coord.spent_today(user) >= budget:
-            error = self._error(
-                delivery, "budget_exceeded", "the daily token budget is spent", retryable=False
+        if budget and await self._coord.spent_today(message.participant) >= budget:
+            return await self._refuse(
+                delivery, "budget_exceeded", "the daily token budget is spent"
             )
-            await self._publisher().end(error)
-            return error
         turns = before(await self._context.turns(message.session_id), message.message_id)
         prompt = fit_prompt(
             await self._prompts.of(message.session_id),
@@ -257,99 +228,73 @@ class Responder:
             settings.max_context_tokens,
         )
         if self._counter.count_messages(prompt) > settings.max_context_tokens:
-            error = self._error(
-                delivery,
-                "context_too_long",
-                "the message is longer than the model's context allows",
-                retryable=False,
-            )
-            await self._publisher().end(error)
-            return error
-        metered = 0
-        pending = 0
-
-        async def meter(tokens: int) -> bool:
-            nonlocal metered, pending
-            pending += tokens
-            if pending < METER_EVERY_TOKENS:
-                return True
-            total = await self._coord.spend(user, pending)
-            metered, pending = metered + pending, 0
-            return total < budget
-
+            text = "the message is longer than the model's context allows"
+            return await self._refuse(delivery, "context_too_long", text)
         job = ReplyJob(
-            message=message,
-            attempt=delivery.attempt,
-            prompt=prompt,
-            model=settings.llm_model,
-            max_tokens=settings.llm_max_tokens,
+            message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens
         )
-        terminal = await generate_reply(
-            job,
-            client=self._client,
-            publisher=self._publisher(),
-            counter=self._counter,
-            stop=stop,
-            prices=settings.prices,
-            meter=meter if budget else None,
-            on_delta=self._delta,
-            coalesce_s=settings.worker_coalesce_ms / 1000,
-            still_ours=lambda: patiently(
-                lambda: self._coord.holds(message.session_id, message.message_id, delivery.attempt)
-            ),
-        )
+        watch = AttemptWatch(self._coord, self.metrics, delivery, budget)
+        terminal = await generate_reply(job, self._streaming(), stop, watch)
         if budget and isinstance(terminal, ReplyEnd):
-            await self._coord.spend(user, max(terminal.usage.total_tokens - metered, 0))
+            unmetered = max(terminal.usage.total_tokens - watch.metered, 0)
+            await self._coord.spend(message.participant, unmetered)
         return terminal
 
-    def _delta(self, gap_s: float | None) -> None:
-        self.metrics.tokens.inc()
+    async def _refuse(self, delivery: Delivery, code: str, text: str) -> ReplyError:
+        error = decide.refusal(delivery.message, delivery.attempt, code, text, retryable=False)
+        await self._publisher().end(error)
+        return error
+
+    def _streaming(self) -> Streaming:
+        settings = self._settings
+        return Streaming(
+            self._client,
+            self._publisher(),
+            self._counter,
+            settings.prices,
+            settings.worker_coalesce_ms / 1000,
+        )
+
+
+class AttemptWatch:
+    """What the responder says about one attempt while it streams (`replies.Watch`): its
+    budget (0: none), metered in batches; whether it still holds the reply; its deltas."""
+
+    def __init__(
+        self, coord: Coordinator, metrics: WorkerMetrics, delivery: Delivery, budget: int
+    ) -> None:
+        self._coord = coord
+        self._metrics = metrics
+        self._delivery = delivery
+        self._budget = budget
+        self.meters = bool(budget)
+        self.metered = 0
+        """Tokens added to the user's spending so far."""
+        self._pending = 0
+
+    async def spend(self, tokens: int) -> bool:
+        self._pending += tokens
+        if self._pending < METER_EVERY_TOKENS:
+            return True
+        total = await self._coord.spend(self._delivery.message.participant, self._pending)
+        self.metered, self._pending = self.metered + self._pending, 0
+        return total < self._budget
+
+    async def still_ours(self) -> bool:
+        message, coord = self._delivery.message, self._coord
+        sid, mid, attempt = message.session_id, message.message_id, self._delivery.attempt
+        return await patiently(lambda: coord.holds(sid, mid, attempt))
+
+    def delta(self, gap_s: float | None) -> None:
+        self._metrics.tokens.inc()
         if gap_s is not None:
-            self.metrics.gap.observe(gap_s)
-
-    def _cancelled_before_start(self, delivery: Delivery) -> ReplyEnd:
-        message = delivery.message
-        return ReplyEnd(
-            session_id=message.session_id,
-            message_id=message.message_id,
-            attempt=delivery.attempt,
-            model=self._settings.llm_model,
-            text="",
-            finish_reason="cancelled",
-            usage=Usage(estimated=True),
-            duration_ms=0,
-            requested_by=message.participant,
-        )
-
-    def _error(self, delivery: Delivery, code: str, text: str, *, retryable: bool) -> ReplyError:
-        message = delivery.message
-        return ReplyError(
-            session_id=message.session_id,
-            message_id=message.message_id,
-            attempt=delivery.attempt,
-            code=code,
-            message=text,
-            retryable=retryable,
-        )
-
-
-async def patiently(step: Callable[[], Awaitable[T]]) -> T:
-    """`step`, retried while Redis is unreachable (every second at most; logged once).
-
-    The message is held meanwhile (its in-progress beats go on), so an outage of Redis costs
-    no delivery of it: retrying through redeliveries would use them all up in seconds.
-    """
-    delay, warned = 0.1, False
-    while True:
-        try:
-            return await step()
-        except RedisError as exc:
-            if not warned:
-                log.warning("Redis unavailable (%s); waiting for it", exc)
-                warned = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            self._metrics.gap.observe(gap_s)
 
 
 def _user_turn(message: UserMessage) -> Turn:
     return Turn(message.message_id, "user", message.content)
+
+
+def _ctx(delivery: Delivery) -> dict[str, object]:
+    message = delivery.message
+    return context(message.session_id, message.message_id, delivery.attempt)

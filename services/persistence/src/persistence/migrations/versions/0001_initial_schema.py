@@ -21,7 +21,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade schema."""
+    _create_messages()
+    _create_sessions()
+    _create_usage()
+    _create_members()
 
+
+def _create_messages() -> None:
     op.create_table(
         "messages",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -42,6 +48,8 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messages_session_id"), ["session_id"], unique=False)
 
+
+def _create_sessions() -> None:
     op.create_table(
         "sessions",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -59,6 +67,8 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_sessions_owner"), ["owner"], unique=False)
 
+
+def _create_usage() -> None:
     op.create_table(
         "usage",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,6 +94,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_usage_session_id"), ["session_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_usage_user_id"), ["user_id"], unique=False)
 
+
+def _create_members() -> None:
     op.create_table(
         "members",
         sa.Column("session_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),

@@ -1,0 +1,200 @@
+"""One attempt at a reply, decided by pure code (no I/O, no clock of its own): what follows
+its claim, whether it waits its turn or skips a stalled head of line, what it refuses before
+the model call, what a streamed reply has so far, and the events it publishes — its end
+built here from what happened. `responder` and `replies` carry out what it decides
+(the states are drawn in docs/architecture.md, "The reply lifecycle").
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from openai.types.chat import ChatCompletionMessageParam
+
+from llm_worker.cancels import StopReason
+from llm_worker.completions import UpstreamError
+from llm_worker.pricing import cost_usd
+from llm_worker.settings import Price
+from llm_worker.tokens import TokenCounter
+from shared.events import (
+    FinishReason,
+    ReplyEnd,
+    ReplyError,
+    ReplyStart,
+    ReplyToken,
+    Usage,
+    UserMessage,
+)
+from shared.reply_queue import Beginning, Line
+
+AfterBegin = Literal["ack", "leave", "wait", "stream"]
+"""`ack`: answered already; `leave`: a newer attempt has it (no ack); `wait` its turn; or
+`stream`."""
+
+
+def after_begin(beginning: Beginning, place: int) -> AfterBegin:
+    """What an attempt does once `ReplyQueue.begin` answered (a cancel mark it found is the
+    caller's to honour: the attempt goes on, and ends at once as cancelled)."""
+    match beginning.claim:
+        case "answered":
+            return "ack"
+        case "newer":
+            return "leave"
+        case "ours":
+            return "wait" if place and beginning.head != place else "stream"
+
+
+@dataclass(slots=True)
+class Waiting:
+    """An attempt waiting for every earlier message of its session to have its reply.
+
+    A head of line nobody answers (no beat) for longer than `stall_s` was given up on by the
+    stream (or lost before it was stored): it is skipped. A head whose worker beats, however
+    long its reply runs, is waited for.
+    """
+
+    place: int
+    stall_s: float
+    since: float
+    """When the current head was first seen, or last seen beating."""
+    waiting_on: int = 0
+
+    def next(self, line: Line, now: float, *, stopped: bool) -> Literal["stream", "wait"] | int:
+        """`stream` (its turn, or stopped), `wait`, or the head to skip."""
+        if line.head == self.place or stopped:
+            return "stream"
+        if line.head != self.waiting_on or line.beating:
+            self.waiting_on, self.since = line.head, now
+        elif now - self.since > self.stall_s:
+            return line.head
+        return "wait"
+
+
+@dataclass(frozen=True)
+class ReplyJob:
+    message: UserMessage
+    attempt: int
+    prompt: list[ChatCompletionMessageParam]
+    model: str
+    max_tokens: int
+
+    def start(self) -> ReplyStart:
+        m = self.message
+        return ReplyStart(
+            session_id=m.session_id, message_id=m.message_id, attempt=self.attempt, model=self.model
+        )
+
+    def token(self, index: int, text: str, deltas: int) -> ReplyToken:
+        """Built from checked values: no validation per token."""
+        m = self.message
+        return ReplyToken.model_construct(
+            session_id=m.session_id,
+            message_id=m.message_id,
+            attempt=self.attempt,
+            index=index,
+            text=text,
+            deltas=deltas,
+        )
+
+    def failed(self, failure: UpstreamError) -> ReplyError:
+        return refusal(
+            self.message, self.attempt, failure.code, failure.message, retryable=failure.retryable
+        )
+
+
+def refusal(
+    message: UserMessage, attempt: int, code: str, text: str, *, retryable: bool
+) -> ReplyError:
+    """The terminal event of an attempt that does not (or cannot) answer."""
+    return ReplyError(
+        session_id=message.session_id,
+        message_id=message.message_id,
+        attempt=attempt,
+        code=code,
+        message=text,
+        retryable=retryable,
+    )
+
+
+def cancelled_before_start(message: UserMessage, attempt: int, model: str) -> ReplyEnd:
+    return ReplyEnd(
+        session_id=message.session_id,
+        message_id=message.message_id,
+        attempt=attempt,
+        model=model,
+        text="",
+        finish_reason="cancelled",
+        usage=Usage(estimated=True),
+        duration_ms=0,
+        requested_by=message.participant,
+    )
+
+
+@dataclass
+class Progress:
+    """What a streaming reply has so far. Times are `time.perf_counter()` values passed in."""
+
+    started: float
+    texts: list[str] = field(default_factory=list)
+    ttft_ms: float | None = None
+    finish: FinishReason = "stop"
+    usage: Usage | None = None
+    complete: bool = False
+    """The model's stream ended by itself (a stop that came later changes nothing)."""
+    last_delta: float = 0.0
+
+    def delta(self, text: str, now: float) -> float | None:
+        """Record a delta; the seconds since the previous one (None for the first)."""
+        gap = None if self.ttft_ms is None else now - self.last_delta
+        if self.ttft_ms is None:
+            self.ttft_ms = _ms(now - self.started)
+        self.last_delta = now
+        self.texts.append(text)
+        return gap
+
+    def end(
+        self,
+        job: ReplyJob,
+        stopped: StopReason | None,
+        counter: TokenCounter,
+        prices: Mapping[str, Price],
+        now: float,
+    ) -> ReplyEnd:
+        """The terminal event: a reply stopped before the model ended it is `cancelled` or
+        `budget`, with usage counted by the tokenizer (the provider's was not the whole
+        stream); usage is counted too when the provider reported none."""
+        finish, usage = self.finish, self.usage
+        if not self.complete and stopped in ("cancelled", "budget"):
+            finish = "cancelled" if stopped == "cancelled" else "budget"
+            usage = None
+        text = "".join(self.texts)
+        usage = usage or counted(counter, job.prompt, text)
+        return ReplyEnd(
+            session_id=job.message.session_id,
+            message_id=job.message.message_id,
+            attempt=job.attempt,
+            model=job.model,
+            text=text,
+            finish_reason=finish,
+            usage=usage,
+            cost_usd=cost_usd(prices, job.model, usage),
+            ttft_ms=self.ttft_ms,
+            duration_ms=_ms(now - self.started),
+            requested_by=job.message.participant,
+        )
+
+
+def counted(counter: TokenCounter, prompt: list[ChatCompletionMessageParam], text: str) -> Usage:
+    """Usage counted with the tokenizer, when the provider reported none."""
+    prompt_tokens = counter.count_messages(prompt)
+    completion_tokens = counter.count(text)
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+        estimated=True,
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
