@@ -46,11 +46,6 @@ def mint_token(user_id: str, secret: str, ttl_s: int, *, role: str | None = None
     return jwt.encode(claims, secret, ALGORITHM)
 
 
-def verify_token(token: str | None, secret: str) -> str:
-    """The user id (`sub`) of a valid HS256 token; raises `AuthError` otherwise."""
-    return _principal(_decode(token, secret, ALGORITHM, issuer=ISSUER)).user_id
-
-
 class Authenticator:
     def __init__(
         self,
@@ -69,12 +64,9 @@ class Authenticator:
         self._issuer = issuer
         self._audience = audience
 
-    async def verify(self, token: str | None) -> str:
-        """The user id of a valid token; raises `AuthError` otherwise."""
-        return (await self.principal(token)).user_id
-
     async def principal(self, token: str | None) -> Principal:
-        """Who a valid token names, and whether they are an administrator."""
+        """Who a valid token names, and whether they are an administrator; raises
+        `AuthError` for a missing, malformed, badly signed or expired token."""
         if not token:
             raise AuthError("no token")
         try:
