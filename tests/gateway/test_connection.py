@@ -2,9 +2,11 @@
 frames, live frames, backpressure, expiry and refusals."""
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.connection import (
+    CLOSE_FORBIDDEN,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     Cancel,
@@ -18,14 +20,22 @@ from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outgoing
 from gateway.refusal import NOT_STORED
 from gateway.submissions import Stored
+from shared import rpc
 from shared.events import ReplyToken
 from shared.frames import StreamTokenFrame
 
+SESSION = rpc.SessionInfo(
+    session_id="s1", owner="alice", title="", members=["alice"], created_at=datetime.now(UTC)
+)
+
 
 def protocol(metrics: GatewayMetrics | None = None) -> ConnectionProtocol:
-    return ConnectionProtocol(
-        "s1", "alice", "c1", max_frame_bytes=1024, metrics=metrics or GatewayMetrics()
+    """A connection whose user, alice, joined session s1."""
+    connection = ConnectionProtocol(
+        "s1", "c1", max_frame_bytes=1024, metrics=metrics or GatewayMetrics()
     )
+    assert connection.join("alice", SESSION) is None
+    return connection
 
 
 def live(head: int = 10) -> ConnectionProtocol:
@@ -60,7 +70,7 @@ def test_a_new_connection_is_told_the_head_and_replays_nothing() -> None:
         "recovered": None,
     }
     assert connection.replay_after is None
-    assert connection.state == "opening"
+    assert connection.state == "replaying"
 
 
 def test_a_cursor_the_stream_still_holds_is_replayed_from() -> None:
@@ -184,3 +194,16 @@ def test_expiry_and_refusals_close_the_connection() -> None:
     assert json.loads(frame)["code"] == "unavailable"
     assert close.code == CLOSE_TRY_AGAIN_LATER
     assert protocol().unavailable().code == CLOSE_TRY_AGAIN_LATER
+
+
+def test_a_connection_is_authenticated_then_joins_as_a_member() -> None:
+    fresh = ConnectionProtocol("s1", "c1", max_frame_bytes=1024, metrics=GatewayMetrics())
+    assert fresh.state == "authenticating"
+    assert fresh.unauthenticated("token expired") == Close(CLOSE_UNAUTHORIZED, "token expired")
+    assert fresh.sessions_unavailable().code == CLOSE_TRY_AGAIN_LATER
+    for user, session in (("mallory", SESSION), ("alice", None)):
+        refused = ConnectionProtocol("s1", "c1", max_frame_bytes=1024, metrics=GatewayMetrics())
+        assert refused.join(user, session) == Close(CLOSE_FORBIDDEN, "not a member of this session")
+        assert refused.state == "closing"
+    joined = protocol()
+    assert (joined.state, joined.user) == ("replaying", "alice")

@@ -1,6 +1,7 @@
 """A token crosses the gateway decoded once and encoded once, however many connections get it."""
 
 import collections
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -12,6 +13,11 @@ from gateway.metrics import GatewayMetrics
 from gateway.outbox import AttemptFilter, Outbox
 from shared import events
 from shared.events import ReplyToken
+from shared.rpc import SessionInfo
+
+SESSION = SessionInfo(
+    session_id="s", owner="u", title="", members=["u"], created_at=datetime.now(UTC)
+)
 
 
 def test_one_decode_and_one_encode_per_token_for_every_connection(
@@ -21,9 +27,8 @@ def test_one_decode_and_one_encode_per_token_for_every_connection(
     raw = data.model_dump_json().encode()
     connections = []
     for i in range(3):
-        protocol = ConnectionProtocol(
-            "s", "u", f"c{i}", max_frame_bytes=1024, metrics=GatewayMetrics()
-        )
+        protocol = ConnectionProtocol("s", f"c{i}", max_frame_bytes=1024, metrics=GatewayMetrics())
+        protocol.join("u", SESSION)
         protocol.open(0, None, None)
         protocol.go_live()
         connections.append((protocol, Outbox(16)))

@@ -15,6 +15,7 @@ from gateway.outbox import Outgoing, coalesce
 from gateway.refusal import Refusal
 from gateway.replay import can_resume
 from gateway.submissions import Stored
+from shared import rpc
 from shared.events import TypingRelay
 from shared.frames import (
     CancelFrame,
@@ -31,7 +32,7 @@ from shared.frames import (
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TRY_AGAIN_LATER = 1013
-State = Literal["opening", "live", "closing"]
+State = Literal["authenticating", "replaying", "live", "closing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,29 +73,48 @@ def cursor(value: str | None) -> int | None:
 
 
 class ConnectionProtocol:
-    """`opening` (ready, then the replay) → `live` (stored events newer than the head the
-    client was told, and relays) → `closing` (nothing more is sent)."""
+    """`authenticating` (the token, then membership) → `replaying` (ready, then the stored
+    events after the client's cursor) → `live` (stored events newer than the head the client
+    was told, and relays) → `closing` (nothing more is sent)."""
 
     def __init__(
         self,
         session_id: str,
-        user: str,
         connection_id: str,
         *,
         max_frame_bytes: int,
         metrics: GatewayMetrics,
     ) -> None:
         self.session_id = session_id
-        self.user = user
         self.connection_id = connection_id
         self._max_frame_bytes = max_frame_bytes
         self._metrics = metrics
-        self.state: State = "opening"
+        self.state: State = "authenticating"
+        self.user = ""
+        """The authenticated user, once known."""
         self.head = 0
         """The newest stored event the client was told of in `ready`; live events up to it
         were replayed or predate the connection."""
+        self.replay_after: int | None = None
+        """Where the replay starts (exclusive), or None for no replay."""
 
-    # Opening.
+    # Authenticating.
+    def unauthenticated(self, reason: str) -> Close:
+        """No valid token: 4401 (the client gets a fresh one)."""
+        return self._close(CLOSE_UNAUTHORIZED, reason)
+
+    def sessions_unavailable(self) -> Close:
+        return self._close(CLOSE_TRY_AGAIN_LATER, "sessions unavailable; retry")
+
+    def join(self, user: str, session: rpc.SessionInfo | None) -> Close | None:
+        """The user may join when the session exists and counts them as a member; else 4403."""
+        if session is None or user not in session.members:
+            return self._close(CLOSE_FORBIDDEN, "not a member of this session")
+        self.user = user
+        self.state = "replaying"
+        return None
+
+    # Replaying.
     def open(
         self, head: int, cursor_param: str | None, bounds: tuple[int, int] | None
     ) -> list[str]:
@@ -118,7 +138,6 @@ class ConnectionProtocol:
             detail = "last_seq must be a non-negative integer; not resumed"
             frames.append(ErrorFrame(code="bad_frame", detail=detail).model_dump_json())
         self.replay_after = last_seq if recovered else None
-        """Where the replay starts (exclusive), or None for no replay."""
         return frames
 
     def replayed(self, items: list[Outgoing]) -> list[str]:
@@ -126,7 +145,7 @@ class ConnectionProtocol:
         return self._frames(items)
 
     def go_live(self) -> None:
-        if self.state == "opening":
+        if self.state == "replaying":
             self.state = "live"
 
     # Live.

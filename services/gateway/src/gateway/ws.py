@@ -21,9 +21,6 @@ from starlette.websockets import WebSocketState
 from gateway.auth import AuthError, Principal, token_from_handshake
 from gateway.bus import Unavailable
 from gateway.connection import (
-    CLOSE_FORBIDDEN,
-    CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNAUTHORIZED,
     Cancel,
     Close,
     ConnectionProtocol,
@@ -60,40 +57,43 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
         return
     offered = ws.scope.get("subprotocols", [])
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    protocol = ConnectionProtocol(
+        session_id,
+        secrets.token_urlsafe(8),
+        max_frame_bytes=settings.max_frame_bytes,
+        metrics=resources.metrics,
+    )
+    admitted = await _authenticate(ws, protocol, offered, resources)
+    await ws.accept(subprotocol=subprotocol)
+    if isinstance(admitted, Close):  # accepted first: browsers only see close codes then
+        await ws.close(code=admitted.code, reason=admitted.reason)
+        return
+    connection = Connection(ws, protocol, *admitted, resources)
+    await connection.serve(ws.query_params.get("last_seq"))
+
+
+async def _authenticate(
+    ws: WebSocket, protocol: ConnectionProtocol, offered: list[str], resources: Resources
+) -> tuple[Principal, rpc.SessionInfo] | Close:
+    """Who the handshake's token names and the session they join, or the close refusing
+    them (decided by the protocol)."""
     try:
         principal = await resources.auth.principal(
             token_from_handshake(ws.headers, offered, ws.query_params)
         )
     except AuthError as exc:
-        await _refuse(ws, subprotocol, CLOSE_UNAUTHORIZED, str(exc))
-        return
-    user = principal.user_id
+        return protocol.unauthenticated(str(exc))
+    session_id = protocol.session_id
     try:
         session = (
             await resources.sessions.get(session_id) if subjects.is_session_id(session_id) else None
         )
     except Unavailable:
-        await _refuse(ws, subprotocol, CLOSE_TRY_AGAIN_LATER, "sessions unavailable; retry")
-        return
-    if session is None or user not in session.members:
-        await _refuse(ws, subprotocol, CLOSE_FORBIDDEN, "not a member of this session")
-        return
-    await ws.accept(subprotocol=subprotocol)
-    connection = Connection(ws, session, principal, resources)
-    try:
-        refusal = await resources.limits.open_connection(user, connection.id)
-    except RedisError:
-        refusal = Refusal("unavailable", "limits unavailable; retry", 1.0)
-    if refusal is not None:
-        frame, close = connection.protocol.refuse(refusal)
-        await connection.send(frame)
-        await connection.close(close)
-        return
-    try:
-        await connection.run(ws.query_params.get("last_seq"))
-    finally:
-        with contextlib.suppress(RedisError):
-            await resources.limits.close_connection(user, connection.id)
+        return protocol.sessions_unavailable()
+    refusal = protocol.join(principal.user_id, session)
+    if refusal is not None or session is None:
+        return refusal or protocol.sessions_unavailable()
+    return principal, session
 
 
 class Connection:
@@ -101,27 +101,44 @@ class Connection:
     presence (kept alive by `Leases`) and its token's expiry timer."""
 
     def __init__(
-        self, ws: WebSocket, session: rpc.SessionInfo, principal: Principal, resources: Resources
+        self,
+        ws: WebSocket,
+        protocol: ConnectionProtocol,
+        principal: Principal,
+        session: rpc.SessionInfo,
+        resources: Resources,
     ) -> None:
         self.ws = ws
+        self.protocol = protocol
         self.session = session
-        self.session_id = session.session_id
+        self.session_id = protocol.session_id
         self.user = principal.user_id
         self.expires_at = principal.expires_at
-        self.id = secrets.token_urlsafe(8)
+        self.id = protocol.connection_id
         self.r = resources
-        self.protocol = ConnectionProtocol(
-            self.session_id,
-            self.user,
-            self.id,
-            max_frame_bytes=resources.settings.max_frame_bytes,
-            metrics=resources.metrics,
-        )
         self.outbox = Outbox(
             resources.settings.send_queue_frames, owner=self.id, on_ready=self._wake_sender
         )
         self._sender: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+
+    async def serve(self, cursor_param: str | None) -> None:
+        """Count the connection against its user's limit, then run it."""
+        limits = self.r.limits
+        try:
+            refusal = await limits.open_connection(self.user, self.id)
+        except RedisError:
+            refusal = Refusal("unavailable", "limits unavailable; retry", 1.0)
+        if refusal is not None:
+            frame, close = self.protocol.refuse(refusal)
+            await self.send(frame)
+            await self.close(close)
+            return
+        try:
+            await self.run(cursor_param)
+        finally:
+            with contextlib.suppress(RedisError):
+                await limits.close_connection(self.user, self.id)
 
     async def run(self, cursor_param: str | None) -> None:
         hub, bus = self.r.hub, self.r.bus
@@ -271,9 +288,3 @@ class Connection:
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await self.ws.close(code=close.code, reason=close.reason)
-
-
-async def _refuse(ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
-    """Accept, then close with `code`: browsers only see close codes of accepted sockets."""
-    await ws.accept(subprotocol=subprotocol)
-    await ws.close(code=code, reason=reason)
