@@ -132,7 +132,7 @@ def cancelled_before_start(message: UserMessage, attempt: int, model: str) -> Re
 
 @dataclass
 class Progress:
-    """What a streaming reply has so far. Times are `time.perf_counter()` values passed in."""
+    """What a streaming reply has so far. Times are `time.monotonic()` values passed in."""
 
     started: float
     texts: list[str] = field(default_factory=list)

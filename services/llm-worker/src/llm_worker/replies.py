@@ -94,7 +94,7 @@ async def generate_reply(
 class _Reply:
     def __init__(self, job: ReplyJob, streaming: Streaming, stop: StopSignal, watch: Watch) -> None:
         self.job, self.streaming, self.stop, self.watch = job, streaming, stop, watch
-        self.progress = Progress(started=time.perf_counter())
+        self.progress = Progress(started=time.monotonic())
         self.acks: list[asyncio.Future[Any]] = []
         self.abandoned = False
         self.tokens = Coalescer(self._send, streaming.coalesce_s)
@@ -127,7 +127,7 @@ class _Reply:
         else:
             s = self.streaming
             terminal = self.progress.end(
-                self.job, self.stop.reason, s.counter, s.prices, time.perf_counter()
+                self.job, self.stop.reason, s.counter, s.prices, time.monotonic()
             )
         await publisher.end(terminal)
         return terminal
@@ -160,8 +160,9 @@ class _Reply:
             async for piece in pieces:
                 match piece:
                     case Delta(text=text):
-                        watch.delta(progress.delta(text, time.perf_counter()))
-                        await self.tokens.add(text)
+                        now = time.monotonic()
+                        watch.delta(progress.delta(text, now))
+                        await self.tokens.add(text, now)
                         if watch.meters and not await watch.spend(counter.count(text)):
                             self.stop.set("budget")
                             return
