@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -118,6 +119,17 @@ async def test_ops_reads_stream_state_and_writes_nothing(as_user: dict[str, Clie
     assert any("permissions violation" in e for e in ops.errors)
 
 
+async def answered(requester: Client, subject: str) -> bytes:
+    """The answer to a request on `subject`; asked again while the server reports no
+    responder (a fresh subscription can take a moment to count, even after a flush)."""
+    for _ in range(20):
+        try:
+            return (await requester.nc.request(subject, b"{}", timeout=2)).data
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"nobody answered on {subject}")
+
+
 async def test_a_worker_asks_persistence_for_history_and_sessions_only(
     as_user: dict[str, Client],
 ) -> None:
@@ -130,7 +142,7 @@ async def test_a_worker_asks_persistence_for_history_and_sessions_only(
         await persistence.nc.subscribe(subject, cb=answer)
     await persistence.nc.flush()
     for subject in (subjects.SVC_HISTORY, subjects.SVC_SESSION_GET):
-        assert (await worker.nc.request(subject, b"{}", timeout=2)).data == b"{}"
+        assert await answered(worker, subject) == b"{}"
     await worker.nc.publish(subjects.SVC_SESSION_CREATE, b"{}")
     await worker.nc.flush()
     await asyncio.sleep(0.3)
