@@ -6,12 +6,13 @@ faster are joined and published together when the window since the previous even
 each reply publishes at most one token event per window, whatever the model's pace, and
 nothing is dropped or reordered: the texts of the events joined are the deltas joined.
 
-The coalescer reads no clock: each delta comes with the time it arrived, and a window's end
-is computed from those times (a deferred event is published by a timer, `sleep`).
+Time comes from the `clock` and the timer (`sleep`) it is given: tests give it their own,
+and need no real waiting.
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 Send = Callable[[int, str, int], Awaitable[None]]
@@ -21,45 +22,52 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Coalescer:
-    def __init__(self, send: Send, window_s: float, *, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        send: Send,
+        window_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self._send = send
         self._window_s = window_s
+        self._clock = clock
         self._sleep = sleep
         self._pending: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last: float | None = None
-        """When the previous event was published (or due to be)."""
-        self._sleeping = False
+        """When the previous event was published."""
+        self._publishing = False
         self.events = 0
         """Token events published so far."""
 
-    async def add(self, text: str, now: float) -> None:
-        """Publish `text`, which arrived at `now`, at once, or queue it for the end of the
-        current window.
+    async def add(self, text: str) -> None:
+        """Publish `text` now, or queue it for the end of the current window.
 
         Raises the error of an earlier, deferred publish.
         """
         if self._flusher is not None and self._flusher.done():
             self._flusher.result()  # a deferred publish failed: surface it here
             self._flusher = None
-        if self._flusher is None and (self._last is None or now - self._last >= self._window_s):
-            await self._publish(text, 1, now)
+        last = self._last
+        if self._flusher is None and (last is None or self._clock() - last >= self._window_s):
+            await self._publish(text, 1)
             return
         self._pending.append(text)
         if self._flusher is None:
-            assert self._last is not None
-            self._flusher = asyncio.create_task(self._flush_later(now))
+            self._flusher = asyncio.create_task(self._flush_later())
 
     async def close(self) -> None:
         """Publish whatever is queued now; raises a deferred publish's error."""
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
-            if self._sleeping:
-                flusher.cancel()  # what it waited to publish is still pending
+            if not self._publishing:
+                flusher.cancel()  # what it waits to publish is still pending
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher  # mid-publish: let that publish finish, in order
         if self._pending:
-            await self._publish_pending(self._last or 0.0)
+            await self._publish_pending()
 
     def abandon(self) -> None:
         """Stop without publishing what is queued (the reply was fenced off)."""
@@ -68,27 +76,24 @@ class Coalescer:
             self._flusher = None
         self._pending.clear()
 
-    async def _flush_later(self, now: float) -> None:
-        """Publish what is pending at the end of each window, starting from `now`."""
+    async def _flush_later(self) -> None:
         while self._pending:
             assert self._last is not None
-            due = self._last + self._window_s
-            self._sleeping = True
+            await self._sleep(max(0.0, self._last + self._window_s - self._clock()))
+            self._publishing = True
             try:
-                await self._sleep(max(0.0, due - now))
+                await self._publish_pending()
             finally:
-                self._sleeping = False
-            now = due
-            await self._publish_pending(due)
+                self._publishing = False
 
-    async def _publish_pending(self, at: float) -> None:
+    async def _publish_pending(self) -> None:
         deltas = len(self._pending)
         text = "".join(self._pending)
         self._pending.clear()
-        await self._publish(text, deltas, at)
+        await self._publish(text, deltas)
 
-    async def _publish(self, text: str, deltas: int, at: float) -> None:
+    async def _publish(self, text: str, deltas: int) -> None:
         index = self.events
         self.events += 1
-        self._last = at
+        self._last = self._clock()
         await self._send(index, text, deltas)

@@ -160,9 +160,8 @@ class _Reply:
             async for piece in pieces:
                 match piece:
                     case Delta(text=text):
-                        now = time.monotonic()
-                        watch.delta(progress.delta(text, now))
-                        await self.tokens.add(text, now)
+                        watch.delta(progress.delta(text, time.monotonic()))
+                        await self.tokens.add(text)
                         if watch.meters and not await watch.spend(counter.count(text)):
                             self.stop.set("budget")
                             return
