@@ -1,5 +1,5 @@
 """The reply-queue protocol on a real Redis-compatible server: fencing, a session's line,
-cancel marks, and admission with its place in line."""
+cancel marks, and admission."""
 
 import asyncio
 import uuid
@@ -123,9 +123,9 @@ async def test_a_failed_attempt_keeps_its_place_and_leaves_the_replies_in_flight
     queue: ReplyQueue,
 ) -> None:
     sid = uuid.uuid4().hex
-    admitted = await admit(queue, sid, "m1")
-    assert isinstance(admitted, Admitted)
-    assert await queue.finish(sid, "m1", 1, place=admitted.place, answered=False)
+    assert isinstance(await admit(queue, sid, "m1"), Admitted)
+    await queue.enqueue(sid, 7)
+    assert await queue.finish(sid, "m1", 1, place=7, answered=False)
     assert await queue.redis.zcard(keys.session_queue(sid)) == 1
     assert await queue.redis.zcard(keys.inflight(sid)) == 0
     assert await queue.claim(sid, "m1", 2) == "ours"
@@ -152,63 +152,41 @@ async def admit(
     )
 
 
-async def test_admitted_messages_take_places_in_the_order_they_were_admitted(
+async def test_an_admitted_message_takes_a_slot_and_joins_the_line_once_stored(
     queue: ReplyQueue,
 ) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
-    first, second = (
-        await admit(queue, sid, "m1", user=user),
-        await admit(queue, sid, "m2", user=user),
-    )
-    assert isinstance(first, Admitted)
-    assert isinstance(second, Admitted)
-    assert 0 < first.place < second.place
-    assert (await queue.line(sid, second.place)).head == first.place
+    assert await admit(queue, sid, "m1", user=user) == Admitted(None)
+    assert await admit(queue, sid, "m2", user=user) == Admitted(None)
     assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1", b"m2"]
+    assert await queue.redis.zcard(keys.session_queue(sid)) == 0  # nothing before it is stored
+    await queue.enqueue(sid, 12)
+    await queue.enqueue(sid, 11)
+    await queue.enqueue(sid, 12)  # idempotent
+    assert (await queue.line(sid, 12)).head == 11
 
 
-async def test_places_keep_growing_past_those_still_in_line(queue: ReplyQueue) -> None:
-    # A worker rejoined the line with a place the counter no longer knows (it expired).
-    sid = uuid.uuid4().hex
-    await queue.line(sid, 41)
-    admitted = await admit(queue, sid, "m1", user=uuid.uuid4().hex)
-    assert isinstance(admitted, Admitted)
-    assert admitted.place == 42
-
-
-async def test_parallel_sessions_and_messages_without_a_reply_take_no_place(
-    queue: ReplyQueue,
-) -> None:
+async def test_a_message_without_a_reply_takes_no_slot(queue: ReplyQueue) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
-    assert await admit(queue, sid, "m1", user=user, policy="parallel") == Admitted(0, None)
-    assert await admit(queue, sid, "m2", user=user, reply=False) == Admitted(0, None)
-    assert await queue.redis.zcard(keys.session_queue(sid)) == 0
+    assert await admit(queue, sid, "m1", user=user, policy="parallel") == Admitted(None)
+    assert await admit(queue, sid, "m2", user=user, reply=False) == Admitted(None)
     assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1"]
 
 
 async def test_a_reject_session_refuses_while_a_reply_waits_or_streams(queue: ReplyQueue) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
-    first = await admit(queue, sid, "m1", user=user, policy="reject")
-    assert isinstance(first, Admitted)
+    assert isinstance(await admit(queue, sid, "m1", user=user, policy="reject"), Admitted)
+    await queue.enqueue(sid, 5)  # stored: it waits for its reply
     assert await admit(queue, sid, "m2", user=user, policy="reject") == Refused("busy", 1.0)
     assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1"]  # nothing taken
-    assert await answered(queue, sid, "m1", 1, place=first.place)
+    assert await answered(queue, sid, "m1", 1, place=5)
     assert isinstance(await admit(queue, sid, "m2", user=user, policy="reject"), Admitted)
 
 
 async def test_an_interrupt_session_marks_the_running_reply_cancelled(queue: ReplyQueue) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
-    assert await admit(queue, sid, "m1", user=user, policy="interrupt") == Admitted(1, None)
+    assert await admit(queue, sid, "m1", user=user, policy="interrupt") == Admitted(None)
     await queue.begin(sid, "m1", 1, place=1)  # m1 streams
-    assert await admit(queue, sid, "m2", user=user, policy="interrupt") == Admitted(2, "m1")
+    assert await admit(queue, sid, "m2", user=user, policy="interrupt") == Admitted("m1")
     assert await queue.redis.exists(keys.cancel_mark(sid, "m1"))
     assert not await queue.redis.exists(keys.cancel_mark(sid, "m2"))
-
-
-async def test_a_withdrawn_place_leaves_the_line(queue: ReplyQueue) -> None:
-    sid = uuid.uuid4().hex
-    first, second = await admit(queue, sid, "m1"), await admit(queue, sid, "m2")
-    assert isinstance(first, Admitted)
-    assert isinstance(second, Admitted)
-    await queue.withdraw(sid, first.place)
-    assert (await queue.line(sid, second.place)).head == second.place

@@ -48,8 +48,6 @@ class UserMessage(Event):
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     reply: bool = True
     policy: Policy = "queue"
-    place: int = Field(default=0, ge=0)
-    """Its place in the session's reply queue (`shared.reply_queue`), 0 when it has none."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -87,8 +87,3 @@ def budget(user_id: str, day: str) -> str:
 def today() -> str:
     """The UTC day (`YYYYMMDD`) whose `budget` key spending is added to now."""
     return datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%d")
-
-
-def turn(session_id: str) -> str:
-    """Counter of the places handed out in a session's reply queue."""
-    return f"tw:turn:{session_id}"

@@ -6,8 +6,10 @@ the states and their transitions are drawn in docs/architecture.md, "The reply l
 
 - `admit` (gateway, before storing a message): the user's message rate, their daily budget,
   the session's replies in flight and its second-message policy decide; an admitted message
-  takes a slot in flight and, outside `parallel` sessions, the next place in its session's
-  line (and in `interrupt` sessions marks the running reply cancelled).
+  takes a slot in flight (and in `interrupt` sessions marks the running reply cancelled).
+- `enqueue` (gateway, once the stream stored the message, outside `parallel` sessions): the
+  message joins its session's line at its stream sequence, before any worker can take a
+  later message of the session.
 - `begin` (worker, on each delivery): claim the reply for the attempt (the fence), read a
   waiting cancel mark, rejoin the line (idempotent) and learn its head.
 - `line` / `beat` / `skip` (worker, while it waits or streams): who is first in line, whether
@@ -15,9 +17,10 @@ the states and their transitions are drawn in docs/architecture.md, "The reply l
 - `finish` (worker, once the terminal event is stored): mark the message answered unless a
   newer attempt took it meanwhile, and leave the line and the slot in flight in the same step.
 
-Places are numbers handed out by `admit` in the order messages are admitted; a message that
-was stored without one (by a client of the stream other than a gateway) is placed by its
-stream sequence.
+A message's place in line is its stream sequence. Workers join the line too (idempotently),
+so a message whose gateway died between storing and enqueueing it still takes its place. The
+line is not joined before the message is stored: a gateway that died in between would leave
+a place that no message fills, and the session's later replies would wait for it.
 """
 
 import time
@@ -32,8 +35,6 @@ from shared.events import Policy
 
 FENCE_TTL_S = 24 * 3600
 """A fence outlives every delivery a message can have, so a late, stale one always finds it."""
-TURN_TTL_S = 24 * 3600
-"""The counter of a session's places lives this long after its last message."""
 
 Claim = Literal["ours", "newer", "answered"]
 _CLAIMS: dict[int, Claim] = {1: "ours", 0: "newer", 2: "answered"}
@@ -48,8 +49,6 @@ _VERDICTS: dict[int, Verdict] = {
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    place: int
-    """The message's place in its session's line (0 in `parallel` sessions or without a reply)."""
     interrupted: str | None
     """In an `interrupt` session, the message whose running reply is now marked cancelled."""
 
@@ -106,6 +105,7 @@ class ReplyQueue:
         self._begin = redis.register_script(scripts.BEGIN)
         self._line = redis.register_script(scripts.LINE)
         self._skip = redis.register_script(scripts.SKIP)
+        self._enqueue = redis.register_script(scripts.ENQUEUE)
         self._finish = redis.register_script(scripts.FINISH)
 
     # Gateways.
@@ -119,16 +119,15 @@ class ReplyQueue:
         reply: bool,
         policy: Policy,
     ) -> Admitted | Refused:
-        """Every check before a message is stored, and its slot and place once it may be."""
+        """Every check before a message is stored, and its slot in flight once it may be."""
         now = time.time()
-        verdict, retry, place, interrupted = await self._admit(
+        verdict, retry, _, interrupted = await self._admit(
             keys=[
                 keys.message_rate(user_id),
                 keys.budget(user_id, keys.today()),
                 keys.inflight(session_id),
                 keys.session_queue(session_id),
                 keys.active_reply(session_id),
-                keys.turn(session_id),
             ],
             args=[
                 now,
@@ -143,18 +142,16 @@ class ReplyQueue:
                 self._queue_ttl_s,
                 keys.cancel_mark(session_id, ""),
                 keys.CANCEL_MARK_TTL_S,
-                TURN_TTL_S,
             ],
         )
         if int(verdict):
             return Refused(_VERDICTS[int(verdict)], round(float(retry), 2))
         text = interrupted.decode() if isinstance(interrupted, bytes) else str(interrupted)
-        return Admitted(int(place), text or None)
+        return Admitted(text or None)
 
-    async def withdraw(self, session_id: str, place: int) -> None:
-        """Give back a place whose message was not stored (or was stored before, under
-        another place): a worker that does get the message rejoins the line itself."""
-        await self.redis.zrem(keys.session_queue(session_id), str(place))
+    async def enqueue(self, session_id: str, seq: int) -> None:
+        """The stored message at stream sequence `seq` joins its session's line."""
+        await self._enqueue(keys=[keys.session_queue(session_id)], args=[seq, self._queue_ttl_s])
 
     async def mark_cancelled(self, session_id: str, message_id: str) -> None:
         """A worker that takes `message_id` later (or holds it now) stops its reply."""

@@ -1,11 +1,10 @@
 """The Lua scripts of the reply-queue protocol (`shared.reply_queue`), one per stage: each
 runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
 
-# KEYS: rate bucket, budget, in flight, line, active, turn counter.
+# KEYS: rate bucket, budget, in flight, line, active.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
-#   in-flight expiry, in-flight limit, policy, line ttl, cancel-mark prefix, cancel ttl,
-#   turn ttl.
-# Returns {verdict (0 admitted), retry after, place, interrupted message id}.
+#   in-flight expiry, in-flight limit, policy, (unused), cancel-mark prefix, cancel ttl.
+# Returns {verdict (0 admitted), retry after, 0, interrupted message id}.
 ADMIT = """
 local now = tonumber(ARGV[1])
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -37,17 +36,7 @@ if policy == 'interrupt' then
 end
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[7]) - now) + 1)
-if policy == 'parallel' then return {0, '0', 0, interrupted} end
-local place = redis.call('INCR', KEYS[6])
-local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2]
-if last and place <= tonumber(last) then
-  place = tonumber(last) + 1
-  redis.call('SET', KEYS[6], place)
-end
-redis.call('EXPIRE', KEYS[6], ARGV[13])
-redis.call('ZADD', KEYS[4], place, place)
-redis.call('EXPIRE', KEYS[4], ARGV[10])
-return {0, '0', place, interrupted}
+return {0, '0', 0, interrupted}
 """
 # KEYS: fence. Claim the reply for ARGV[1] unless a newer attempt has it (0) or it was
 # answered (2). With ARGV[3] > 0 and the claim ours, the worker answering the head of line
@@ -86,6 +75,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 if head == ARGV[1] and ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2]) end
 return {head, redis.call('EXISTS', KEYS[2])}
+"""
+# KEYS: line. Join the line at the stored message's stream sequence ARGV[1] (idempotent).
+ENQUEUE = """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 # KEYS: line. Drop the head if it still is ARGV[1].
 SKIP = """

@@ -1,5 +1,6 @@
-"""Submitting a user message: admitted and placed in its session's line in one Redis round
-trip (`shared.reply_queue`), then stored in the stream; and cancelling a reply.
+"""Submitting a user message: admitted in one Redis round trip (`shared.reply_queue`), stored
+in the stream, then (outside `parallel` sessions) put in its session's line in a second one;
+and cancelling a reply.
 
 Without Redis nothing is stored: admission fails closed for anything that costs model tokens.
 """
@@ -16,7 +17,7 @@ from gateway.refusal import NOT_STORED, Refusal
 from shared import rpc, telemetry
 from shared.events import UserMessage
 from shared.frames import MessageFrame
-from shared.reply_queue import AdmissionLimits, Admitted, Refused, ReplyQueue
+from shared.reply_queue import AdmissionLimits, Refused, ReplyQueue
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class Stored:
     seq: int
     """The message's stream sequence."""
     new: bool
-    """False for a resend within the stream's dedup window: stored once, under its first place."""
+    """False for a resend within the stream's dedup window: stored once."""
 
 
 class Submissions:
@@ -59,14 +60,13 @@ class Submissions:
             await self._bus.cancel(sid, admission.interrupted)
         try:
             seq, new = await self._bus.store_user_message(
-                _event(session, user, frame, admission), headers=telemetry.trace_headers()
+                _event(session, user, frame), headers=telemetry.trace_headers()
             )
-        except Unavailable as exc:
+            if new and frame.reply and session.policy != "parallel":
+                await self._queue.enqueue(sid, seq)
+        except (Unavailable, RedisError) as exc:
             log.warning("message refused, not stored: %s", exc)
-            await self._withdraw(sid, admission.place)
             return NOT_STORED
-        if not new:
-            await self._withdraw(sid, admission.place)
         return Stored(seq, new)
 
     async def cancel(self, session_id: str, message_id: str) -> None:
@@ -75,11 +75,6 @@ class Submissions:
         with contextlib.suppress(RedisError):
             await self._queue.mark_cancelled(session_id, message_id)
         await self._bus.cancel(session_id, message_id)
-
-    async def _withdraw(self, session_id: str, place: int) -> None:
-        if place:
-            with contextlib.suppress(RedisError):
-                await self._queue.withdraw(session_id, place)
 
 
 def refusal(refused: Refused, limits: AdmissionLimits) -> Refusal:
@@ -104,9 +99,7 @@ def _to_midnight() -> float:
     return round((midnight - now).total_seconds())
 
 
-def _event(
-    session: rpc.SessionInfo, user: str, frame: MessageFrame, admission: Admitted
-) -> UserMessage:
+def _event(session: rpc.SessionInfo, user: str, frame: MessageFrame) -> UserMessage:
     return UserMessage(
         session_id=session.session_id,
         message_id=frame.message_id,
@@ -114,5 +107,4 @@ def _event(
         content=frame.content,
         reply=frame.reply,
         policy=session.policy,
-        place=admission.place,
     )

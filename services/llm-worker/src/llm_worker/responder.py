@@ -49,11 +49,9 @@ class Delivery:
 
     @property
     def place(self) -> int:
-        """Its place in the session's line: the one the gateway gave it, else (stored by
-        another client of the stream) its stream sequence; 0 in a `parallel` session."""
-        if self.message.policy == "parallel":
-            return 0
-        return self.message.place or self.seq
+        """Its place in the session's line: its stream sequence; 0 in a `parallel` session
+        (or outside JetStream)."""
+        return 0 if self.message.policy == "parallel" else self.seq
 
 
 class Responder:
