@@ -139,7 +139,6 @@ class ReplyQueue:
                 now + limits.reply_ttl_s,
                 limits.replies_per_session,
                 policy,
-                self._queue_ttl_s,
                 keys.cancel_mark(session_id, ""),
                 keys.CANCEL_MARK_TTL_S,
             ],

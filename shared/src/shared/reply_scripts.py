@@ -3,7 +3,7 @@ runs atomically in Redis, in one round trip. Their keys and arguments are listed
 
 # KEYS: rate bucket, budget, in flight, line, active.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
-#   in-flight expiry, in-flight limit, policy, (unused), cancel-mark prefix, cancel ttl.
+#   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl.
 # Returns {verdict (0 admitted), retry after, 0, interrupted message id}.
 ADMIT = """
 local now = tonumber(ARGV[1])
@@ -31,7 +31,7 @@ local interrupted = ''
 if policy == 'interrupt' then
   interrupted = redis.call('GET', KEYS[5]) or ''
   if interrupted ~= '' then
-    redis.call('SET', ARGV[11] .. interrupted, 1, 'EX', ARGV[12])
+    redis.call('SET', ARGV[10] .. interrupted, 1, 'EX', ARGV[11])
   end
 end
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])

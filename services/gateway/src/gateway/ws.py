@@ -91,8 +91,9 @@ async def _authenticate(
     except Unavailable:
         return protocol.sessions_unavailable()
     refusal = protocol.join(principal.user_id, session)
-    if refusal is not None or session is None:
-        return refusal or protocol.sessions_unavailable()
+    if refusal is not None:
+        return refusal
+    assert session is not None  # join refuses a session that does not exist
     return principal, session
 
 
