@@ -3,6 +3,7 @@
 import pytest
 
 from llm_worker.attempt import (
+    Forget,
     Progress,
     ReplyJob,
     Waiting,
@@ -45,9 +46,28 @@ def test_a_head_nobody_answers_is_skipped_after_the_stall_time() -> None:
     assert waiting.next(Line(11, beating=False), 20, stopped=False) == "wait"
 
 
+def test_a_message_admitted_earlier_blocks_until_taken_or_forgotten() -> None:
+    assert after_begin(Beginning("ours", False, 5, 1.0, "m0"), 5) == "wait"
+    waiting = Waiting(place=12, stall_s=10, since=0, unstored_s=3)
+    assert waiting.next(Line(12, False, "m0"), 1, stopped=False) == "wait"
+    assert waiting.next(Line(12, False, "m0"), 4, stopped=False) == "wait"
+    assert waiting.next(Line(12, False, "m0"), 4.5, stopped=False) == Forget("m0")
+    assert waiting.next(Line(12, False, "m1"), 5, stopped=False) == "wait"  # another one
+    assert waiting.next(Line(12, False, ""), 6, stopped=False) == "stream"
+
+
+def test_a_head_s_stall_time_starts_once_nothing_blocks() -> None:
+    waiting = Waiting(place=12, stall_s=10, since=0)
+    assert waiting.next(Line(10, False), 1, stopped=False) == "wait"
+    assert waiting.next(Line(10, False, "m0"), 5, stopped=False) == "wait"
+    assert waiting.next(Line(10, False), 14, stopped=False) == "wait"  # 13 s after first seen
+    assert waiting.next(Line(10, False), 24.5, stopped=False) == 10
+
+
 def test_a_stop_ends_the_wait() -> None:
     waiting = Waiting(place=12, stall_s=10, since=0)
     assert waiting.next(Line(10, beating=True), 1, stopped=True) == "stream"
+    assert waiting.next(Line(12, False, "m0"), 2, stopped=True) == "stream"
 
 
 def test_a_complete_reply_keeps_the_provider_s_usage_and_finish() -> None:

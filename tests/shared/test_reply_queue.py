@@ -124,7 +124,7 @@ async def test_a_failed_attempt_keeps_its_place_and_leaves_the_replies_in_flight
 ) -> None:
     sid = uuid.uuid4().hex
     assert isinstance(await admit(queue, sid, "m1"), Admitted)
-    await queue.enqueue(sid, 7)
+    await queue.begin(sid, "m1", 1, place=7)
     assert await queue.finish(sid, "m1", 1, place=7, answered=False)
     assert await queue.redis.zcard(keys.session_queue(sid)) == 1
     assert await queue.redis.zcard(keys.inflight(sid)) == 0
@@ -152,7 +152,7 @@ async def admit(
     )
 
 
-async def test_an_admitted_message_takes_a_slot_and_joins_the_line_once_stored(
+async def test_an_admitted_message_takes_a_slot_and_joins_the_line_once_taken(
     queue: ReplyQueue,
 ) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
@@ -160,9 +160,9 @@ async def test_an_admitted_message_takes_a_slot_and_joins_the_line_once_stored(
     assert await admit(queue, sid, "m2", user=user) == Admitted(None)
     assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1", b"m2"]
     assert await queue.redis.zcard(keys.session_queue(sid)) == 0  # nothing before it is stored
-    await queue.enqueue(sid, 12)
-    await queue.enqueue(sid, 11)
-    await queue.enqueue(sid, 12)  # idempotent
+    await queue.line(sid, 12)
+    await queue.line(sid, 11)
+    await queue.line(sid, 12)  # idempotent
     assert (await queue.line(sid, 12)).head == 11
 
 
@@ -176,7 +176,7 @@ async def test_a_message_without_a_reply_takes_no_slot(queue: ReplyQueue) -> Non
 async def test_a_reject_session_refuses_while_a_reply_waits_or_streams(queue: ReplyQueue) -> None:
     sid, user = uuid.uuid4().hex, uuid.uuid4().hex
     assert isinstance(await admit(queue, sid, "m1", user=user, policy="reject"), Admitted)
-    await queue.enqueue(sid, 5)  # stored: it waits for its reply
+    # admitted: it waits for a worker, then for its reply
     assert await admit(queue, sid, "m2", user=user, policy="reject") == Refused("busy", 1.0)
     assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m1"]  # nothing taken
     assert await answered(queue, sid, "m1", 1, place=5)
@@ -190,3 +190,56 @@ async def test_an_interrupt_session_marks_the_running_reply_cancelled(queue: Rep
     assert await admit(queue, sid, "m2", user=user, policy="interrupt") == Admitted("m1")
     assert await queue.redis.exists(keys.cancel_mark(sid, "m1"))
     assert not await queue.redis.exists(keys.cancel_mark(sid, "m2"))
+
+
+async def test_a_message_taken_first_waits_for_one_admitted_before_it(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=user) == Admitted(None)
+    assert await admit(queue, sid, "m2", user=user) == Admitted(None)
+    assert await queue.redis.zrange(keys.storing(sid), 0, -1) == [b"m1", b"m2"]
+    second = await queue.begin(sid, "m2", 1, place=8)  # its worker began first
+    assert (second.head, second.blocker) == (8, "m1")
+    assert second.admitted_at > 0
+    assert not await queue.redis.exists(keys.active_reply(sid))  # not its turn yet
+    assert (await queue.line(sid, 8, "m2", second.admitted_at)).blocker == "m1"
+    first = await queue.begin(sid, "m1", 1, place=7)
+    assert (first.head, first.blocker) == (7, "")
+    assert await queue.redis.get(keys.active_reply(sid)) == b"m1"
+    after = await queue.line(sid, 8, "m2", second.admitted_at)
+    assert (after.head, after.blocker) == (7, "")
+    assert await queue.redis.zcard(keys.storing(sid)) == 0
+
+
+async def test_a_blocker_nobody_takes_is_forgotten(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "lost", user=user) == Admitted(None)
+    assert await admit(queue, sid, "m2", user=user) == Admitted(None)
+    began = await queue.begin(sid, "m2", 1, place=3)
+    assert began.blocker == "lost"
+    await queue.forget(sid, "lost")
+    line = await queue.line(sid, 3, "m2", began.admitted_at)
+    assert (line.head, line.blocker) == (3, "")
+    assert await queue.redis.get(keys.active_reply(sid)) == b"m2"
+
+
+async def test_a_message_the_stream_did_not_store_is_withdrawn(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=user, policy="reject") == Admitted(None)
+    await queue.withdraw(sid, "m1")
+    assert await queue.redis.zcard(keys.inflight(sid)) == 0
+    assert await queue.redis.zcard(keys.storing(sid)) == 0
+    assert await admit(queue, sid, "m2", user=user, policy="reject") == Admitted(None)
+
+
+async def test_only_queued_messages_no_worker_took_are_noted_storing(queue: ReplyQueue) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "p", user=user, policy="parallel") == Admitted(None)
+    assert await admit(queue, sid, "n", user=user, reply=False) == Admitted(None)
+    assert await queue.redis.zcard(keys.storing(sid)) == 0
+    assert await admit(queue, sid, "m1", user=user) == Admitted(None)
+    await queue.begin(sid, "m1", 1, place=4)
+    assert await admit(queue, sid, "m1", user=user) == Admitted(None)  # a resend, taken already
+    assert await queue.redis.zcard(keys.storing(sid)) == 0
+    assert await admit(queue, sid, "m2", user=user) == Admitted(None)
+    assert await answered(queue, sid, "m2", 1, place=5)  # however it ended, it is taken
+    assert await queue.redis.zcard(keys.storing(sid)) == 0

@@ -49,6 +49,12 @@ def session_queue(session_id: str) -> str:
     return f"tw:queue:{session_id}"
 
 
+def storing(session_id: str) -> str:
+    """Sorted set of a queued session's admitted messages no worker has taken yet, scored by
+    when they were admitted: a message taken later waits for those admitted before it."""
+    return f"tw:storing:{session_id}"
+
+
 def fence(session_id: str, message_id: str) -> str:
     """The newest attempt that claimed the reply to a message (its fencing number)."""
     return f"tw:fence:{session_id}:{message_id}"

@@ -6,21 +6,25 @@ the states and their transitions are drawn in docs/architecture.md, "The reply l
 
 - `admit` (gateway, before storing a message): the user's message rate, their daily budget,
   the session's replies in flight and its second-message policy decide; an admitted message
-  takes a slot in flight (and in `interrupt` sessions marks the running reply cancelled).
-- `enqueue` (gateway, once the stream stored the message, outside `parallel` sessions): the
-  message joins its session's line at its stream sequence, before any worker can take a
-  later message of the session.
+  takes a slot in flight (and in `interrupt` sessions marks the running reply cancelled)
+  and, outside `parallel` sessions, is noted as storing at the time it was admitted.
+- `withdraw` (gateway, only when the stream did not store an admitted message): the slot and
+  the note go.
 - `begin` (worker, on each delivery): claim the reply for the attempt (the fence), read a
-  waiting cancel mark, rejoin the line (idempotent) and learn its head.
-- `line` / `beat` / `skip` (worker, while it waits or streams): who is first in line, whether
-  the worker answering it is alive, and giving up on a head nobody answers.
+  waiting cancel mark, trade the storing note for a place in line and learn the head.
+- `line` / `beat` / `skip` / `forget` (worker, while it waits or streams): who is first in
+  line, whether the worker answering it is alive, whether a message admitted earlier is still
+  storing (the blocker), and giving up on a head nobody answers or a blocker nobody takes.
 - `finish` (worker, once the terminal event is stored): mark the message answered unless a
   newer attempt took it meanwhile, and leave the line and the slot in flight in the same step.
 
-A message's place in line is its stream sequence. Workers join the line too (idempotently),
-so a message whose gateway died between storing and enqueueing it still takes its place. The
-line is not joined before the message is stored: a gateway that died in between would leave
-a place that no message fills, and the session's later replies would wait for it.
+A message's place in line is its stream sequence, taken by the worker that begins it. The
+storing notes close the race in which a later message's worker begins before an earlier
+message's worker did: stream deliveries come in order, so a blocker is a message whose worker
+is about to begin it, or one stored after this message by another gateway — or one that was
+never stored (its gateway died between admitting and storing it). Nobody can tell the last
+from the others at once, so a waiting worker forgets a blocker nobody took for long
+(`attempt.Waiting`); it never waits for a place that no message fills.
 """
 
 import time
@@ -75,7 +79,11 @@ class Beginning:
     cancel_marked: bool
     head: int
     """The session's first in line (0 without a place); the active mark is set when it is the
-    message that began."""
+    message that began and nothing blocks it."""
+    admitted_at: float = 0.0
+    """When the message was admitted, if it was noted as storing (0: unknown)."""
+    blocker: str = ""
+    """A message admitted before this one that no worker has taken yet ("": none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,8 @@ class Line:
     """The session's first in line."""
     beating: bool
     """Whether a worker answering a queued reply of the session beat lately."""
+    blocker: str = ""
+    """As `Beginning.blocker`."""
 
 
 class ReplyQueue:
@@ -105,7 +115,6 @@ class ReplyQueue:
         self._begin = redis.register_script(scripts.BEGIN)
         self._line = redis.register_script(scripts.LINE)
         self._skip = redis.register_script(scripts.SKIP)
-        self._enqueue = redis.register_script(scripts.ENQUEUE)
         self._finish = redis.register_script(scripts.FINISH)
 
     # Gateways.
@@ -128,6 +137,8 @@ class ReplyQueue:
                 keys.inflight(session_id),
                 keys.session_queue(session_id),
                 keys.active_reply(session_id),
+                keys.storing(session_id),
+                keys.fence(session_id, message_id),
             ],
             args=[
                 now,
@@ -145,12 +156,15 @@ class ReplyQueue:
         )
         if int(verdict):
             return Refused(_VERDICTS[int(verdict)], round(float(retry), 2))
-        text = interrupted.decode() if isinstance(interrupted, bytes) else str(interrupted)
-        return Admitted(text or None)
+        return Admitted(_text(interrupted) or None)
 
-    async def enqueue(self, session_id: str, seq: int) -> None:
-        """The stored message at stream sequence `seq` joins its session's line."""
-        await self._enqueue(keys=[keys.session_queue(session_id)], args=[seq, self._queue_ttl_s])
+    async def withdraw(self, session_id: str, message_id: str) -> None:
+        """The stream did not store an admitted message: it leaves the replies in flight and
+        the storing notes (so nothing waits for it)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.inflight(session_id), message_id)
+            pipe.zrem(keys.storing(session_id), message_id)
+            await pipe.execute()
 
     async def mark_cancelled(self, session_id: str, message_id: str) -> None:
         """A worker that takes `message_id` later (or holds it now) stops its reply."""
@@ -179,31 +193,39 @@ class ReplyQueue:
     async def begin(
         self, session_id: str, message_id: str, attempt: int, *, place: int = 0
     ) -> Beginning:
-        """`claim`, whether a cancel mark waits, and with a `place` the head of the line
-        (setting the active mark when it is this message): one round trip before a reply."""
-        claim, marked, head = await self._begin(
+        """`claim`, whether a cancel mark waits, and with a `place` the head of the line and
+        any blocker (setting the active mark when it is this message's turn): one round trip
+        before a reply."""
+        claim, marked, head, admitted_at, blocker = await self._begin(
             keys=[
                 keys.fence(session_id, message_id),
                 keys.cancel_mark(session_id, message_id),
                 keys.session_queue(session_id),
                 keys.active_reply(session_id),
+                keys.storing(session_id),
             ],
             args=[attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s],
         )
-        return Beginning(_CLAIMS[int(claim)], bool(marked), int(head))
+        return Beginning(
+            _CLAIMS[int(claim)], bool(marked), int(head), float(admitted_at), _text(blocker)
+        )
 
-    async def line(self, session_id: str, place: int, message_id: str = "") -> Line:
-        """Rejoin the line at `place` (idempotent) and answer its head; when the head is
-        `place`, `message_id` becomes the session's active reply."""
-        head, beating = await self._line(
+    async def line(
+        self, session_id: str, place: int, message_id: str = "", admitted_at: float = 0.0
+    ) -> Line:
+        """Rejoin the line at `place` (idempotent) and answer its head, and the first message
+        admitted before `admitted_at` still storing; when the head is `place` and nothing
+        blocks it, `message_id` becomes the session's active reply."""
+        head, beating, blocker = await self._line(
             keys=[
                 keys.session_queue(session_id),
                 keys.reply_beat(session_id),
                 keys.active_reply(session_id),
+                keys.storing(session_id),
             ],
-            args=[place, self._queue_ttl_s, message_id],
+            args=[place, self._queue_ttl_s, message_id, admitted_at],
         )
-        return Line(int(head), bool(beating))
+        return Line(int(head), bool(beating), _text(blocker))
 
     async def beat(self, session_id: str, ttl_s: float) -> None:
         """The session's head of line is being answered: `Line.beating` for `ttl_s`."""
@@ -212,6 +234,10 @@ class ReplyQueue:
     async def skip(self, session_id: str, head: int) -> None:
         """Give up on the message at the head of the line (if it still is)."""
         await self._skip(keys=[keys.session_queue(session_id)], args=[head])
+
+    async def forget(self, session_id: str, message_id: str) -> None:
+        """Stop waiting for an admitted message no worker took (the blocker of a `Line`)."""
+        await self.redis.zrem(keys.storing(session_id), message_id)
 
     async def finish(
         self, session_id: str, message_id: str, attempt: int, *, place: int, answered: bool
@@ -230,7 +256,12 @@ class ReplyQueue:
                 keys.session_queue(session_id),
                 keys.active_reply(session_id),
                 keys.inflight(session_id),
+                keys.storing(session_id),
             ],
             args=[attempt, self._fence_ttl_s, place, message_id, int(answered)],
         )
         return bool(done)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -1,10 +1,12 @@
 """The Lua scripts of the reply-queue protocol (`shared.reply_queue`), one per stage: each
 runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
 
-# KEYS: rate bucket, budget, in flight, line, active.
+# KEYS: rate bucket, budget, in flight, line, active, storing, the message's fence.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
 #   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl.
-# Returns {verdict (0 admitted), retry after, 0, interrupted message id}.
+# Returns {verdict (0 admitted), retry after, 0, interrupted message id}. Outside `parallel`
+# sessions an admitted message no worker has taken yet (no fence) is noted as storing, at
+# the time it was admitted; notes older than a reply's expiry are dropped.
 ADMIT = """
 local now = tonumber(ARGV[1])
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -25,8 +27,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if not redis.call('ZSCORE', KEYS[3], ARGV[6])
   and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {3, '1', 0, ''} end
 local policy = ARGV[9]
+local expiry = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', 2 * now - expiry)
 if policy == 'reject' and (redis.call('EXISTS', KEYS[5]) == 1
-  or redis.call('ZCARD', KEYS[4]) > 0) then return {4, '1', 0, ''} end
+  or redis.call('ZCARD', KEYS[4]) > 0 or redis.call('ZCARD', KEYS[6]) > 0) then
+  return {4, '1', 0, ''}
+end
 local interrupted = ''
 if policy == 'interrupt' then
   interrupted = redis.call('GET', KEYS[5]) or ''
@@ -34,8 +40,12 @@ if policy == 'interrupt' then
     redis.call('SET', ARGV[10] .. interrupted, 1, 'EX', ARGV[11])
   end
 end
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[7]) - now) + 1)
+redis.call('ZADD', KEYS[3], expiry, ARGV[6])
+redis.call('EXPIRE', KEYS[3], math.ceil(expiry - now) + 1)
+if policy ~= 'parallel' and redis.call('EXISTS', KEYS[7]) == 0 then
+  redis.call('ZADD', KEYS[6], 'NX', now, ARGV[6])
+  redis.call('EXPIRE', KEYS[6], math.ceil(expiry - now) + 1)
+end
 return {0, '0', 0, interrupted}
 """
 # KEYS: fence. Claim the reply for ARGV[1] unless a newer attempt has it (0) or it was
@@ -49,54 +59,63 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], 1, 'PX', ARGV[3]) end
 return 1
 """
-# KEYS: fence, cancel mark, line, active. The claim (as _CLAIM); whether a cancel mark waits;
-# with a place (ARGV[4] > 0), rejoin the line, its head, and the active mark when the head is
-# this message.
+# KEYS: fence, cancel mark, line, active, storing. The claim (as CLAIM); whether a cancel mark
+# waits; with a place (ARGV[4] > 0): no longer storing, the line rejoined, its head, when the
+# message was admitted ('0': unknown) and the first message still storing that was admitted
+# before it (the blocker, ''); the active mark when the head is this message and none blocks.
 BEGIN = """
 local current = redis.call('GET', KEYS[1])
-if current == 'done' then return {2, 0, 0} end
-if tonumber(current or '0') > tonumber(ARGV[1]) then return {0, 0, 0} end
+if current == 'done' then return {2, 0, 0, '0', ''} end
+if tonumber(current or '0') > tonumber(ARGV[1]) then return {0, 0, 0, '0', ''} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local marked = redis.call('EXISTS', KEYS[2])
-local head = 0
-if tonumber(ARGV[4]) > 0 then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[4])
-  redis.call('EXPIRE', KEYS[3], ARGV[5])
-  head = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
-  if head == tonumber(ARGV[4]) then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5]) end
+if tonumber(ARGV[4]) <= 0 then return {1, marked, 0, '0', ''} end
+local at = redis.call('ZSCORE', KEYS[5], ARGV[3])
+local blocker = ''
+if at then
+  redis.call('ZREM', KEYS[5], ARGV[3])
+  blocker = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. at, 'LIMIT', 0, 1)[1] or ''
 end
-return {1, marked, head}
+redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+local head = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
+if head == tonumber(ARGV[4]) and blocker == '' then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5])
+end
+return {1, marked, head, at or '0', blocker}
 """
-# KEYS: line, beat, active. Rejoin the line (idempotent); its head, whether the worker
-# answering the head beat lately; the active mark when the head is message ARGV[3] (if any).
+# KEYS: line, beat, active, storing. Rejoin the line (idempotent); its head, whether the
+# worker answering the head beat lately, the first message storing admitted before ARGV[4]
+# (if > 0); the active mark when the head is message ARGV[3] (if any) and none blocks.
 LINE = """
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-if head == ARGV[1] and ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2]) end
-return {head, redis.call('EXISTS', KEYS[2])}
-"""
-# KEYS: line. Join the line at the stored message's stream sequence ARGV[1] (idempotent).
-ENQUEUE = """
-redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
+local blocker = ''
+if tonumber(ARGV[4]) > 0 then
+  blocker = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 1)[1] or ''
+end
+if head == ARGV[1] and ARGV[3] ~= '' and blocker == '' then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+end
+return {head, redis.call('EXISTS', KEYS[2]), blocker}
 """
 # KEYS: line. Drop the head if it still is ARGV[1].
 SKIP = """
 if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """
-# KEYS: fence, line, active, in flight. ARGV: attempt, fence ttl, place, message id, answered.
-# Answered: mark it so unless a newer attempt took the reply (0: that attempt streams it
-# again; its terminal event is the one kept), leave the line and the active mark. Answered or
-# failed, the reply leaves the session's replies in flight.
+# KEYS: fence, line, active, in flight, storing. ARGV: attempt, fence ttl, place, message id,
+# answered. Answered: mark it so unless a newer attempt took the reply (0: that attempt
+# streams it again; its terminal event is the one kept), leave the line, the storing notes and
+# the active mark. Answered or failed, the reply leaves the session's replies in flight.
 FINISH = """
 if ARGV[5] == '1' then
   local current = redis.call('GET', KEYS[1])
   if current and current ~= 'done' and tonumber(current) > tonumber(ARGV[1]) then return 0 end
   redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[5], ARGV[4])
   if redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
 end
 redis.call('ZREM', KEYS[4], ARGV[4])

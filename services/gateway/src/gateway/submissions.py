@@ -1,5 +1,5 @@
-"""Submitting a user message: admitted in one Redis round trip (`shared.reply_queue`), stored
-in the stream, then (outside `parallel` sessions) put in its session's line in a second one;
+"""Submitting a user message: admitted in one Redis round trip (`shared.reply_queue`), then
+stored in the stream (a second round trip only withdraws a message the stream did not store);
 and cancelling a reply.
 
 Without Redis nothing is stored: admission fails closed for anything that costs model tokens.
@@ -62,10 +62,10 @@ class Submissions:
             seq, new = await self._bus.store_user_message(
                 _event(session, user, frame), headers=telemetry.trace_headers()
             )
-            if new and frame.reply and session.policy != "parallel":
-                await self._queue.enqueue(sid, seq)
-        except (Unavailable, RedisError) as exc:
+        except Unavailable as exc:
             log.warning("message refused, not stored: %s", exc)
+            with contextlib.suppress(RedisError):
+                await self._queue.withdraw(sid, frame.message_id)
             return NOT_STORED
         return Stored(seq, new)
 

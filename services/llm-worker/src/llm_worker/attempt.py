@@ -41,7 +41,20 @@ def after_begin(beginning: Beginning, place: int) -> AfterBegin:
         case "newer":
             return "leave"
         case "ours":
-            return "wait" if place and beginning.head != place else "stream"
+            waits = place and (beginning.head != place or beginning.blocker)
+            return "wait" if waits else "stream"
+
+
+UNSTORED_S = 10.0
+"""How long a message waits for one admitted before it that no worker has taken: far longer
+than a delivery takes to begin, and than a gateway waits for the stream to store a message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Stop waiting for this admitted message: no worker took it, so it was never stored."""
+
+    message_id: str
 
 
 @dataclass(slots=True)
@@ -50,7 +63,8 @@ class Waiting:
 
     A head of line nobody answers (no beat) for longer than `stall_s` was given up on by the
     stream (or lost before it was stored): it is skipped. A head whose worker beats, however
-    long its reply runs, is waited for.
+    long its reply runs, is waited for. A blocker (a message admitted earlier that no worker
+    has taken) is waited for up to `unstored_s`, then forgotten.
     """
 
     place: int
@@ -58,11 +72,23 @@ class Waiting:
     since: float
     """When the current head was first seen, or last seen beating."""
     waiting_on: int = 0
+    unstored_s: float = UNSTORED_S
+    blocked_by: str = ""
+    blocked_since: float = 0.0
 
-    def next(self, line: Line, now: float, *, stopped: bool) -> Literal["stream", "wait"] | int:
-        """`stream` (its turn, or stopped), `wait`, or the head to skip."""
-        if line.head == self.place or stopped:
+    def next(
+        self, line: Line, now: float, *, stopped: bool
+    ) -> Literal["stream", "wait"] | int | Forget:
+        """`stream` (its turn, or stopped), `wait`, the head to skip or the blocker to forget."""
+        if stopped or (line.head == self.place and not line.blocker):
             return "stream"
+        if line.blocker:
+            self.waiting_on = 0  # the head's stall time starts once nothing blocks
+            if line.blocker != self.blocked_by:
+                self.blocked_by, self.blocked_since = line.blocker, now
+            elif now - self.blocked_since > self.unstored_s:
+                return Forget(line.blocker)
+            return "wait"
         if line.head != self.waiting_on or line.beating:
             self.waiting_on, self.since = line.head, now
         elif now - self.since > self.stall_s:

@@ -6,7 +6,6 @@ protocol, and the context, the prompt and the budget around the stream.
 attempt has the reply (the stale worker leaves the message to it).
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,11 +27,11 @@ from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.tokens import TokenCounter
+from llm_worker.turns import Waiter, wait_turn
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.logs import context
 
 log = logging.getLogger(__name__)
-QUEUE_POLL_S = 0.1
 METER_EVERY_TOKENS = 32
 """Streamed tokens are added to the user's spending in batches of this many."""
 RETRY_DELAY_MAX_S = 30.0
@@ -102,7 +101,7 @@ class Responder:
             if began.cancel_marked:
                 stop.set("cancelled")
             if next_step == "wait":
-                await self._wait_turn(delivery, stop)
+                await self._wait_turn(delivery, stop, began.admitted_at)
             if place:
                 self._heads.add((sid, mid, attempt))
             outcome = await self._attempt(delivery, stop)
@@ -183,31 +182,22 @@ class Responder:
         if claim != "ours":
             self.cancels.fence(sid, mid, attempt)
 
-    async def _wait_turn(self, delivery: Delivery, stop: StopSignal) -> None:
+    async def _wait_turn(self, delivery: Delivery, stop: StopSignal, admitted_at: float) -> None:
         """Until every earlier message of the session has its reply (or a cancel comes);
         skipping a head of line nobody answers for longer than an ack wait per delivery and
-        the longest retry delay (see `attempt.Waiting`)."""
-        message, settings = delivery.message, self._settings
+        the longest retry delay (see `turns.wait_turn`)."""
+        settings = self._settings
         stall_s = settings.worker_ack_wait_s * (settings.worker_max_deliver + 1)
         waiting = decide.Waiting(
             delivery.place, stall_s + RETRY_DELAY_MAX_S, since=time.monotonic()
         )
-        sid, mid = message.session_id, message.message_id
-        while True:
-            line = await patiently(lambda: self._coord.line(sid, delivery.place, mid))
-            match waiting.next(line, time.monotonic(), stopped=stop.reason is not None):
-                case "stream":
-                    return
-                case "wait":
-                    pass
-                case int(head):
-                    log.warning(
-                        "skipping place %d in line: its message was never answered",
-                        head,
-                        extra=_ctx(delivery),
-                    )
-                    await self._coord.skip(sid, head)
-            await asyncio.sleep(QUEUE_POLL_S)
+        message = delivery.message
+        await wait_turn(
+            self._coord,
+            waiting,
+            Waiter(message.session_id, message.message_id, admitted_at, _ctx(delivery)),
+            stop,
+        )
 
     async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:
         """Refuse before the model call (budget, context), or stream the reply."""
