@@ -6,6 +6,10 @@ only), each session has that many connections of its user, one of which sends; e
 counts the tokens it receives.
 `python bench/load.py idle URL C`: C idle connections to one session; prints `ready` once all
 are open, closes them when stdin closes.
+`python bench/load.py cost tokenwire|baseline URL N P PROMPT`: N replies, P at a time, each on
+a new connection of its own user (connect, send, read the reply, close); users and sessions
+are made first, then it prints `prepared` and starts once stdin gives it a line (so the
+caller can read CPU counters around the replies alone).
 """
 
 import asyncio
@@ -119,22 +123,66 @@ async def idle(url: str, count: int) -> None:
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
+async def one_reply(kind: str, url: str, user: tuple[str, str], prompt: str) -> dict[str, Any]:
+    """A new connection, one message, its whole reply, then close."""
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if kind == "tokenwire":
+        token, session_id = user
+        ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
+        connecting = websockets.connect(
+            ws_url,
+            subprotocols=[websockets.Subprotocol("tokenwire.v1")],
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=2**24,
+        )
+        message = json.dumps({"type": "message", "message_id": "m1", "content": prompt})
+    else:
+        connecting = websockets.connect(url.replace("http", "ws", 1) + "/ws", max_size=2**24)
+        message = json.dumps({"content": prompt})
+    async with connecting as ws:
+        if kind == "tokenwire":
+            json.loads(await ws.recv())  # ready
+        out["connect"] = time.perf_counter() - t0
+        await measure(ws, message, out)
+    return out
+
+
+async def cost(kind: str, url: str, count: int, parallel: int, prompt: str) -> None:
+    users = [("", "")] * count
+    if kind == "tokenwire":
+        users = await prepare_users(url, count)
+    print("prepared", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    gate = asyncio.Semaphore(parallel)
+
+    async def gated(user: tuple[str, str]) -> dict[str, Any]:
+        async with gate:
+            return await one_reply(kind, url, user, prompt)
+
+    print(json.dumps(await asyncio.gather(*(gated(user) for user in users))), flush=True)
+
+
+async def prepare_users(url: str, count: int) -> list[tuple[str, str]]:
+    """`count` dev users with a session each, 50 requests at a time: (token, session id)."""
+    limits = httpx.Limits(max_connections=50)
+    timeout = httpx.Timeout(30, pool=None)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
+
+        async def prepare() -> tuple[str, str]:
+            token = (await http.post("/v1/auth/dev-token")).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            made = await http.post("/v1/sessions", headers=auth)
+            return token, made.json()["session_id"]
+
+        return list(await asyncio.gather(*(prepare() for _ in range(count))))
+
+
 async def main(kind: str, url: str, count: int, prompt: str = PROMPT, clients: int = 1) -> None:
     start = asyncio.Event()
     results: list[dict[str, Any]] = [{"connected": asyncio.Event()} for _ in range(count * clients)]
     if kind == "tokenwire":
-        # Users and sessions are made before the clock starts, 50 requests at a time.
-        limits = httpx.Limits(max_connections=50)
-        timeout = httpx.Timeout(30, pool=None)
-        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
-
-            async def prepare() -> tuple[str, str]:
-                token = (await http.post("/v1/auth/dev-token")).json()["token"]
-                auth = {"Authorization": f"Bearer {token}"}
-                made = await http.post("/v1/sessions", headers=auth)
-                return token, made.json()["session_id"]
-
-            users = await asyncio.gather(*(prepare() for _ in range(count)))
+        users = await prepare_users(url, count)  # before the clock starts
         tasks = [
             tokenwire_session(url, token, sid, start, out, prompt if i % clients == 0 else None)
             for i, ((token, sid), out) in enumerate(
@@ -158,6 +206,9 @@ if __name__ == "__main__":
 
     if sys.argv[1] == "idle":
         uvloop.run(idle(sys.argv[2], int(sys.argv[3])))
+    elif sys.argv[1] == "cost":
+        kind, url, count, parallel, prompt = sys.argv[2:7]
+        uvloop.run(cost(kind, url, int(count), int(parallel), prompt))
     else:
         prompt = sys.argv[4] if len(sys.argv) > 4 else PROMPT
         clients = int(sys.argv[5]) if len(sys.argv) > 5 else 1

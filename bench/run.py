@@ -1,16 +1,16 @@
 """`make bench`: tokenwire against the single-process baseline, same fake model, same load
 process, same machine, same run. Prints markdown tables (medians and p99s over the runs) and
-writes bench/results.json.
+writes bench/results.json. tokenwire runs with the settings `make run` gives it; the only
+override is the connections one user may hold, for the idle scenario's 10,000 sockets.
 
-Scenarios: C streaming sessions for each C of BENCH_SESSIONS (default "100,250,500,1000");
-the largest C each system sustains among them; a fast model (no delays) for the tokens per
-second one gateway delivers, with one client a session and with BENCH_FAST_CLIENTS (5);
-BENCH_IDLE (10000) idle connections on one gateway; one worker against two at
-BENCH_WORKER_SESSIONS (250).
+Scenarios: what one reply and one token cost in CPU, by process; C streaming sessions for each
+C of BENCH_SESSIONS (default "100,250,500,1000"); the largest C each system sustains among
+them; a fast model (no delays) for the tokens per second one gateway delivers, with one client
+a session and with BENCH_FAST_CLIENTS (5); BENCH_IDLE (10000) idle connections on one gateway;
+one worker against two at BENCH_WORKER_SESSIONS (250).
 
-Environment: BENCH_RUNS (3), BENCH_WORKERS (2), BENCH_WORKER_CONCURRENCY (1000: replies one
-worker holds, sized so that the workers can hold every session at once, as the baseline does),
-BENCH_FAST_SESSIONS (20) x BENCH_FAST_TOKENS (1000).
+Environment: BENCH_RUNS (3), BENCH_WORKERS (2), BENCH_FAST_SESSIONS (20) x BENCH_FAST_TOKENS
+(1000), BENCH_COST_REPLIES (200).
 """
 
 import contextlib
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import tables  # noqa: E402
+from llm_worker.settings import WorkerSettings  # noqa: E402
 from support import servers  # noqa: E402
 from support.ports import free_port, wait_for_port  # noqa: E402
 from support.system import System, system_with_own_nats  # noqa: E402
@@ -42,10 +43,9 @@ MODEL_ENV = {
     "TOKENWIRE_FAKE_LLM_TOKEN_DELAY_MS": str(int(TOKEN_S * 1000)),
     "TOKENWIRE_FAKE_LLM_REPLY_TOKENS": str(TOKENS),
 }
-LIMITS = {
-    "TOKENWIRE_MESSAGE_RATE_PER_MIN": "1000000",
-    "TOKENWIRE_MAX_CONNECTIONS_PER_USER": "100000",
-}
+IDLE_LIMITS = {"TOKENWIRE_MAX_CONNECTIONS_PER_USER": "100000"}
+"""The idle scenario's 10,000 sockets are one user's; every other scenario has a user a
+session, within `make run`'s limits."""
 
 
 def env_int(name: str, default: int) -> int:
@@ -55,7 +55,6 @@ def env_int(name: str, default: int) -> int:
 SIZES = [int(c) for c in os.environ.get("BENCH_SESSIONS", "100,250,500,1000").split(",")]
 RUNS = env_int("BENCH_RUNS", 3)
 WORKERS = env_int("BENCH_WORKERS", 2)
-CONCURRENCY = env_int("BENCH_WORKER_CONCURRENCY", 1000)
 FAST_SESSIONS = env_int("BENCH_FAST_SESSIONS", 20)
 FAST_TOKENS = env_int("BENCH_FAST_TOKENS", 1000)
 FAST_PROMPT = f"[fake tokens={FAST_TOKENS} ttft_ms=0 delay_ms=0]"
@@ -63,6 +62,13 @@ FAST_CLIENTS = env_int("BENCH_FAST_CLIENTS", 5)
 """Connections per session in the fan-out run: the gateway delivers each token this often."""
 IDLE = env_int("BENCH_IDLE", 10_000)
 WORKER_SESSIONS = env_int("BENCH_WORKER_SESSIONS", 250)
+COST_REPLIES = env_int("BENCH_COST_REPLIES", 200)
+COST_PARALLEL = 10
+"""Replies at a time in the cost-per-reply run: a steady load, not a burst."""
+REPLY_PROMPT = "[fake tokens=1 ttft_ms=0 delay_ms=0]"
+TOKEN_SESSIONS, SHORT, LONG = 50, 10, 260
+"""The cost per token: replies of SHORT and of LONG tokens at 50 a second (the difference
+over LONG - SHORT tokens), TOKEN_SESSIONS at once."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -175,14 +181,76 @@ def tokenwire(work: Path, redis_url: str, workers: int) -> Iterator[System]:
         redis_url=redis_url,
         workers=workers,
         fake_llm_env=MODEL_ENV,
-        gateway_env=LIMITS,
-        worker_env={"TOKENWIRE_WORKER_CONCURRENCY": str(CONCURRENCY)},
+        gateway_env=IDLE_LIMITS,
     ) as system:
         yield system
 
 
 def own_pids(system: System) -> list[int]:
-    return [p.popen.pid for p in system.processes if p.name != "fake-llm"]
+    return [pid for pids in process_groups(system).values() for pid in pids]
+
+
+def process_groups(system: System, redis_pid: int = 0) -> dict[str, list[int]]:
+    """The system's own processes by role (not the fake model's); Valkey's when given."""
+    groups: dict[str, list[int]] = {}
+    for process in system.processes:
+        role = "llm-worker" if process.name.startswith("worker-") else process.name
+        if role != "fake-llm":
+            groups.setdefault(role, []).append(process.popen.pid)
+    groups.update({name: [pid] for name, pid in system.server_pids.items()})
+    if redis_pid:
+        groups["valkey"] = [redis_pid]
+    return groups
+
+
+def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+
+
+def cost_run(
+    kind: str, url: str, groups: dict[str, list[int]], count: int, parallel: int, prompt: str
+) -> dict[str, float]:
+    """CPU milliseconds per reply of each process group (and `total`), over `count` replies
+    `parallel` at a time, each on a new connection; users are made before the counters."""
+    args = [sys.executable, str(ROOT / "bench" / "load.py"), "cost", kind, url]
+    load = subprocess.Popen(
+        [*args, str(count), str(parallel), prompt],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert load.stdin is not None
+    assert load.stdout is not None
+    if load.stdout.readline().strip() != "prepared":
+        raise RuntimeError("the cost load did not prepare its users")
+    before = cpu_by_group(groups)
+    load.stdin.write("go\n")
+    load.stdin.flush()
+    samples = json.loads(load.stdout.readline())
+    after = cpu_by_group(groups)
+    load.wait(30)
+    done = [s for s in samples if s.get("end") in ("stop", "length")]
+    if len(done) < count:
+        print(f"cost run: {count - len(done)} replies incomplete", file=sys.stderr)
+    per_reply = {name: 1000 * (after[name] - before[name]) / count for name in groups}
+    return {**per_reply, "total": sum(per_reply.values())}
+
+
+def cost(kind: str, url: str, groups: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+    """Medians over RUNS: ms per reply (a new connection, one message, a one-token reply, 10
+    at a time) and µs per token (a stream paced at 50 tokens a second), by process."""
+
+    def medians(count: int, parallel: int, prompt: str) -> dict[str, float]:
+        runs = [cost_run(kind, url, groups, count, parallel, prompt) for _ in range(RUNS)]
+        return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+    reply = medians(COST_REPLIES, COST_PARALLEL, REPLY_PROMPT)
+    short, long = (
+        medians(TOKEN_SESSIONS, TOKEN_SESSIONS, f"[fake tokens={n} ttft_ms=0 delay_ms=20]")
+        for n in (SHORT, LONG)
+    )
+    token = {key: 1000 * (long[key] - short[key]) / (LONG - SHORT) for key in long}
+    return {"reply_ms": reply, "token_us": token}
 
 
 @contextlib.contextmanager
@@ -252,7 +320,8 @@ def main() -> None:
         "settings": {
             "runs": RUNS,
             "workers": WORKERS,
-            "concurrency": CONCURRENCY,
+            "concurrency": WorkerSettings.model_fields["worker_concurrency"].default,
+            "cost_replies": COST_REPLIES,
             "model": {"ttft_s": TTFT_S, "token_s": TOKEN_S, "tokens": TOKENS},
             "ideal_s": IDEAL_S,
             "sustained_p99_s": SUSTAINED_P99,
@@ -268,6 +337,9 @@ def main() -> None:
     try:
         with tokenwire(work, redis.url, WORKERS) as system:
             pids = own_pids(system)
+            progress("tokenwire, cost per reply and per token", started)
+            groups = process_groups(system, redis.process.pid)
+            results["cost"] = {"tokenwire": cost("tokenwire", system.gateway_url, groups)}
             for size in SIZES:
                 progress(f"tokenwire, {size} sessions", started)
                 results["sessions"].setdefault(str(size), {})["tokenwire"] = measure(
@@ -291,6 +363,8 @@ def main() -> None:
             progress(f"tokenwire, {IDLE} idle connections", started)
             results["idle"] = idle_connections(system.gateway_url, gateway, IDLE)
         with baseline() as (url, pid):
+            progress("baseline, cost per reply and per token", started)
+            results["cost"]["baseline"] = cost("baseline", url, {"baseline": [pid]})
             for size in SIZES:
                 progress(f"baseline, {size} sessions", started)
                 results["sessions"][str(size)]["baseline"] = measure("baseline", url, [pid], size)

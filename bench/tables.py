@@ -41,6 +41,23 @@ def table(
     return [*lines, ""]
 
 
+def cost_table(cost: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    ours, theirs = cost["tokenwire"], cost["baseline"]
+    lines = ["| process | CPU ms per reply | CPU µs per token |", "| --- | ---: | ---: |"]
+    for name, reply_ms in ours["reply_ms"].items():
+        if name != "total":
+            lines.append(f"| {name} | {reply_ms:.2f} | {ours['token_us'][name]:.1f} |")
+    ours_reply, ours_token = ours["reply_ms"]["total"], ours["token_us"]["total"]
+    base_reply, base_token = theirs["reply_ms"]["total"], theirs["token_us"]["total"]
+    return [
+        *lines,
+        f"| **tokenwire, all processes** | **{ours_reply:.2f}** | **{ours_token:.1f}** |",
+        f"| **baseline** (one process) | **{base_reply:.2f}** | **{base_token:.1f}** |",
+        f"| ratio | {ours_reply / base_reply:.2f} | {ours_token / base_token:.2f} |",
+        "",
+    ]
+
+
 def report(results: dict[str, Any]) -> str:
     settings = results["settings"]
     model, workers = settings["model"], settings["workers"]
@@ -49,10 +66,16 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"Fake model: TTFT {model['ttft_s'] * 1000:.0f} ms, {model['token_s'] * 1000:.0f} ms a "
         f"token, {model['tokens']} tokens (ideal reply {settings['ideal_s']:.2f} s). tokenwire: "
-        f"1 gateway, {workers} workers (each holding up to {settings['concurrency']} replies), "
-        f"persistence, nats-server, Valkey. Medians of {settings['runs']} runs; "
-        f"{results['minutes']:.1f} minutes in all.",
+        f"1 gateway, {workers} workers (each holding up to {settings['concurrency']} replies: "
+        f"`make run`'s settings), persistence, nats-server, Valkey. Medians of "
+        f"{settings['runs']} runs; {results['minutes']:.1f} minutes in all.",
         "",
+        f"**Cost**: CPU per reply (a new connection, one message, a one-token reply, "
+        f"{settings['cost_replies']} replies 10 at a time) and per token (the difference "
+        "between 260- and 10-token replies paced at 50 tokens a second, 50 at once), by "
+        "process",
+        "",
+        *cost_table(results["cost"]),
     ]
     for size, systems in results["sessions"].items():
         lines += [f"**{size} concurrent sessions**", ""]

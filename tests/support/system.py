@@ -53,6 +53,8 @@ class System:
     llm_url: str = ""
     """The fake model's base URL (its `/v1/_fake/streams` tells what it streamed)."""
     processes: list[Process] = field(default_factory=list)
+    server_pids: dict[str, int] = field(default_factory=dict)
+    """Servers the system runs on, by name (`nats-server` with `system_with_own_nats`)."""
     add_worker: Callable[..., Process] = field(default=lambda **_: _no_worker())
     """Start one more worker; keyword arguments are extra environment variables."""
 
@@ -228,6 +230,7 @@ def system_with_own_nats(
             nats_users=nats.users,
             **options,
         )
+        system.server_pids["nats-server"] = nats.process.pid
         try:
             yield system
         finally:
