@@ -228,3 +228,19 @@ async def test_two_attempts_on_one_worker_are_stopped_apart(
     ends = [e.attempt for e in publisher.events if isinstance(e, ReplyEnd)]
     assert ends == [2]
     assert len(worker.cancels) == 0
+
+
+async def test_a_redelivery_counted_again_after_a_broker_crash_is_the_next_attempt(
+    redis: Redis,
+) -> None:
+    # The broker lost its count in a crash: the message comes back counted 1, as the
+    # delivery that began (and failed) before the crash was.
+    sid = uuid.uuid4().hex
+    await Coordinator(redis).begin(sid, "m1", 1, place=5, delivery="before the crash")
+    publisher = RecordingPublisher()
+    worker = responder(WorkerSettings(openai_base_url="http://llm/v1"), redis, publisher)
+    delivery = Delivery(message(sid, "m1"), 1, 5)
+    assert await worker.respond(delivery)
+    assert delivery.attempt == 2
+    assert {e.attempt for e in publisher.events} == {2}
+    assert await redis.get(keys.fence(sid, "m1")) == b"done"

@@ -36,6 +36,25 @@ async def test_a_newer_attempt_fences_off_an_older_one(queue: ReplyQueue) -> Non
     assert await queue.holds(sid, mid, 2)
 
 
+async def test_a_delivery_counted_as_another_s_attempt_claims_the_next_one(
+    queue: ReplyQueue,
+) -> None:
+    # A broker that crashed can lose its delivery counts: a redelivery is counted 1 again.
+    sid, mid = uuid.uuid4().hex, "m1"
+    first = await queue.begin(sid, mid, 1, delivery="d1")
+    assert (first.claim, first.attempt) == ("ours", 1)
+    assert await queue.holds(sid, mid, 1)  # watching keeps the delivery that began it
+    again = await queue.begin(sid, mid, 1, delivery="d1")  # its own begin, retried
+    assert (again.claim, again.attempt) == ("ours", 1)
+    recounted = await queue.begin(sid, mid, 1, delivery="d2")
+    assert (recounted.claim, recounted.attempt) == ("ours", 2)
+    assert not await queue.holds(sid, mid, 1)
+    assert await queue.holds(sid, mid, 2)
+    assert (await queue.begin(sid, mid, 1, delivery="d3")).claim == "newer"
+    assert await answered(queue, sid, mid, 2)
+    assert (await queue.begin(sid, mid, 3, delivery="d4")).claim == "answered"
+
+
 async def test_an_answered_message_is_never_answered_again(queue: ReplyQueue) -> None:
     sid, mid = uuid.uuid4().hex, "m1"
     assert await queue.claim(sid, mid, 1) == "ours"

@@ -84,6 +84,9 @@ class Beginning:
     """When the message was admitted, if it was noted as storing (0: unknown)."""
     blocker: str = ""
     """A message admitted before this one that no worker has taken yet ("": none)."""
+    attempt: int = 0
+    """The attempt claimed (when ours): the delivery's count, or the next attempt when another
+    delivery began under that count (the broker lost count in a crash)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +194,19 @@ class ReplyQueue:
         return _CLAIMS[int(result)]
 
     async def begin(
-        self, session_id: str, message_id: str, attempt: int, *, place: int = 0
+        self,
+        session_id: str,
+        message_id: str,
+        attempt: int,
+        *,
+        place: int = 0,
+        delivery: str = "",
     ) -> Beginning:
-        """`claim`, whether a cancel mark waits, and with a `place` the head of the line and
-        any blocker (setting the active mark when it is this message's turn): one round trip
-        before a reply."""
-        claim, marked, head, admitted_at, blocker = await self._begin(
+        """`claim` for `delivery` (an id of this one delivery; see `Beginning.attempt`),
+        whether a cancel mark waits, and with a `place` the head of the line and any blocker
+        (setting the active mark when it is this message's turn): one round trip before a
+        reply."""
+        claim, marked, head, admitted_at, blocker, claimed = await self._begin(
             keys=[
                 keys.fence(session_id, message_id),
                 keys.cancel_mark(session_id, message_id),
@@ -204,10 +214,15 @@ class ReplyQueue:
                 keys.active_reply(session_id),
                 keys.storing(session_id),
             ],
-            args=[attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s],
+            args=[attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s, delivery],
         )
         return Beginning(
-            _CLAIMS[int(claim)], bool(marked), int(head), float(admitted_at), _text(blocker)
+            _CLAIMS[int(claim)],
+            bool(marked),
+            int(head),
+            float(admitted_at),
+            _text(blocker),
+            int(claimed),
         )
 
     async def line(

@@ -49,27 +49,37 @@ end
 return {0, '0', 0, interrupted}
 """
 # KEYS: fence. Claim the reply for ARGV[1] unless a newer attempt has it (0) or it was
-# answered (2). With ARGV[3] > 0 and the claim ours, the worker answering the head of line
-# beats for ARGV[3] ms (KEYS[2]).
+# answered (2). The fence holds the attempt, then `|` and the delivery that began it (BEGIN).
+# With ARGV[3] > 0 and the claim ours, the worker answering the head of line beats for
+# ARGV[3] ms (KEYS[2]).
 CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if current == 'done' then return 2 end
-if tonumber(current or '0') > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local held = tonumber(string.match(current or '0', '^%d+'))
+if held > tonumber(ARGV[1]) then return 0 end
+if held == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], 1, 'PX', ARGV[3]) end
 return 1
 """
-# KEYS: fence, cancel mark, line, active, storing. The claim (as CLAIM); whether a cancel mark
-# waits; with a place (ARGV[4] > 0): no longer storing, the line rejoined, its head, when the
-# message was admitted ('0': unknown) and the first message still storing that was admitted
-# before it (the blocker, ''); the active mark when the head is this message and none blocks.
+# KEYS: fence, cancel mark, line, active, storing. The claim for delivery ARGV[6] (as CLAIM,
+# but a delivery numbered as the attempt another delivery began is one whose count the broker
+# lost in a crash: it claims the next attempt instead); whether a cancel mark waits; with a
+# place (ARGV[4] > 0): no longer storing, the line rejoined, its head, when the message was
+# admitted ('0': unknown) and the first message still storing that was admitted before it
+# (the blocker, ''); the active mark when the head is this message and none blocks.
+# Returns {claim, marked, head, admitted at, blocker, the attempt claimed}.
 BEGIN = """
 local current = redis.call('GET', KEYS[1])
-if current == 'done' then return {2, 0, 0, '0', ''} end
-if tonumber(current or '0') > tonumber(ARGV[1]) then return {0, 0, 0, '0', ''} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if current == 'done' then return {2, 0, 0, '0', '', 0} end
+local attempt = tonumber(ARGV[1])
+local held, by = string.match(current or '0', '^(%d+)|?(.*)$')
+held = tonumber(held)
+if held > attempt then return {0, 0, 0, '0', '', 0} end
+if held == attempt and by ~= '' and by ~= ARGV[6] then attempt = held + 1 end
+redis.call('SET', KEYS[1], attempt .. '|' .. ARGV[6], 'EX', ARGV[2])
 local marked = redis.call('EXISTS', KEYS[2])
-if tonumber(ARGV[4]) <= 0 then return {1, marked, 0, '0', ''} end
+if tonumber(ARGV[4]) <= 0 then return {1, marked, 0, '0', '', attempt} end
 local at = redis.call('ZSCORE', KEYS[5], ARGV[3])
 local blocker = ''
 if at then
@@ -82,7 +92,7 @@ local head = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
 if head == tonumber(ARGV[4]) and blocker == '' then
   redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5])
 end
-return {1, marked, head, at or '0', blocker}
+return {1, marked, head, at or '0', blocker, attempt}
 """
 # KEYS: line, beat, active, storing. Rejoin the line (idempotent); its head, whether the
 # worker answering the head beat lately, the first message storing admitted before ARGV[4]
@@ -112,7 +122,8 @@ return 1
 FINISH = """
 if ARGV[5] == '1' then
   local current = redis.call('GET', KEYS[1])
-  if current and current ~= 'done' and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+  if current and current ~= 'done'
+    and tonumber(string.match(current, '^%d+')) > tonumber(ARGV[1]) then return 0 end
   redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[5], ARGV[4])

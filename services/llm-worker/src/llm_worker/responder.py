@@ -8,8 +8,9 @@ attempt has the reply (the stale worker leaves the message to it).
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from openai import AsyncOpenAI
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 
 from llm_worker import attempt as decide
 from llm_worker.attempt import ReplyJob
+from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
@@ -30,21 +32,24 @@ from llm_worker.tokens import TokenCounter
 from llm_worker.turns import Waiter, wait_turn
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.logs import context
+from shared.reply_queue import Beginning
 
 log = logging.getLogger(__name__)
-METER_EVERY_TOKENS = 32
-"""Streamed tokens are added to the user's spending in batches of this many."""
 RETRY_DELAY_MAX_S = 30.0
 """The longest a failed attempt waits before its message is delivered again."""
 Outcome = Literal["failed", "answered", "superseded"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Delivery:
     message: UserMessage
     attempt: int
+    """The stream's delivery count, until `Responder.respond` claims the reply: then the
+    attempt it claimed (the next one when the broker lost count in a crash)."""
     seq: int
     """Stream sequence of the user message."""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    """This delivery's own id (its count alone can repeat after a broker crash)."""
 
     @property
     def place(self) -> int:
@@ -84,9 +89,9 @@ class Responder:
         await self._context.append(message.session_id, _user_turn(message))
 
     async def respond(self, delivery: Delivery) -> bool:
+        began = await self._begin(delivery)
         message, attempt, place = delivery.message, delivery.attempt, delivery.place
         sid, mid = message.session_id, message.message_id
-        began = await patiently(lambda: self._coord.begin(sid, mid, attempt, place=place))
         next_step = decide.after_begin(began, place)
         if next_step == "ack":
             return True  # a late delivery of a message already answered
@@ -168,6 +173,26 @@ class Responder:
             if stop.at is not None:
                 self.metrics.cancel_latency.observe(time.monotonic() - stop.at)
 
+    async def _begin(self, delivery: Delivery) -> Beginning:
+        """`ReplyQueue.begin`; a claim under another number than the delivery count
+        renumbers the delivery."""
+        message, counted = delivery.message, delivery.attempt
+        sid, mid = message.session_id, message.message_id
+        began = await patiently(
+            lambda: self._coord.begin(sid, mid, counted, place=delivery.place, delivery=delivery.id)
+        )
+        if began.claim == "ours" and began.attempt not in (0, counted):
+            log.warning(
+                "delivery counted %d, but attempt %d held the reply: the broker lost count;"
+                " answering as attempt %d",
+                counted,
+                counted,
+                began.attempt,
+                extra=_ctx(delivery),
+            )
+            delivery.attempt = began.attempt
+        return began
+
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off;
         tell the session's waiting messages that its head of line is being answered."""
@@ -221,7 +246,7 @@ class Responder:
         job = ReplyJob(
             message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens
         )
-        watch = AttemptWatch(self._coord, self.metrics, delivery, budget)
+        watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budget)
         terminal = await generate_reply(job, self._streaming(), stop, watch)
         if budget and isinstance(terminal, ReplyEnd):
             unmetered = max(terminal.usage.total_tokens - watch.metered, 0)
@@ -242,41 +267,6 @@ class Responder:
             settings.prices,
             settings.worker_coalesce_ms / 1000,
         )
-
-
-class AttemptWatch:
-    """What the responder says about one attempt while it streams (`replies.Watch`): its
-    budget (0: none), metered in batches; whether it still holds the reply; its deltas."""
-
-    def __init__(
-        self, coord: Coordinator, metrics: WorkerMetrics, delivery: Delivery, budget: int
-    ) -> None:
-        self._coord = coord
-        self._metrics = metrics
-        self._delivery = delivery
-        self._budget = budget
-        self.meters = bool(budget)
-        self.metered = 0
-        """Tokens added to the user's spending so far."""
-        self._pending = 0
-
-    async def spend(self, tokens: int) -> bool:
-        self._pending += tokens
-        if self._pending < METER_EVERY_TOKENS:
-            return True
-        total = await self._coord.spend(self._delivery.message.participant, self._pending)
-        self.metered, self._pending = self.metered + self._pending, 0
-        return total < self._budget
-
-    async def still_ours(self) -> bool:
-        message, coord = self._delivery.message, self._coord
-        sid, mid, attempt = message.session_id, message.message_id, self._delivery.attempt
-        return await patiently(lambda: coord.holds(sid, mid, attempt))
-
-    def delta(self, gap_s: float | None) -> None:
-        self._metrics.tokens.inc()
-        if gap_s is not None:
-            self._metrics.gap.observe(gap_s)
 
 
 def _user_turn(message: UserMessage) -> Turn:
