@@ -65,6 +65,9 @@ def system(
             "TOKENWIRE_WS_SNDBUF_BYTES": "16384",
         },
         common_env={**FAST_FAILOVER, "TOKENWIRE_RETRY_DELAY_S": "0.5"},
+        # Many small token events, as the suite was written for: a slow reader's backlog
+        # must be frames the gateway can merge.
+        worker_env={"TOKENWIRE_WORKER_COALESCE_MS": "10"},
         fake_llm_env=MODEL,
     )
     try:
