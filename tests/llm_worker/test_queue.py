@@ -244,3 +244,18 @@ async def test_a_redelivery_counted_again_after_a_broker_crash_is_the_next_attem
     assert delivery.attempt == 2
     assert {e.attempt for e in publisher.events} == {2}
     assert await redis.get(keys.fence(sid, "m1")) == b"done"
+
+
+async def test_a_rate_limited_model_call_halves_the_calls_the_worker_makes(redis: Redis) -> None:
+    def overloaded(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(429, json={"error": {"message": "slow down"}})
+
+    settings = WorkerSettings(openai_base_url="http://llm/v1", worker_concurrency=8)
+    publisher = RecordingPublisher()
+    worker = responder(settings, redis, publisher, client=openai_over(overloaded))
+    sid = uuid.uuid4().hex
+    assert await worker.respond(Delivery(message(sid, "m1"), 1, 0))
+    end = publisher.events[-1]
+    assert isinstance(end, ReplyError)
+    assert end.code == "upstream_rate_limited"
+    assert worker.metrics.registry.get_sample_value("tokenwire_worker_upstream_limit") == 4

@@ -15,6 +15,11 @@ class WorkerMetrics:
         self.active = Gauge(
             "tokenwire_worker_active_replies", "Replies this worker holds", registry=r
         )
+        self.upstream_limit = Gauge(
+            "tokenwire_worker_upstream_limit",
+            "Model calls this worker allows at once (halved on each 429, then grows back)",
+            registry=r,
+        )
         self.ttft = Histogram(
             "tokenwire_worker_upstream_ttft_seconds",
             "From the model call to its first delta",

@@ -30,6 +30,7 @@ from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.tokens import TokenCounter
 from llm_worker.turns import Waiter, wait_turn
+from llm_worker.upstream_limit import UpstreamLimit
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.logs import context
 from shared.reply_queue import Beginning
@@ -81,6 +82,8 @@ class Responder:
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
         self._bookkeeping = Bookkeeping()
+        self._upstream = UpstreamLimit(settings.worker_concurrency)
+        self.metrics.upstream_limit.set_function(lambda: self._upstream.aimd.allowed)
         self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
 
@@ -247,7 +250,10 @@ class Responder:
             message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens
         )
         watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budget)
-        terminal = await generate_reply(job, self._streaming(), stop, watch)
+        async with self._upstream.call():
+            terminal = await generate_reply(job, self._streaming(), stop, watch)
+        overloaded = isinstance(terminal, ReplyError) and terminal.code == "upstream_rate_limited"
+        await self._upstream.report(overloaded=overloaded)
         if budget and isinstance(terminal, ReplyEnd):
             unmetered = max(terminal.usage.total_tokens - watch.metered, 0)
             await self._coord.spend(message.participant, unmetered)

@@ -29,8 +29,10 @@ class WorkerSettings(TokenwireSettings):
     """Recent turns kept per session in Redis (and read from history on a cache miss)."""
     context_ttl_s: int = Field(default=24 * 3600, ge=60)
     redis_url: str = "redis://127.0.0.1:6379/0"
-    worker_concurrency: int = Field(default=64, ge=1)
-    """Replies one worker streams at once."""
+    worker_concurrency: int = Field(default=512, ge=1)
+    """Replies one worker holds at once. A reply waiting on the model costs memory, not CPU,
+    so the default lets two workers take a burst of a thousand messages at once; the model
+    server is protected by the adaptive limit on calls (`upstream_limit`), not by this."""
     worker_fetchers: int = Field(default=4, ge=1, le=64)
     """Pull loops on the `llm-workers` consumer, sharing `worker_concurrency` (a burst of
     messages is fetched this many at a time)."""

@@ -130,15 +130,10 @@ async def _reply_end(db: AsyncSession, evt: ReplyEnd, seq: int) -> None:
             "created_at": evt.created_at,
         },
     )
-    asker = await db.exec(
-        select(Message.participant).where(
-            col(Message.session_id) == evt.session_id, col(Message.message_id) == evt.message_id
-        )
-    )
     values: dict[str, Any] = {
         "session_id": evt.session_id,
         "message_id": evt.message_id,
-        "user_id": evt.requested_by or asker.one_or_none(),
+        "user_id": evt.requested_by or await _asker(db, evt),
         "model": evt.model,
         "attempt": evt.attempt,
         "prompt_tokens": evt.usage.prompt_tokens,
@@ -151,6 +146,16 @@ async def _reply_end(db: AsyncSession, evt: ReplyEnd, seq: int) -> None:
         "created_at": evt.created_at,
     }
     await db.exec(_upsert(db, "usage"), params=values)
+
+
+async def _asker(db: AsyncSession, evt: ReplyEnd) -> str | None:
+    """Who sent the message a reply answers, for ends stored before they said so."""
+    asker = await db.exec(
+        select(Message.participant).where(
+            col(Message.session_id) == evt.session_id, col(Message.message_id) == evt.message_id
+        )
+    )
+    return asker.one_or_none()
 
 
 async def _reply_error(db: AsyncSession, evt: ReplyError, seq: int) -> None:
