@@ -229,7 +229,8 @@ def cost_run(
     samples = json.loads(load.stdout.readline())
     after = cpu_by_group(groups)
     load.wait(30)
-    done = [s for s in samples if s.get("end") in ("stop", "length")]
+    expected = int(prompt.split("tokens=")[1].split()[0])
+    done = [s for s in samples if s.get("words") == expected]
     if len(done) < count:
         print(f"cost run: {count - len(done)} replies incomplete", file=sys.stderr)
     per_reply = {name: 1000 * (after[name] - before[name]) / count for name in groups}

@@ -81,6 +81,14 @@ async def test_traffic_moves_the_metrics_of_every_service(
     workers = await scrape(http, worker.metrics_url)
     assert value(workers, "tokenwire_worker_tokens_total") == 30
     assert any(name.startswith("tokenwire_faststream_") for name, _ in workers)  # FastStream's
+    # ... labelled by subject family: a series per session would grow without end.
+    destinations = {
+        dict(labels).get("handler") or dict(labels).get("destination")
+        for name, labels in workers
+        if name.startswith("tokenwire_faststream_")
+    }
+    assert not any(sid in str(d) for d in destinations), destinations
+    assert "chat.*.in" in destinations, destinations
     assert value(workers, "tokenwire_worker_upstream_ttft_seconds_count") == 3
     assert value(workers, "tokenwire_worker_inter_token_seconds_count") == 27
     assert value(workers, "tokenwire_worker_replies_total", outcome="stop") == 3

@@ -27,3 +27,10 @@ def test_session_ids_that_are_one_subject_token(value: str) -> None:
 @pytest.mark.parametrize("value", ["", "a.b", "a*", "a>", "a b", "x" * 65, "é"])
 def test_session_ids_that_would_break_subjects(value: str) -> None:
     assert not subjects.is_session_id(value)
+
+
+def test_a_family_is_a_subject_without_its_session() -> None:
+    assert subjects.family("chat.s1.in") == "chat.*.in"
+    assert subjects.family("live.s1.out.token") == "live.*.out.token"
+    assert subjects.family("svc.sessions.get") == "svc.sessions.get"
+    assert subjects.family("chat.s1") == "chat.s1"  # not a session subject: as it is

@@ -103,3 +103,13 @@ def split(subject: str) -> tuple[str, str]:
     if prefix not in ("chat", "live") or not session_id or not kind:
         raise ValueError(f"not a session subject: {subject!r}")
     return session_id, kind
+
+
+def family(subject: str) -> str:
+    """`chat.<sid>.out.token` → `chat.*.out.token`: a subject without its session, as a
+    bounded label for metrics (other subjects are returned as they are)."""
+    prefix, _, rest = subject.partition(".")
+    session_id, _, kind = rest.partition(".")
+    if prefix in ("chat", "live") and session_id and kind:
+        return f"{prefix}.*.{kind}"
+    return subject
