@@ -66,6 +66,7 @@ COST_REPLIES = env_int("BENCH_COST_REPLIES", 200)
 COST_PARALLEL = 10
 """Replies at a time in the cost-per-reply run: a steady load, not a burst."""
 REPLY_PROMPT = "[fake tokens=1 ttft_ms=0 delay_ms=0]"
+ALONE_REPLIES = 30
 TOKEN_SESSIONS, SHORT, LONG = 50, 10, 260
 """The cost per token: replies of SHORT and of LONG tokens at 50 a second (the difference
 over LONG - SHORT tokens), TOKEN_SESSIONS at once."""
@@ -209,9 +210,10 @@ def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
 
 def cost_run(
     kind: str, url: str, groups: dict[str, list[int]], count: int, parallel: int, prompt: str
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """CPU milliseconds per reply of each process group (and `total`), over `count` replies
-    `parallel` at a time, each on a new connection; users are made before the counters."""
+    `parallel` at a time, each on a new connection (users are made before the counters), and
+    the replies' samples."""
     args = [sys.executable, str(ROOT / "bench" / "load.py"), "cost", kind, url]
     load = subprocess.Popen(
         [*args, str(count), str(parallel), prompt],
@@ -234,7 +236,16 @@ def cost_run(
     if len(done) < count:
         print(f"cost run: {count - len(done)} replies incomplete", file=sys.stderr)
     per_reply = {name: 1000 * (after[name] - before[name]) / count for name in groups}
-    return {**per_reply, "total": sum(per_reply.values())}
+    return {**per_reply, "total": sum(per_reply.values())}, samples
+
+
+def alone(kind: str, url: str) -> dict[str, float]:
+    """First token of one session at a time (after the cost runs warmed everything up):
+    ALONE_REPLIES replies one after the other, each on a new connection, with the fake model's
+    own TTFT."""
+    _, samples = cost_run(kind, url, {}, ALONE_REPLIES, 1, "[fake tokens=1 delay_ms=0]")
+    ttfts = [s["ttft"] for s in samples if "ttft" in s]
+    return {"ttft_ms_p50": 1000 * median(ttfts), "ttft_ms_p99": 1000 * pct(ttfts, 0.99)}
 
 
 def cost(kind: str, url: str, groups: dict[str, list[int]]) -> dict[str, dict[str, float]]:
@@ -242,7 +253,7 @@ def cost(kind: str, url: str, groups: dict[str, list[int]]) -> dict[str, dict[st
     at a time) and µs per token (a stream paced at 50 tokens a second), by process."""
 
     def medians(count: int, parallel: int, prompt: str) -> dict[str, float]:
-        runs = [cost_run(kind, url, groups, count, parallel, prompt) for _ in range(RUNS)]
+        runs = [cost_run(kind, url, groups, count, parallel, prompt)[0] for _ in range(RUNS)]
         return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
     reply = medians(COST_REPLIES, COST_PARALLEL, REPLY_PROMPT)
@@ -341,6 +352,7 @@ def main() -> None:
             progress("tokenwire, cost per reply and per token", started)
             groups = process_groups(system, redis.process.pid)
             results["cost"] = {"tokenwire": cost("tokenwire", system.gateway_url, groups)}
+            results["alone"] = {"tokenwire": alone("tokenwire", system.gateway_url)}
             for size in SIZES:
                 progress(f"tokenwire, {size} sessions", started)
                 results["sessions"].setdefault(str(size), {})["tokenwire"] = measure(
@@ -366,6 +378,7 @@ def main() -> None:
         with baseline() as (url, pid):
             progress("baseline, cost per reply and per token", started)
             results["cost"]["baseline"] = cost("baseline", url, {"baseline": [pid]})
+            results["alone"]["baseline"] = alone("baseline", url)
             for size in SIZES:
                 progress(f"baseline, {size} sessions", started)
                 results["sessions"][str(size)]["baseline"] = measure("baseline", url, [pid], size)

@@ -58,6 +58,18 @@ def cost_table(cost: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     ]
 
 
+def alone_line(alone: dict[str, dict[str, float]]) -> list[str]:
+    ours, theirs = alone["tokenwire"], alone["baseline"]
+    extra = ours["ttft_ms_p50"] - theirs["ttft_ms_p50"]
+    return [
+        "**One session alone** (30 replies one after the other, each on a new connection; "
+        f"model TTFT 300 ms): first token p50 {ours['ttft_ms_p50']:.1f} ms against "
+        f"{theirs['ttft_ms_p50']:.1f} ms (**{extra:+.1f} ms**), p99 "
+        f"{ours['ttft_ms_p99']:.1f} against {theirs['ttft_ms_p99']:.1f} ms.",
+        "",
+    ]
+
+
 def report(results: dict[str, Any]) -> str:
     settings = results["settings"]
     model, workers = settings["model"], settings["workers"]
@@ -76,6 +88,7 @@ def report(results: dict[str, Any]) -> str:
         "process",
         "",
         *cost_table(results["cost"]),
+        *alone_line(results["alone"]),
     ]
     for size, systems in results["sessions"].items():
         lines += [f"**{size} concurrent sessions**", ""]
