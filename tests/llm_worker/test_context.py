@@ -42,6 +42,24 @@ def test_the_oldest_turns_go_first_when_the_budget_is_tight() -> None:
     assert COUNTER.count_messages(prompt) <= budget
 
 
+@pytest.mark.parametrize(
+    "text", ["hello", "naïve café", "日本語のテキスト", "🙂🙃 emoji", "x" * 3000, "  spaced  out  "]
+)
+def test_the_byte_bound_is_never_below_the_count(text: str) -> None:
+    messages = [{"content": text}, {"content": text[::-1]}]
+    assert COUNTER.count_messages(messages) <= COUNTER.at_most(messages)
+
+
+def test_a_prompt_whose_bytes_fit_is_the_one_counting_would_give() -> None:
+    earlier, message = turns(10), Turn("new", "user", "hello")
+    texts = ["S", *(t.content for t in earlier), message.content]
+    roomy = COUNTER.at_most([{"content": t} for t in texts])  # fits without encoding
+    assert fit_prompt("S", earlier, message, COUNTER, roomy) == fit_prompt(
+        "S", earlier, message, COUNTER, roomy * 100
+    )
+    assert len(fit_prompt("S", earlier, message, COUNTER, roomy)) == 12
+
+
 def test_before_drops_the_message_and_what_followed_it() -> None:
     history = turns(5)
     assert [t.id for t in before(history, "m3")] == ["m0", "m1", "m2"]

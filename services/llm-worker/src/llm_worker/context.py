@@ -40,7 +40,11 @@ def fit_prompt(
     max_tokens: int,
 ) -> list[ChatCompletionMessageParam]:
     """System prompt, then as many of the newest `earlier` turns as fit in `max_tokens`, then
-    `message` (always kept: a prompt too long on its own is refused before the model call)."""
+    `message` (always kept: a prompt too long on its own is refused before the model call).
+    Nothing is encoded when the prompt's bytes alone fit (`TokenCounter.at_most`)."""
+    texts = [system_prompt, *(turn.content for turn in earlier), message.content]
+    if counter.at_most([{"content": text} for text in texts]) <= max_tokens:
+        return _prompt(system_prompt, earlier, message)
     budget = max_tokens - counter.count_messages(
         [{"content": system_prompt}, {"content": message.content}]
     )
@@ -51,8 +55,14 @@ def fit_prompt(
             break
         budget -= cost
         kept.append(turn)
+    return _prompt(system_prompt, kept[::-1], message)
+
+
+def _prompt(
+    system_prompt: str, turns: Sequence[Turn], message: Turn
+) -> list[ChatCompletionMessageParam]:
     prompt: list[ChatCompletionMessageParam] = [{"role": "system", "content": system_prompt}]
-    for turn in reversed(kept):
+    for turn in turns:
         if turn.role == "assistant":
             prompt.append({"role": "assistant", "content": turn.content})
         else:

@@ -243,7 +243,8 @@ class Responder:
             self._counter,
             settings.max_context_tokens,
         )
-        if self._counter.count_messages(prompt) > settings.max_context_tokens:
+        limit = settings.max_context_tokens
+        if self._counter.at_most(prompt) > limit and self._counter.count_messages(prompt) > limit:
             text = "the message is longer than the model's context allows"
             return await self._refuse(delivery, "context_too_long", text)
         job = ReplyJob(

@@ -1,7 +1,8 @@
 """Counting tokens with OpenAI's BPE encodings (o200k for current models, cl100k for older).
 
 Used where the provider reports no usage (a cancelled or cut-off stream, some local servers)
-and to fit the prompt into `max_context_tokens`.
+and to fit the prompt into `max_context_tokens` — only when its bytes alone do not fit
+(`at_most`).
 """
 
 import warnings
@@ -31,6 +32,14 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text)) if text else 0
+
+    def at_most(self, messages: Sequence[Any]) -> int:
+        """An upper bound of `count_messages`, without encoding: a token of these byte-level
+        encodings covers at least one UTF-8 byte."""
+        return (
+            sum(_TOKENS_PER_MESSAGE + len(str(m.get("content") or "").encode()) for m in messages)
+            + _TOKENS_PER_REPLY
+        )
 
     def count_messages(self, messages: Sequence[Any]) -> int:
         """Prompt tokens as OpenAI's chat format counts them: content plus framing."""
