@@ -60,8 +60,8 @@ def _families(msg: object) -> "SubjectFamilies | None":
 
 class SubjectFamilies(NatsMetricsSettingsProvider):
     """FastStream's figures labelled by subject family (`chat.*.in`), not by subject: one
-    label per session made every new session's first message create its own series — a
-    tenth of a worker's CPU per reply, and series that were never freed."""
+    label per session made every new session's first message create its own series (7.6 %
+    of a worker's py-spy samples per reply), and series that were never freed."""
 
     def get_consume_attrs_from_message(self, msg: "StreamMessage[Msg]") -> ConsumeAttrs:
         return {

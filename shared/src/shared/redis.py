@@ -15,6 +15,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 
+def text(reply: object) -> str:
+    """A Redis reply as text: clients made here return bytes."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def redis_client(
     url: str, *, timeout_s: float, max_connections: int = 200, pool_wait_s: float = 10.0
 ) -> Redis:

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from shared import keys
 from shared import reply_scripts as scripts
 from shared.events import Policy
+from shared.redis import text
 
 FENCE_TTL_S = 24 * 3600
 """A fence outlives every delivery a message can have, so a late, stale one always finds it."""
@@ -159,7 +160,7 @@ class ReplyQueue:
         )
         if int(verdict):
             return Refused(_VERDICTS[int(verdict)], round(float(retry), 2))
-        return Admitted(_text(interrupted) or None)
+        return Admitted(text(interrupted) or None)
 
     async def withdraw(self, session_id: str, message_id: str) -> None:
         """The stream did not store an admitted message: it leaves the replies in flight and
@@ -221,7 +222,7 @@ class ReplyQueue:
             bool(marked),
             int(head),
             float(admitted_at),
-            _text(blocker),
+            text(blocker),
             int(claimed),
         )
 
@@ -240,7 +241,7 @@ class ReplyQueue:
             ],
             args=[place, self._queue_ttl_s, message_id, admitted_at],
         )
-        return Line(int(head), bool(beating), _text(blocker))
+        return Line(int(head), bool(beating), text(blocker))
 
     async def beat(self, session_id: str, ttl_s: float) -> None:
         """The session's head of line is being answered: `Line.beating` for `ttl_s`."""
@@ -276,7 +277,3 @@ class ReplyQueue:
             args=[attempt, self._fence_ttl_s, place, message_id, int(answered)],
         )
         return bool(done)
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -108,8 +108,8 @@ def split(subject: str) -> tuple[str, str]:
 def family(subject: str) -> str:
     """`chat.<sid>.out.token` → `chat.*.out.token`: a subject without its session, as a
     bounded label for metrics (other subjects are returned as they are)."""
-    prefix, _, rest = subject.partition(".")
-    session_id, _, kind = rest.partition(".")
-    if prefix in ("chat", "live") and session_id and kind:
-        return f"{prefix}.*.{kind}"
-    return subject
+    try:
+        _, kind = split(subject)
+    except ValueError:
+        return subject
+    return f"{subject.partition('.')[0]}.*.{kind}"

@@ -12,6 +12,7 @@ import time
 from redis.asyncio import Redis
 
 from shared import keys
+from shared.redis import text
 
 _SEP = "\n"
 
@@ -71,12 +72,8 @@ class Presence:
     async def who(self, session_id: str) -> list[str]:
         """Participants with at least one live connection, sorted."""
         members = await self._redis.zrangebyscore(keys.presence(session_id), time.time(), "+inf")
-        return sorted({_text(m).split(_SEP, 1)[0] for m in members})
+        return sorted({text(m).split(_SEP, 1)[0] for m in members})
 
 
 def presence_member(user: str, connection: str) -> str:
     return f"{user}{_SEP}{connection}"
-
-
-def _text(member: object) -> str:
-    return member.decode() if isinstance(member, bytes) else str(member)

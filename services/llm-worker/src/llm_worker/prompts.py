@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import keys
+from shared.redis import text
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED = 10_000
@@ -54,7 +55,7 @@ class SystemPrompts:
             log.warning("session prompt cache unavailable (%s); asking persistence", exc)
             return await self._fetch(session_id) or ""
         if stored is not None:
-            return stored.decode() if isinstance(stored, bytes) else str(stored)
+            return text(stored)
         prompt = await self._fetch(session_id) or ""
         try:
             await self._redis.set(key, prompt, ex=keys.SESSION_PROMPT_TTL_S)

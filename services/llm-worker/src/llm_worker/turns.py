@@ -37,17 +37,11 @@ async def wait_turn(queue: ReplyQueue, waiting: Waiting, waiter: Waiter, stop: S
             case "wait":
                 pass
             case Forget(blocker):
-                log.warning(
-                    "forgetting message %s: admitted before this one, never taken",
-                    blocker,
-                    extra=dict(waiter.log_context),
-                )
+                why = "forgetting message %s: admitted before this one, never taken"
+                log.warning(why, blocker, extra=dict(waiter.log_context))
                 await queue.forget(sid, blocker)
             case int(head):
-                log.warning(
-                    "skipping place %d in line: its message was never answered",
-                    head,
-                    extra=dict(waiter.log_context),
-                )
+                why = "skipping place %s in line: its message was never answered"
+                log.warning(why, head, extra=dict(waiter.log_context))
                 await queue.skip(sid, head)
         await asyncio.sleep(QUEUE_POLL_S)
