@@ -1,11 +1,18 @@
 """Streaming through the official SDK: events become pieces, failures become UpstreamError."""
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
+from openai import AsyncOpenAI
 
+from fake_llm.main import create_app
+from fake_llm.settings import FakeLLMSettings
 from llm_worker.completions import (
     Delta,
     Finish,
@@ -117,3 +124,60 @@ async def test_malformed_json_in_the_stream_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError) as caught:
         await collect(b"data: {not json\n\n")
     assert caught.value.retryable
+
+
+async def test_one_connection_serves_reply_after_reply() -> None:
+    """The body after `[DONE]` is read, so the connection goes back to the pool: a real
+    server sees every request of one client, one after the other, on the same socket."""
+    app = create_app(FakeLLMSettings(ttft_ms=0, token_delay_ms=0, reply_tokens=2))
+    client_ports: set[int] = set()
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            client_ports.add(scope["client"][1])
+        await app(scope, receive, send)
+
+    listener = socket.create_server(("127.0.0.1", 0))  # listening before the server runs
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(counting, log_level="error"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    client = AsyncOpenAI(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    try:
+        for _ in range(3):
+            hello: list[Any] = [{"role": "user", "content": "hello"}]
+            pieces = [
+                p async for p in stream_completion(client, model="m", messages=hello, max_tokens=5)
+            ]
+            assert isinstance(pieces[-1], UsageReport)
+    finally:
+        await client.close()
+        server.should_exit = True
+        await serving
+    assert len(client_ports) == 1
+
+
+class AfterDone(httpx2.AsyncByteStream):
+    """A body that goes on after `[DONE]`: it hangs there, or its connection breaks."""
+
+    def __init__(self, then: str) -> None:
+        self.then = then
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield sse(chunk("Hi"), chunk(None, "stop"))
+        if self.then == "hang":
+            await asyncio.sleep(60)
+        raise httpx2.ReadError("connection reset")
+
+
+@pytest.mark.parametrize("then", ["hang", "break"])
+async def test_a_body_that_misbehaves_after_done_still_gives_the_whole_reply(
+    then: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llm_worker.completions.DRAIN_S", 0.05)
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, stream=AfterDone(then))
+
+    client = openai_over(handle)
+    pieces = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
+    assert pieces == [Delta("Hi"), Finish("stop")]

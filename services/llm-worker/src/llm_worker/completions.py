@@ -8,6 +8,8 @@ is read as bytes and each `data:` line parsed with orjson — building the SDK's
 every delta was the worker's largest cost under load.
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,9 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from shared.events import Usage
+
+DRAIN_S = 1.0
+"""How long the rest of a response body after `[DONE]` may take to arrive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,8 @@ async def stream_completion(
             stream=True,
             stream_options={"include_usage": True},
         ) as response:
-            events = sse_data(response.iter_bytes())
+            body = response.iter_bytes()
+            events = sse_data(body)
             try:
                 async for data in events:
                     try:
@@ -137,6 +143,7 @@ async def stream_completion(
                         yield piece
             finally:
                 await events.aclose()
+            await read_to_end(body)
     except openai.APIError as exc:
         raise _upstream_error(exc) from exc
     except httpx2.TimeoutException as exc:
@@ -147,6 +154,18 @@ async def stream_completion(
         raise UpstreamError(
             "upstream_unavailable", str(exc) or type(exc).__name__, retryable=True
         ) from exc
+
+
+async def read_to_end(body: AsyncIterator[bytes]) -> None:
+    """Read what follows `[DONE]` (the body's last chunk, normally already arrived): a
+    response closed before its end also closes its connection, and every reply would then
+    open a new one. A server that keeps the body open after `[DONE]` is left after
+    `DRAIN_S`, and one that fails there is ignored (the reply is whole), at the cost of
+    that connection."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in body:
+                pass
 
 
 def _upstream_error(exc: openai.APIError) -> UpstreamError:
