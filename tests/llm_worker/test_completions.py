@@ -1,4 +1,4 @@
-"""Streaming through the official SDK: events become pieces, failures become UpstreamError."""
+"""Streaming from the model server: events become pieces, failures become UpstreamError."""
 
 import asyncio
 import json
@@ -9,11 +9,11 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
-from openai import AsyncOpenAI
 
 from fake_llm.main import create_app
 from fake_llm.settings import FakeLLMSettings
 from llm_worker.completions import (
+    ChatMessage,
     Delta,
     Finish,
     UpstreamError,
@@ -21,12 +21,13 @@ from llm_worker.completions import (
     sse_data,
     stream_completion,
 )
+from llm_worker.upstream import ModelServer
 from shared.events import Usage
-from support.llm_mock import chunk, openai_over, sse, streaming, usage
+from support.llm_mock import chunk, model_over, sse, streaming, usage
 
 
 async def collect(client_body: bytes) -> list[object]:
-    client = openai_over(streaming(client_body))
+    client = model_over(streaming(client_body))
     return [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
 
 
@@ -51,7 +52,7 @@ async def test_request_asks_for_usage_and_bounds_tokens() -> None:
             200, content=sse(chunk("x")), headers={"content-type": "text/event-stream"}
         )
 
-    client = openai_over(handle)
+    client = model_over(handle)
     _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=42)]
     assert seen[0]["stream"] is True
     assert seen[0]["stream_options"] == {"include_usage": True}
@@ -72,7 +73,7 @@ async def test_http_failures_become_upstream_errors(
     def handle(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(status, json={"error": {"message": "nope", "type": "x"}})
 
-    client = openai_over(handle)
+    client = model_over(handle)
     with pytest.raises(UpstreamError) as caught:
         _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
     assert (caught.value.code, caught.value.retryable) == (code, retryable)
@@ -83,7 +84,7 @@ async def test_unreachable_server_is_retryable() -> None:
     def handle(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("refused", request=request)
 
-    client = openai_over(handle)
+    client = model_over(handle)
     with pytest.raises(UpstreamError) as caught:
         _ = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
     assert caught.value.code == "upstream_unavailable"
@@ -139,12 +140,12 @@ async def test_one_connection_serves_reply_after_reply() -> None:
 
     listener = socket.create_server(("127.0.0.1", 0))  # listening before the server runs
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(counting, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(counting, log_config=None))  # logging untouched
     serving = asyncio.create_task(server.serve(sockets=[listener]))
-    client = AsyncOpenAI(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    client = ModelServer(f"http://127.0.0.1:{port}/v1", "k", timeout_s=5, max_retries=0)
     try:
         for _ in range(3):
-            hello: list[Any] = [{"role": "user", "content": "hello"}]
+            hello: list[ChatMessage] = [{"role": "user", "content": "hello"}]
             pieces = [
                 p async for p in stream_completion(client, model="m", messages=hello, max_tokens=5)
             ]
@@ -178,6 +179,6 @@ async def test_a_body_that_misbehaves_after_done_still_gives_the_whole_reply(
     def handle(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, stream=AfterDone(then))
 
-    client = openai_over(handle)
+    client = model_over(handle)
     pieces = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
     assert pieces == [Delta("Hi"), Finish("stop")]

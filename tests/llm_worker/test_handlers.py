@@ -12,11 +12,11 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from redis.asyncio import Redis
 
 from llm_worker.handlers import retry_delay
-from llm_worker.main import create_app, warm_up
+from llm_worker.main import create_app
 from llm_worker.settings import WorkerSettings
 from shared import stream, subjects
 from shared.events import ReplyEnd, ReplyStart, ReplyToken, UserMessage
-from support.llm_mock import RecordingPublisher, chunk, openai_over, sse, streaming, usage
+from support.llm_mock import RecordingPublisher, chunk, model_over, sse, streaming, usage
 
 pytestmark = pytest.mark.real
 
@@ -27,7 +27,7 @@ def worker(
     # One pull loop: the in-memory test broker hands a message to every subscriber, where
     # JetStream's durable consumer hands it to one of the loops.
     settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url, worker_fetchers=1)
-    client = openai_over(streaming(sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))))
+    client = model_over(streaming(sse(chunk("Hi"), chunk("!"), chunk(None, "stop"), usage(3, 2))))
     app = create_app(settings, client=client, publisher=publisher, redis=redis)
     return cast(NatsBroker, app.broker), settings
 
@@ -92,10 +92,3 @@ async def test_the_same_reply_through_a_real_nats_server(
 
 def test_failed_attempts_come_back_later_each_time() -> None:
     assert [retry_delay(a) for a in (1, 2, 3, 4, 5, 9)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
-
-
-def test_the_sdk_is_ready_before_the_first_reply() -> None:
-    client = openai_over(streaming(b""))
-    assert "chat" not in vars(client)  # the SDK builds its chat resources on first use
-    warm_up(client)
-    assert "chat" in vars(client)

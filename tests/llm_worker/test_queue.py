@@ -9,7 +9,6 @@ from typing import Any, cast
 import httpx2
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
-from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from llm_worker import responder as responder_module
@@ -20,13 +19,14 @@ from llm_worker.main import create_app
 from llm_worker.prompts import SystemPrompts
 from llm_worker.responder import Delivery, Responder
 from llm_worker.settings import WorkerSettings
+from llm_worker.upstream import ModelServer
 from shared import keys, rpc, stream, subjects
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
 from support.llm_mock import (
     RecordingPublisher,
     SlowStream,
     chunk,
-    openai_over,
+    model_over,
     sse,
     streaming,
     usage,
@@ -67,7 +67,7 @@ async def test_a_failed_attempt_keeps_its_place_in_line(nats_url: str, redis: Re
     publisher = FailsFirstToken("first")
     settings = WorkerSettings(openai_base_url="http://llm/v1", nats_url=nats_url, worker_fetchers=1)
     app = create_app(
-        settings, client=openai_over(streaming(REPLY)), publisher=publisher, redis=redis
+        settings, client=model_over(streaming(REPLY)), publisher=publisher, redis=redis
     )
     await stream.prepare(settings, name="test")
 
@@ -98,7 +98,7 @@ def responder(
     settings: WorkerSettings,
     redis: Redis,
     publisher: RecordingPublisher,
-    client: AsyncOpenAI | None = None,
+    client: ModelServer | None = None,
 ) -> Responder:
     async def no_history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
         return rpc.HistoryPage()
@@ -108,7 +108,7 @@ def responder(
 
     return Responder(
         settings,
-        client or openai_over(streaming(REPLY)),
+        client or model_over(streaming(REPLY)),
         lambda: publisher,
         Coordinator(redis, fence_ttl_s=60),
         ContextStore(redis, no_history, max_turns=10, ttl_s=60),
@@ -209,7 +209,7 @@ async def test_two_attempts_on_one_worker_are_stopped_apart(
 
     sid = uuid.uuid4().hex
     worker = responder(
-        WorkerSettings(openai_base_url="http://llm/v1"), redis, publisher, openai_over(slow)
+        WorkerSettings(openai_base_url="http://llm/v1"), redis, publisher, model_over(slow)
     )
     first, second = (Delivery(message(sid, "m10"), attempt, 10) for attempt in (1, 2))
 
@@ -252,7 +252,7 @@ async def test_a_rate_limited_model_call_halves_the_calls_the_worker_makes(redis
 
     settings = WorkerSettings(openai_base_url="http://llm/v1", worker_concurrency=8)
     publisher = RecordingPublisher()
-    worker = responder(settings, redis, publisher, client=openai_over(overloaded))
+    worker = responder(settings, redis, publisher, client=model_over(overloaded))
     sid = uuid.uuid4().hex
     assert await worker.respond(Delivery(message(sid, "m1"), 1, 0))
     end = publisher.events[-1]

@@ -16,8 +16,8 @@ from support.llm_mock import (
     RecordingPublisher,
     SlowStream,
     chunk,
-    openai_over,
-    slow_openai,
+    model_over,
+    slow_model,
     sse,
     streaming,
     usage,
@@ -31,7 +31,7 @@ COUNTER = TokenCounter("gpt-4o-mini")
 
 
 async def test_reply_publishes_start_tokens_and_end(publisher: RecordingPublisher) -> None:
-    client = openai_over(
+    client = model_over(
         streaming(sse(chunk("Hi"), chunk(" there"), chunk(None, "length"), usage(12, 2)))
     )
     prices = {"m": Price(input=1.0, output=2.0)}
@@ -58,7 +58,7 @@ async def test_reply_publishes_start_tokens_and_end(publisher: RecordingPublishe
 async def test_usage_is_counted_when_the_provider_sends_none(
     publisher: RecordingPublisher,
 ) -> None:
-    client = openai_over(streaming(sse(chunk("hello world"), chunk(None, "stop"))))
+    client = model_over(streaming(sse(chunk("hello world"), chunk(None, "stop"))))
     end = await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal())
     assert isinstance(end, ReplyEnd)
     assert end.usage.estimated
@@ -70,9 +70,7 @@ async def test_upstream_failure_ends_in_one_error_event(publisher: RecordingPubl
     def handle(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(429, json={"error": {"message": "slow down", "type": "x"}})
 
-    end = await generate_reply(
-        JOB, Streaming(openai_over(handle), publisher, COUNTER), StopSignal()
-    )
+    end = await generate_reply(JOB, Streaming(model_over(handle), publisher, COUNTER), StopSignal())
     assert isinstance(end, ReplyError)
     assert (end.code, end.retryable) == ("upstream_rate_limited", True)
     assert [type(e) for e in publisher.events] == [ReplyStart, ReplyError]
@@ -84,7 +82,7 @@ async def test_cancel_closes_the_upstream_stream_and_keeps_the_partial_text(
     body = SlowStream(deltas=100, delay_s=0.02, signal_after=3)
     stop = StopSignal()
     reply = asyncio.create_task(
-        generate_reply(JOB, Streaming(slow_openai(body), publisher, COUNTER), stop)
+        generate_reply(JOB, Streaming(slow_model(body), publisher, COUNTER), stop)
     )
     await asyncio.wait_for(body.reached.wait(), 2)
     stop.set("cancelled")
@@ -111,7 +109,7 @@ async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
             return sum(spent) < 5
 
     end = await generate_reply(
-        JOB, Streaming(slow_openai(body), publisher, COUNTER), StopSignal(), Metered()
+        JOB, Streaming(slow_model(body), publisher, COUNTER), StopSignal(), Metered()
     )
     assert isinstance(end, ReplyEnd)
     assert end.finish_reason == "budget"
@@ -124,7 +122,7 @@ async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPu
         async def still_ours(self) -> bool:
             return False
 
-    client = openai_over(streaming(sse(chunk("Hi"), chunk(None, "stop"))))
+    client = model_over(streaming(sse(chunk("Hi"), chunk(None, "stop"))))
     end = await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal(), NotOurs())
     assert end is None
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
@@ -142,7 +140,7 @@ class LosingPublisher(RecordingPublisher):
 
 async def test_token_events_the_stream_did_not_store_fail_the_attempt() -> None:
     publisher = LosingPublisher()
-    client = openai_over(streaming(sse(chunk("Hel"), chunk("lo"), chunk(None, "stop"))))
+    client = model_over(streaming(sse(chunk("Hel"), chunk("lo"), chunk(None, "stop"))))
     with pytest.raises(TokensLost):
         await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal())
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
@@ -166,7 +164,7 @@ async def test_a_retry_calls_the_model_only_once_its_start_is_stored(
 
     job = ReplyJob(message=MESSAGE, attempt=attempt, prompt=JOB.prompt, model="m", max_tokens=10)
     with pytest.raises(ConnectionError):
-        await generate_reply(job, Streaming(openai_over(model), StartLost(), COUNTER), StopSignal())
+        await generate_reply(job, Streaming(model_over(model), StartLost(), COUNTER), StopSignal())
     # A first attempt calls the model while its start is stored (the common case is faster);
     # a retry, which likely follows a failing broker, does not call it at all.
     assert len(requests) == model_calls

@@ -1,4 +1,4 @@
-"""An OpenAI client over `httpx2.MockTransport`, SSE builders, a recording reply publisher."""
+"""A model server over `httpx2.MockTransport`, SSE builders, a recording reply publisher."""
 
 import asyncio
 import json
@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx2
-from openai import AsyncOpenAI
 
+from llm_worker.upstream import ModelServer
 from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
 
 
@@ -43,9 +43,11 @@ def usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def openai_over(handler: Callable[[httpx2.Request], httpx2.Response]) -> AsyncOpenAI:
+def model_over(
+    handler: Callable[[httpx2.Request], httpx2.Response], *, max_retries: int = 0
+) -> ModelServer:
     http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return AsyncOpenAI(api_key="k", base_url="http://llm/v1", http_client=http, max_retries=0)
+    return ModelServer("http://llm/v1", "k", timeout_s=5, max_retries=max_retries, http=http)
 
 
 def streaming(body: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
@@ -101,8 +103,8 @@ class SlowStream(httpx2.AsyncByteStream):
             self.closed_early = True
 
 
-def slow_openai(body: SlowStream) -> AsyncOpenAI:
+def slow_model(body: SlowStream) -> ModelServer:
     def handle(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, stream=body, headers={"content-type": "text/event-stream"})
 
-    return openai_over(handle)
+    return model_over(handle)

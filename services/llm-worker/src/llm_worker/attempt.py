@@ -9,10 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openai.types.chat import ChatCompletionMessageParam
-
 from llm_worker.cancels import StopReason
-from llm_worker.completions import UpstreamError
+from llm_worker.completions import ChatMessage, UpstreamError
 from llm_worker.pricing import cost_usd
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
@@ -100,7 +98,7 @@ class Waiting:
 class ReplyJob:
     message: UserMessage
     attempt: int
-    prompt: list[ChatCompletionMessageParam]
+    prompt: list[ChatMessage]
     model: str
     max_tokens: int
 
@@ -210,7 +208,7 @@ class Progress:
         )
 
 
-def counted(counter: TokenCounter, prompt: list[ChatCompletionMessageParam], text: str) -> Usage:
+def counted(counter: TokenCounter, prompt: list[ChatMessage], text: str) -> Usage:
     """Usage counted with the tokenizer, when the provider reported none."""
     prompt_tokens = counter.count_messages(prompt)
     completion_tokens = counter.count(text)

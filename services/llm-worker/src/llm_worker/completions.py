@@ -1,26 +1,45 @@
-"""Streaming chat completions through the official `openai` SDK.
+"""Streaming chat completions from an OpenAI-compatible server.
 
 `stream_completion` yields `Delta`, then at most one `Finish` and one `UsageReport`; it raises
 `UpstreamError` for any failure of the model server, before or during the stream.
 
-The SDK makes the request (authentication, retries, status errors); the event stream itself
-is read as bytes and each `data:` line parsed with orjson — building the SDK's typed chunk for
-every delta was the worker's largest cost under load.
+The request is made by `llm_worker.upstream` (retries, status errors); the event stream is
+read as bytes and each `data:` line parsed with orjson. The openai SDK did both before: its
+request building was a fifth of a worker's CPU per reply, and building its typed chunk for
+every delta had been the worker's largest cost under load.
 """
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import httpx2
-import openai
 import orjson
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
 
+from llm_worker.upstream import ModelServer, UpstreamError, transport_error
 from shared.events import Usage
+
+__all__ = [
+    "ChatMessage",
+    "Delta",
+    "Finish",
+    "Piece",
+    "UpstreamError",
+    "UsageReport",
+    "pieces_from_chunk",
+    "sse_data",
+    "stream_completion",
+]
+
+
+class ChatMessage(TypedDict):
+    """One message of a prompt, as the chat completions API takes it."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
 
 DRAIN_S = 1.0
 """How long the rest of a response body after `[DONE]` may take to arrive."""
@@ -42,16 +61,6 @@ class UsageReport:
 
 
 Piece = Delta | Finish | UsageReport
-
-
-class UpstreamError(Exception):
-    """The model server failed; `code` and `retryable` go into the `stream_error` event."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 def pieces_from_chunk(chunk: Any) -> list[Piece]:
@@ -114,22 +123,23 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
 
 
 async def stream_completion(
-    client: AsyncOpenAI,
+    server: ModelServer,
     *,
     model: str,
-    messages: list[ChatCompletionMessageParam],
+    messages: list[ChatMessage],
     max_tokens: int,
 ) -> AsyncGenerator[Piece, None]:
     """Stream one completion; the upstream request is closed when the caller stops iterating."""
+    request = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     try:
-        async with client.chat.completions.with_streaming_response.create(
-            model=model,
-            messages=messages,
-            max_tokens=max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        ) as response:
-            body = response.iter_bytes()
+        async with server.stream(request) as response:
+            body = response.aiter_bytes()
             events = sse_data(body)
             try:
                 async for data in events:
@@ -144,16 +154,8 @@ async def stream_completion(
             finally:
                 await events.aclose()
             await read_to_end(body)
-    except openai.APIError as exc:
-        raise _upstream_error(exc) from exc
-    except httpx2.TimeoutException as exc:
-        raise UpstreamError(
-            "upstream_timeout", "the model server did not answer in time", retryable=True
-        ) from exc
-    except httpx2.HTTPError as exc:  # a connection cut mid-stream surfaces unwrapped
-        raise UpstreamError(
-            "upstream_unavailable", str(exc) or type(exc).__name__, retryable=True
-        ) from exc
+    except httpx2.HTTPError as exc:  # the stream broke, or stalled past the read timeout
+        raise transport_error(exc) from exc
 
 
 async def read_to_end(body: AsyncIterator[bytes]) -> None:
@@ -166,26 +168,3 @@ async def read_to_end(body: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(DRAIN_S):
             async for _ in body:
                 pass
-
-
-def _upstream_error(exc: openai.APIError) -> UpstreamError:
-    if isinstance(exc, openai.RateLimitError):
-        return UpstreamError("upstream_rate_limited", _message(exc), retryable=True)
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamError(
-            "upstream_timeout", "the model server did not answer in time", retryable=True
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError(
-            "upstream_unavailable", "the model server cannot be reached", retryable=True
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return UpstreamError("upstream_error", _message(exc), retryable=exc.status_code >= 500)
-    return UpstreamError("upstream_error", _message(exc), retryable=True)
-
-
-def _message(exc: openai.APIError) -> str:
-    body: Any = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return exc.message

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from openai.types.chat import ChatCompletionMessageParam
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llm_worker.completions import ChatMessage
 from llm_worker.tokens import TokenCounter
 from shared import keys, rpc
 
@@ -38,7 +38,7 @@ def fit_prompt(
     message: Turn,
     counter: TokenCounter,
     max_tokens: int,
-) -> list[ChatCompletionMessageParam]:
+) -> list[ChatMessage]:
     """System prompt, then as many of the newest `earlier` turns as fit in `max_tokens`, then
     `message` (always kept: a prompt too long on its own is refused before the model call).
     Nothing is encoded when the prompt's bytes alone fit (`TokenCounter.at_most`)."""
@@ -58,10 +58,8 @@ def fit_prompt(
     return _prompt(system_prompt, kept[::-1], message)
 
 
-def _prompt(
-    system_prompt: str, turns: Sequence[Turn], message: Turn
-) -> list[ChatCompletionMessageParam]:
-    prompt: list[ChatCompletionMessageParam] = [{"role": "system", "content": system_prompt}]
+def _prompt(system_prompt: str, turns: Sequence[Turn], message: Turn) -> list[ChatMessage]:
+    prompt: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
     for turn in turns:
         if turn.role == "assistant":
             prompt.append({"role": "assistant", "content": turn.content})

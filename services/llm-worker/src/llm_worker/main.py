@@ -1,11 +1,10 @@
-"""Build the worker app: the OpenAI client, Redis, the broker, the handlers."""
+"""Build the worker app: the model server's client, Redis, the broker, the handlers."""
 
 import os
 import socket
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from openai import AsyncOpenAI
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -18,6 +17,7 @@ from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
+from llm_worker.upstream import ModelServer
 from shared import rpc, stream, subjects, telemetry
 from shared.broker import LOGGER, make_broker
 from shared.logs import dump_tasks_on_sigusr1
@@ -31,28 +31,22 @@ WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 """Sent as `X-Tokenwire-Worker` with every model request, for the model server's logs."""
 
 
-def openai_client(settings: WorkerSettings) -> AsyncOpenAI:
-    """A client for the configured server; local servers need no key, so one is made up.
+def model_server(settings: WorkerSettings) -> ModelServer:
+    """The configured model server (OpenAI's API when only a key is set); local servers need
+    no key.
 
-    Its transport is httpx's own. The SDK's aiohttp transport (`DefaultAioHttpClient`) read a
-    streamed chunk for less CPU (worker 265 against 327 µs a paced token), but with it one
-    model call in a CI run of the fault suite hung until its 60 s timeout; see
+    Its transport is httpx's own. aiohttp read a streamed chunk for less CPU (worker 265
+    against 327 µs a paced token, through the openai SDK's `DefaultAioHttpClient`), but with
+    it one model call in a CI run of the fault suite hung until its 60 s timeout; see
     docs/benchmarks.md."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
-    return AsyncOpenAI(
-        api_key=key,
-        base_url=settings.openai_base_url,
-        timeout=settings.llm_timeout_s,
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return ModelServer(
+        settings.openai_base_url,
+        key,
+        timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
-        default_headers={"X-Tokenwire-Worker": WORKER_ID},
+        headers={"X-Tokenwire-Worker": WORKER_ID},
     )
-
-
-def warm_up(client: AsyncOpenAI) -> None:
-    """Make the SDK import its chat resources now: it does so on first use (about 40 ms on an
-    idle machine, 0.3 s of the event loop in a profile of a 250-session burst), which would
-    land in the first reply a worker streams."""
-    _ = client.chat.completions.with_streaming_response
 
 
 def fence_ttl_s(settings: WorkerSettings) -> int:
@@ -62,7 +56,7 @@ def fence_ttl_s(settings: WorkerSettings) -> int:
 
 def create_app(
     settings: WorkerSettings,
-    client: AsyncOpenAI | None = None,
+    client: ModelServer | None = None,
     publisher: ReplyPublisher | None = None,
     redis: Redis | None = None,
 ) -> FastStream:
@@ -77,8 +71,7 @@ def create_app(
         tracing=tracing,
         graceful_timeout=settings.drain_timeout_s,
     )
-    llm = client or openai_client(settings)
-    warm_up(llm)
+    llm = client or model_server(settings)
     own_redis = redis is None
     redis = redis or redis_client(settings.redis_url, timeout_s=5)
     responder = build_responder(settings, broker, llm, redis, metrics, publisher)
@@ -101,7 +94,7 @@ def create_app(
 def build_responder(
     settings: WorkerSettings,
     broker: NatsBroker,
-    llm: AsyncOpenAI,
+    llm: ModelServer,
     redis: Redis,
     metrics: WorkerMetrics,
     publisher: ReplyPublisher | None,

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from openai import AsyncOpenAI
-
 from llm_worker.attempt import Progress, ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
@@ -22,6 +20,7 @@ from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, st
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
+from llm_worker.upstream import ModelServer
 from shared.events import ReplyEnd, ReplyError
 
 __all__ = ["ReplyJob", "Streaming", "TokensLost", "Watch", "generate_reply"]
@@ -34,7 +33,7 @@ TOKEN_ACK_TIMEOUT_S = 10.0
 class Streaming:
     """What every reply of a worker streams with."""
 
-    client: AsyncOpenAI
+    client: ModelServer
     publisher: ReplyPublisher
     counter: TokenCounter
     prices: Mapping[str, Price] = field(default_factory=dict)

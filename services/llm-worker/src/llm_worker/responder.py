@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openai import AsyncOpenAI
 from redis.exceptions import RedisError
 
 from llm_worker import attempt as decide
@@ -30,6 +29,7 @@ from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.tokens import TokenCounter
 from llm_worker.turns import Waiter, wait_turn
+from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.logs import context
@@ -63,7 +63,7 @@ class Responder:
     def __init__(
         self,
         settings: WorkerSettings,
-        client: AsyncOpenAI,
+        client: ModelServer,
         publisher: Callable[[], ReplyPublisher],
         coordinator: Coordinator,
         context: ContextStore,

@@ -1,4 +1,4 @@
-"""Worker settings (`TOKENWIRE_*`, plus the OpenAI SDK's own `OPENAI_API_KEY`/`OPENAI_BASE_URL`)."""
+"""Worker settings (`TOKENWIRE_*`, plus OpenAI's usual `OPENAI_API_KEY`/`OPENAI_BASE_URL`)."""
 
 from typing import Self
 
@@ -20,8 +20,8 @@ class WorkerSettings(TokenwireSettings):
     """Sent as `max_tokens` on every request: no reply runs unbounded."""
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0)
-    """Retries of 429, 5xx and connection errors before the first token, with exponential
-    backoff and jitter, honouring `Retry-After` (the openai SDK's own policy)."""
+    """Retries of 408, 409, 429, 5xx, timeouts and connection errors before the first token,
+    with exponential backoff and jitter, honouring `Retry-After` (see `llm_worker.upstream`)."""
     system_prompt: str = "You are a helpful assistant."
     max_context_tokens: int = Field(default=8000, ge=256)
     """Prompt budget: the oldest turns are dropped until system prompt and turns fit."""

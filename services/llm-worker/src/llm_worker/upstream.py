@@ -1,0 +1,161 @@
+"""The model server's chat completions endpoint (any OpenAI-compatible server), over one pooled
+HTTP client.
+
+`ModelServer.stream` opens a streamed response and gives it only once it is answered with 200.
+Before that, a 408, 409, 429 or 5xx answer and a connection error or timeout are retried up to
+`max_retries` times — after the server's `Retry-After` (`retry-after-ms`) when it names at most
+a minute, else after 0.5 s doubled each time (at most 8 s) less up to a quarter at random: the
+openai SDK's own policy, which the worker used before it made its requests itself. Then, or for
+any other status, it raises `UpstreamError`.
+"""
+
+import asyncio
+import contextlib
+import email.utils
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import orjson
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+RETRY_STATUSES = frozenset({408, 409, 429})
+RETRY_AFTER_MAX_S = 60.0
+BACKOFF_S, BACKOFF_MAX_S = 0.5, 8.0
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of an error answer is read for its message."""
+
+
+class UpstreamError(Exception):
+    """The model server failed; `code` and `retryable` go into the `stream_error` event."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class ModelServer:
+    """`POST {base_url}/chat/completions` with a bearer key; the connections are kept open
+    between calls (at most `max_connections`). `http` replaces the client in tests."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        timeout_s: float,
+        max_retries: int,
+        headers: dict[str, str] | None = None,
+        max_connections: int = 1000,
+        http: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self.max_retries = max_retries
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        limits = httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self.http = http or httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)), limits=limits
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    @contextlib.asynccontextmanager
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
+        """The streamed 200 response to `body`, closed on exit; raises `UpstreamError`."""
+        content = orjson.dumps(body)
+        for retry in range(self.max_retries + 1):
+            last = retry == self.max_retries
+            request = self.http.build_request(
+                "POST", self.url, content=content, headers=self.headers
+            )
+            try:
+                response = await self.http.send(request, stream=True)
+            except httpx2.HTTPError as exc:
+                if last:
+                    raise transport_error(exc) from exc
+                await asyncio.sleep(backoff_s(retry))
+                continue
+            if response.status_code == 200:
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            error = await status_error(response)
+            if last or not should_retry(response):
+                raise error
+            await asyncio.sleep(retry_after_s(response.headers) or backoff_s(retry))
+
+
+def transport_error(exc: httpx2.HTTPError) -> UpstreamError:
+    if isinstance(exc, httpx2.TimeoutException):
+        return UpstreamError(
+            "upstream_timeout", "the model server did not answer in time", retryable=True
+        )
+    if isinstance(exc, httpx2.ConnectError):
+        return UpstreamError(
+            "upstream_unavailable", "the model server cannot be reached", retryable=True
+        )
+    return UpstreamError("upstream_unavailable", str(exc) or type(exc).__name__, retryable=True)
+
+
+async def status_error(response: httpx2.Response) -> UpstreamError:
+    """The error a non-200 answer stands for, with the server's own message when it gives one
+    (`{"error": {"message": ...}}`); the response is read (bounded) and closed."""
+    raw = b""
+    with contextlib.suppress(httpx2.HTTPError):
+        async for part in response.aiter_bytes():
+            raw += part
+            if len(raw) >= ERROR_BODY_BYTES:
+                break
+    await response.aclose()
+    status = response.status_code
+    message = error_message(raw) or f"the model server answered {status}"
+    if status == 429:
+        return UpstreamError("upstream_rate_limited", message, retryable=True)
+    return UpstreamError("upstream_error", message, retryable=status >= 500)
+
+
+def error_message(raw: bytes) -> str | None:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
+def should_retry(response: httpx2.Response) -> bool:
+    verdict = response.headers.get("x-should-retry")
+    if verdict in ("true", "false"):
+        return verdict == "true"
+    return response.status_code in RETRY_STATUSES or response.status_code >= 500
+
+
+def retry_after_s(headers: httpx2.Headers) -> float | None:
+    """The wait the server asks for, when it asks for at most `RETRY_AFTER_MAX_S`."""
+    wait: float | None = None
+    with contextlib.suppress(ValueError, TypeError):
+        if (ms := headers.get("retry-after-ms")) is not None:
+            wait = float(ms) / 1000
+        elif (after := headers.get("retry-after")) is not None:
+            try:
+                wait = float(after)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(after)
+                wait = when.timestamp() - time.time()
+    return wait if wait is not None and 0 < wait <= RETRY_AFTER_MAX_S else None
+
+
+def backoff_s(retry: int) -> float:
+    return min(BACKOFF_S * 2.0**retry, BACKOFF_MAX_S) * (1 - 0.25 * random.random())
