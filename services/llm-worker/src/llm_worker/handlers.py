@@ -28,6 +28,15 @@ def retry_delay(attempt: int) -> float:
     return min(RETRY_DELAY_S * 2.0 ** max(attempt - 1, 0), RETRY_DELAY_MAX_S)
 
 
+async def the_message(msg: NatsMessage) -> NatsMessage:
+    """The decoder of the worker's subscribers: a handler takes FastStream's message itself
+    and parses its body once, with the contract's model. The worker's broker injects nothing
+    (`apply_types=False`; the handlers' `NatsMessage` annotation, FastStream's context alias,
+    keeps the message out of the AsyncAPI payload): FastDepends resolved that argument in a
+    thread of its own for every message, and FastStream decoded every body as JSON first."""
+    return msg
+
+
 def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
     subscribers = pull_loops(broker, settings)
 
@@ -67,7 +76,7 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
     for subscriber in subscribers:
         subscriber(on_user_message)
 
-    @broker.subscriber(subjects.ALL_CANCEL)
+    @broker.subscriber(subjects.ALL_CANCEL, decoder=the_message)
     async def on_cancel(msg: NatsMessage) -> None:
         session_id, _ = subjects.split(msg.raw_message.subject)
         responder.cancels.cancel(session_id, msg.raw_message.data.decode(errors="replace"))
@@ -91,6 +100,7 @@ def pull_loops(broker: NatsBroker, settings: WorkerSettings) -> list[Any]:
             max_workers=-(-settings.worker_concurrency // fetchers),
             ack_policy=AckPolicy.MANUAL,
             inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
+            decoder=the_message,
             include_in_schema=i == 0,  # one channel in the AsyncAPI document
         )
         for i in range(fetchers)

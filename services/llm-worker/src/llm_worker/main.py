@@ -70,6 +70,7 @@ def create_app(
         registry=metrics.registry,
         tracing=tracing,
         graceful_timeout=settings.drain_timeout_s,
+        apply_types=False,  # see handlers.the_message
     )
     llm = client or model_server(settings)
     own_redis = redis is None
