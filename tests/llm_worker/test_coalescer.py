@@ -5,6 +5,7 @@ real clock."""
 
 import asyncio
 import itertools
+import math
 import time
 
 import pytest
@@ -148,3 +149,25 @@ async def test_abandon_publishes_nothing_more() -> None:
     tokens.abandon()
     await asyncio.sleep(0.08)
     assert [t for _, t, _ in sink.events] == ["a"]
+
+
+async def test_replies_whose_windows_end_on_one_tick_publish_together() -> None:
+    """Windows end on a clock shared by all replies (ticks half a window apart): the NATS
+    client then writes the events of many replies at once."""
+    window = 0.05
+    sinks = [Sink(), Sink()]
+    replies = [Coalescer(sink.send, window) for sink in sinks]
+    tick = window / 2
+    await asyncio.sleep(math.ceil(time.monotonic() / tick) * tick + 0.002 - time.monotonic())
+    for reply in replies:  # first deltas go out at once, 5 ms apart
+        await reply.add("a")
+        await reply.add("b")  # deferred to a tick
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    firsts = [sink.events[0][2] for sink in sinks]
+    seconds = [sink.events[1][2] for sink in sinks]
+    assert all(b - a >= window - 0.001 for a, b in zip(firsts, seconds, strict=True))
+    assert abs(seconds[0] - seconds[1]) < 0.003  # the same tick
+    assert seconds[0] - firsts[0] <= window + tick
+    for reply in replies:
+        await reply.close()
