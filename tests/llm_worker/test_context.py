@@ -145,15 +145,3 @@ async def test_a_fresh_session_skips_history_until_its_first_turns(redis: Redis)
     await redis.delete(f"tw:ctx:{sid}")  # the cache expired: history is asked again
     assert await store.turns(sid) == []
     assert len(asked) == 1
-
-
-def test_the_tokenizer_loads_on_its_first_count_only() -> None:
-    """Its tables cost 144 MiB: a worker that never counts never loads them."""
-    from llm_worker import tokens
-
-    loaded = tokens._encoding.cache_info().currsize
-    counter = TokenCounter("a-model-no-other-test-names")
-    assert counter.at_most([{"role": "user", "content": "hello"}]) == 11
-    assert tokens._encoding.cache_info().currsize == loaded
-    assert counter.count("hello world") == 2
-    assert tokens._encoding.cache_info().currsize == loaded + 1
