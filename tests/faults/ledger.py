@@ -189,7 +189,7 @@ class SlowChat(Chat):
     """A client of a session that only reads, slowly, through a small receive buffer."""
 
     rcvbuf: int = 4096
-    delay_s: float = 0.02
+    delay_s: float = 0.05
 
     async def follow(self, message_ids: set[str], *, deadline_s: float = 120) -> None:
         """Read until every one of `message_ids` has its reply; resume after any close."""

@@ -20,6 +20,8 @@ from typing import Any
 import httpx2
 import orjson
 
+from llm_worker.plain_http import PlainHTTPTransport
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({408, 409, 429})
 RETRY_AFTER_MAX_S = 60.0
@@ -40,7 +42,8 @@ class UpstreamError(Exception):
 
 class ModelServer:
     """`POST {base_url}/chat/completions` with a bearer key; the connections are kept open
-    between calls (at most `max_connections`). `http` replaces the client in tests."""
+    between calls (at most `max_connections`), made by `PlainHTTPTransport` for an `http://`
+    server. `http` replaces the client in tests."""
 
     def __init__(
         self,
@@ -61,8 +64,11 @@ class ModelServer:
         limits = httpx2.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        plain = self.url.startswith("http://")
         self.http = http or httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)), limits=limits
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            limits=limits,
+            transport=PlainHTTPTransport(limits=limits) if plain else None,
         )
 
     async def close(self) -> None:
