@@ -304,7 +304,13 @@ async def count(
         result.duplicates += sum(n - 1 for n in users.values() if n > 1)
         result.duplicates += sum(n - 1 for n in answers.values() if n > 1)
         result.lost += sum(1 for mid in chat.echoed if not users[mid])
-        result.unanswered += sum(1 for mid in chat.echoed if not answers[mid])
+        unanswered = [mid for mid in chat.echoed if not answers[mid]]
+        result.unanswered += len(unanswered)
+        result.problems += [
+            f"{chat.session_id[:8]}/{mid} unanswered: ended with {chat.ended.get(mid)}; "
+            f"stored {[m for m in stored if mid in (m['message_id'], m.get('in_reply_to'))]}"
+            for mid in unanswered
+        ]
         gaps, twice = client_view(chat, result.problems)
         result.gaps += gaps
         result.twice += twice

@@ -1,5 +1,6 @@
 """The plain-HTTP transport against real sockets: streaming, connections kept and dropped,
-a server that stops mid-stream or says nothing, and a request larger than a socket buffer."""
+a kept connection closed as a request crosses it, a server that stops mid-stream or says
+nothing, and a request larger than a socket buffer."""
 
 import asyncio
 import contextlib
@@ -107,6 +108,37 @@ async def test_a_kept_connection_the_server_closed_is_replaced_quietly() -> None
         await asyncio.sleep(0.05)  # the close reaches the idle pooled connection
         assert await collect(client) == [Delta("x"), Finish("stop")]
     assert len(ports) == 2
+
+
+async def test_a_request_a_kept_connection_lost_unanswered_is_sent_again_at_once() -> None:
+    # The server's idle timeout crosses the second request: it closes without a byte.
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        if connections == 1:
+            await stream_reply(writer, ["a"], 0)
+            await read_request(reader)
+            return  # closed unanswered
+        await stream_reply(writer, ["b"], 0)
+
+    async with serving(handle) as (client, ports):  # no retries allowed
+        assert await collect(client) == [Delta("a"), Finish("stop")]
+        assert await collect(client) == [Delta("b"), Finish("stop")]
+    assert len(ports) == 2
+
+
+async def test_a_new_connection_closed_unanswered_is_an_upstream_error() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)  # then closed unanswered
+
+    async with serving(handle) as (client, ports):
+        with pytest.raises(UpstreamError) as caught:
+            await collect(client)
+    assert caught.value.code == "upstream_unavailable"
+    assert len(ports) == 1  # not sent again: a fresh connection is no idle timeout
 
 
 async def test_a_server_that_stops_mid_stream_is_an_upstream_error() -> None:

@@ -11,13 +11,16 @@ environment apply to both).
 
 The connections are httpcore's pool over `AsyncioBackend`, a network backend (httpcore's
 public interface); `PlainHTTPTransport` is httpx's transport with that pool in place of its
-default one.
+default one. A request sent on a kept connection that the server closed without a byte of
+answer (its own idle timeout crossed the request on the wire) raises `ClosedWhenReused`,
+which `llm_worker.upstream` sends again at once.
 """
 
 # httpcore's interface takes timeouts as arguments.
 # ruff: noqa: ASYNC109
 
 import asyncio
+import select
 import socket
 from collections.abc import Iterable
 from typing import Any, cast
@@ -29,6 +32,11 @@ MAX_BUFFER = 1 << 20
 """Received bytes held before the socket stops being read."""
 WRITE_BUFFER = 1 << 16
 """Bytes queued for the socket beyond which a write waits for them to drain."""
+
+
+class ClosedWhenReused(httpcore2.NetworkError):
+    """A connection that had answered a request before closed before a byte of the answer to
+    the next one: the server's idle timeout crossed the request, which no handler read."""
 
 
 class _Connection(asyncio.Protocol):
@@ -81,15 +89,22 @@ class _Connection(asyncio.Protocol):
 class AsyncioStream(httpcore2.AsyncNetworkStream):
     def __init__(self, connection: _Connection) -> None:
         self._c = connection
+        self._reused = False
+        """Whether an earlier request on this connection was answered."""
+        self._heard = False
+        """Whether a byte arrived since the request being sent or answered was written."""
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         c = self._c
         if not c.received and not c.ended:
             await self._wait_for_data(timeout)
         if not c.received:
+            if self._reused and not self._heard:
+                raise ClosedWhenReused("the model server closed a kept connection unanswered")
             if c.error is not None:
                 raise httpcore2.ReadError(str(c.error) or type(c.error).__name__)
             return b""
+        self._heard = True
         data = b"".join(c.received) if len(c.received) > 1 else c.received[0]
         c.received.clear()
         if len(data) > max_bytes:
@@ -116,7 +131,11 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         c = self._c
+        if self._heard:  # the first write of a request after an answer
+            self._reused, self._heard = True, False
         if c.transport is None or c.transport.is_closing():
+            if self._reused:
+                raise ClosedWhenReused("the model server closed a kept connection")
             raise httpcore2.WriteError("the connection is closed")
         c.transport.write(buffer)
         if c.writer is not None:
@@ -137,10 +156,10 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         c = self._c
-        if info == "is_readable":  # an idle kept-alive connection the server closed, or wrote to
-            return c.ended or bool(c.received)
         if c.transport is None:
             return None
+        if info == "is_readable":  # an idle kept-alive connection the server closed, or wrote to
+            return c.ended or bool(c.received) or _readable(c.transport.get_extra_info("socket"))
         if info == "socket":
             return c.transport.get_extra_info("socket")
         if info == "client_addr":
@@ -148,6 +167,13 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
         if info == "server_addr":
             return c.transport.get_extra_info("peername")
         return None
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether the kernel holds bytes or an end of stream the event loop has not read yet."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _expire(waiter: "asyncio.Future[None]") -> None:

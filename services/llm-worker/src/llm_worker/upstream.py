@@ -6,7 +6,8 @@ Before that, a 408, 409, 429 or 5xx answer and a connection error or timeout are
 `max_retries` times — after the server's `Retry-After` (`retry-after-ms`) when it names at most
 a minute, else after 0.5 s doubled each time (at most 8 s) less up to a quarter at random: the
 openai SDK's own policy, which the worker used before it made its requests itself. Then, or for
-any other status, it raises `UpstreamError`.
+any other status, it raises `UpstreamError`. A request that a kept connection lost before any
+answer (`plain_http.ClosedWhenReused`) is sent again at once, once, besides those retries.
 """
 
 import asyncio
@@ -20,12 +21,15 @@ from typing import Any
 import httpx2
 import orjson
 
-from llm_worker.plain_http import PlainHTTPTransport
+from llm_worker.plain_http import ClosedWhenReused, PlainHTTPTransport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({408, 409, 429})
 RETRY_AFTER_MAX_S = 60.0
 BACKOFF_S, BACKOFF_MAX_S = 0.5, 8.0
+KEEPALIVE_S = 4.0
+"""How long an idle connection is kept: less than the 5 s after which uvicorn (vLLM, the fake
+model) and Node's servers close one, so that the client lets go first."""
 ERROR_BODY_BYTES = 64 * 1024
 """How much of an error answer is read for its message."""
 
@@ -62,7 +66,9 @@ class ModelServer:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_S,
         )
         plain = self.url.startswith("http://")
         self.http = http or httpx2.AsyncClient(
@@ -78,17 +84,21 @@ class ModelServer:
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
         """The streamed 200 response to `body`, closed on exit; raises `UpstreamError`."""
         content = orjson.dumps(body)
-        for retry in range(self.max_retries + 1):
-            last = retry == self.max_retries
+        retry, resent = 0, False
+        while True:
             request = self.http.build_request(
                 "POST", self.url, content=content, headers=self.headers
             )
             try:
                 response = await self.http.send(request, stream=True)
             except httpx2.HTTPError as exc:
-                if last:
+                if not resent and isinstance(exc.__cause__, ClosedWhenReused):
+                    resent = True  # at once, and not counted: no server handled it
+                    continue
+                if retry == self.max_retries:
                     raise transport_error(exc) from exc
                 await asyncio.sleep(backoff_s(retry))
+                retry += 1
                 continue
             if response.status_code == 200:
                 try:
@@ -97,9 +107,10 @@ class ModelServer:
                     await response.aclose()
                 return
             error = await status_error(response)
-            if last or not should_retry(response):
+            if retry == self.max_retries or not should_retry(response):
                 raise error
             await asyncio.sleep(retry_after_s(response.headers) or backoff_s(retry))
+            retry += 1
 
 
 def transport_error(exc: httpx2.HTTPError) -> UpstreamError:
