@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.presence import Presence
+from shared.redis import text
 
 pytestmark = pytest.mark.real
 
@@ -34,3 +35,15 @@ async def test_connections_that_expired_do_not_count(redis: Redis) -> None:
     assert await presence.who(sid) == []
     assert await presence.enter(sid, "alice", "new")  # joins again
     assert await presence.leave(sid, "alice", "new")
+
+
+async def test_leaving_also_gives_back_the_connection_slot(redis: Redis) -> None:
+    """One round trip when a connection ends: its presence, and its place among its user's
+    open connections (`gateway.limits`)."""
+    presence, sid = Presence(redis, ttl_s=30), uuid.uuid4().hex
+    slots = f"tw:conns:{uuid.uuid4().hex}"
+    await redis.zadd(slots, {"tab1": 2e9, "tab2": 2e9})
+    assert await presence.enter(sid, "alice", "tab1")
+    assert await presence.leave(sid, "alice", "tab1", also_from=slots)
+    assert [text(m) for m in await redis.zrange(slots, 0, -1)] == ["tab2"]
+    assert await presence.who(sid) == []

@@ -29,8 +29,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return before
 """
-# ARGV: now, session member, connection.
+# ARGV: now, session member, connection. KEYS[3], when given: a set the connection also leaves
+# (its user's open connections, `gateway.limits`), in the same round trip.
 _LEAVE = """
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[3]) end
 redis.call('ZREM', KEYS[1], ARGV[2])
 local removed = redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
@@ -61,10 +63,14 @@ class Presence:
         )
         return int(before) == 0
 
-    async def leave(self, session_id: str, user: str, connection: str) -> bool:
-        """Forget the connection; True when it was the user's last in the session."""
+    async def leave(
+        self, session_id: str, user: str, connection: str, *, also_from: str | None = None
+    ) -> bool:
+        """Forget the connection (and take it out of the sorted set `also_from` too); True when
+        it was the user's last in the session."""
+        sets = [keys.presence(session_id), keys.presence_of(session_id, user)]
         left = await self._leave(
-            keys=[keys.presence(session_id), keys.presence_of(session_id, user)],
+            keys=[*sets, also_from] if also_from else sets,
             args=[time.time(), presence_member(user, connection), connection],
         )
         return int(left) == 1

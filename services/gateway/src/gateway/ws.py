@@ -35,7 +35,7 @@ from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing
 from gateway.refusal import Refusal
 from gateway.replay import replay
-from shared import rpc, subjects, telemetry
+from shared import keys, rpc, subjects, telemetry
 from shared.events import PresenceChange
 from shared.frames import SUBPROTOCOL
 
@@ -121,6 +121,8 @@ class Connection:
             resources.settings.send_queue_frames, owner=self.id, on_ready=self._wake_sender
         )
         self._sender: asyncio.Task[None] | None = None
+        self.present = False
+        """Whether the connection is recorded in the session's presence."""
         self._closing: asyncio.Task[None] | None = None
 
     async def serve(self, cursor_param: str | None) -> None:
@@ -138,15 +140,13 @@ class Connection:
         try:
             await self.run(cursor_param)
         finally:
-            with contextlib.suppress(RedisError):
-                await limits.close_connection(self.user, self.id)
+            await self._leave()
 
     async def run(self, cursor_param: str | None) -> None:
         hub, bus = self.r.hub, self.r.bus
         await hub.join(self.session_id, self.outbox)  # first: nothing falls before the head
         expiry: asyncio.TimerHandle | None = None
         lease = Lease(self.session_id, self.user, self.id)
-        present = False
         try:
             head = await bus.session_head(self.session_id)
             bounds = await bus.stream_bounds() if cursor(cursor_param) is not None else None
@@ -154,7 +154,7 @@ class Connection:
                 await self.send(frame)
             if self.protocol.replay_after is not None:
                 await self._replay(self.protocol.replay_after, head)
-            present = await self._enter()
+            self.present = await self._enter()
             self.r.leases.hold(lease)
             self.protocol.go_live()
             self._wake_sender()  # for what queued up meanwhile
@@ -179,8 +179,6 @@ class Connection:
                     ):
                         await task
             await hub.leave(self.session_id, self.outbox)
-            if present:
-                await self._leave()
 
     async def _replay(self, after: int, through: int) -> None:
         batch: list[Outgoing] = []
@@ -260,10 +258,15 @@ class Connection:
         return True
 
     async def _leave(self) -> None:
+        """Give back the connection's slot, and its presence if it had one: one round trip."""
+        slot = keys.connections(self.user)
         try:
-            last = await self.r.presence.leave(self.session_id, self.user, self.id)
+            if not self.present:
+                await self.r.limits.close_connection(self.user, self.id)
+                return
+            last = await self.r.presence.leave(self.session_id, self.user, self.id, also_from=slot)
         except RedisError as exc:
-            log.warning("presence unavailable: %s", exc)
+            log.warning("the connection's slot and presence stay until they expire: %s", exc)
             return
         if last:
             await self.r.bus.announce(
