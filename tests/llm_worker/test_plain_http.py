@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from llm_worker.completions import Delta, Finish, stream_completion
-from llm_worker.plain_http import PlainHTTPTransport
+from llm_worker.plain_http import PlainHTTPClient
 from llm_worker.upstream import ModelServer, UpstreamError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -79,11 +79,19 @@ async def collect(client: ModelServer, content: str = "hi") -> list[object]:
     ]
 
 
-def test_http_servers_get_the_plain_transport_and_https_ones_httpx_own() -> None:
+def test_http_servers_get_the_plain_client_and_https_or_proxied_ones_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
     plain = ModelServer("http://127.0.0.1:9/v1", None, timeout_s=1, max_retries=0)
     tls = ModelServer("https://api.example/v1", "k", timeout_s=1, max_retries=0)
-    assert isinstance(plain.http._transport, PlainHTTPTransport)
-    assert not isinstance(tls.http._transport, PlainHTTPTransport)
+    assert isinstance(plain.plain, PlainHTTPClient)
+    assert tls.plain is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    assert ModelServer("http://10.0.0.9/v1", None, timeout_s=1, max_retries=0).plain is None
+    assert ModelServer("http://localhost:9/v1", None, timeout_s=1, max_retries=0).plain
 
 
 async def test_a_paced_stream_arrives_whole_and_the_connection_is_kept() -> None:
@@ -201,3 +209,86 @@ async def test_stopping_early_closes_the_connection_the_server_sees_it() -> None
         async with contextlib.aclosing(pieces):
             assert await anext(pieces) == Delta("t0")
         await asyncio.wait_for(gone.wait(), 1.0)
+
+
+def body_of(texts: list[str]) -> bytes:
+    return b"".join(event(t) for t in texts) + event(None, "stop") + b"data: [DONE]\n\n"
+
+
+async def test_chunks_cut_anywhere_with_extensions_and_trailers_arrive_whole() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):  # the connection stays usable after the trailers
+            await read_request(reader)
+            raw = HEAD
+            for part in (event("ab"), event("c"), body_of([])):
+                raw += f"{len(part):x};name=value\r\n".encode() + part + b"\r\n"
+            raw += b"0\r\nx-trailer: 1\r\n\r\n"
+            for i in range(0, len(raw), 7):  # seven bytes a write
+                writer.write(raw[i : i + 7])
+                await writer.drain()
+                await asyncio.sleep(0)
+
+    async with serving(handle) as (client, ports):
+        for _ in range(2):
+            assert await collect(client) == [Delta("ab"), Delta("c"), Finish("stop")]
+    assert len(ports) == 1
+
+
+async def test_answers_sized_by_length_or_by_the_close_and_interim_ones_skipped() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = body_of(["sized"])
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await read_request(reader)  # kept: the length said where the body ends
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n" + body_of(["until", " closed"]))
+        await writer.drain()
+
+    async with serving(handle) as (client, ports):
+        assert await collect(client) == [Delta("sized"), Finish("stop")]
+        assert await collect(client) == [Delta("until"), Delta(" closed"), Finish("stop")]
+        assert client.plain is not None
+        assert not client.plain._idle  # not kept: HTTP/1.0
+    assert len(ports) == 1
+
+
+async def test_an_error_answer_keeps_its_message_and_its_connection() -> None:
+    error = b'{"error": {"message": "slow down", "type": "rate_limit"}}'
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(error))
+        writer.write(error)
+        await read_request(reader)
+        await stream_reply(writer, ["ok"], 0)
+
+    async with serving(handle) as (client, ports):
+        with pytest.raises(UpstreamError) as caught:
+            await collect(client)
+        assert await collect(client) == [Delta("ok"), Finish("stop")]
+    assert (caught.value.code, caught.value.message) == ("upstream_error", "slow down")
+    assert len(ports) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        HEAD + b"zz\r\n",
+        HEAD + b"3\r\nabcXY",
+        b"HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n",
+    ],
+    ids=["not-http", "bad-header", "bad-chunk-size", "bad-chunk-end", "bad-length"],
+)
+async def test_a_malformed_answer_is_an_upstream_error(answer: bytes) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    async with serving(handle) as (client, _):
+        with pytest.raises(UpstreamError) as caught:
+            await collect(client)
+    assert caught.value.code == "upstream_unavailable"

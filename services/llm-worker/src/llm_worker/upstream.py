@@ -15,13 +15,14 @@ import contextlib
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
 import httpx2
 import orjson
 
-from llm_worker.plain_http import ClosedWhenReused, PlainHTTPTransport
+from llm_worker.plain_http import ClosedWhenReused, PlainHTTPClient
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -44,10 +45,24 @@ class UpstreamError(Exception):
         self.retryable = retryable
 
 
+class Answer(Protocol):
+    """A model server's answer whose head was read: httpx's response, or `plain_http`'s."""
+
+    status_code: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class ModelServer:
     """`POST {base_url}/chat/completions` with a bearer key; the connections are kept open
-    between calls (at most `max_connections`), made by `PlainHTTPTransport` for an `http://`
-    server. `http` replaces the client in tests."""
+    between calls (at most `max_connections`): `plain_http`'s client for an `http://` server
+    that no proxy from the environment applies to, else httpx's. `http` replaces the client in
+    tests."""
 
     def __init__(
         self,
@@ -65,34 +80,48 @@ class ModelServer:
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
-        limits = httpx2.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_S,
-        )
-        plain = self.url.startswith("http://")
+        url = httpx2.URL(self.url)
+        self.plain: PlainHTTPClient | None = None
+        if http is None and url.scheme == "http" and not _proxied(url.host):
+            self.plain = PlainHTTPClient(
+                url.host,
+                url.port or 80,
+                timeout_s=timeout_s,
+                connect_timeout_s=min(timeout_s, 5.0),
+                max_connections=max_connections,
+                keepalive_s=KEEPALIVE_S,
+            )
         self.http = http or httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=limits,
-            transport=PlainHTTPTransport(limits=limits) if plain else None,
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_S,
+            ),
         )
+        self._path = url.raw_path.decode("ascii")
 
     async def close(self) -> None:
+        if self.plain is not None:
+            await self.plain.aclose()
         await self.http.aclose()
 
+    async def _send(self, content: bytes) -> Answer:
+        if self.plain is not None:
+            return await self.plain.post(self._path, content, self.headers)
+        request = self.http.build_request("POST", self.url, content=content, headers=self.headers)
+        return await self.http.send(request, stream=True)
+
     @contextlib.asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Answer]:
         """The streamed 200 response to `body`, closed on exit; raises `UpstreamError`."""
         content = orjson.dumps(body)
         retry, resent = 0, False
         while True:
-            request = self.http.build_request(
-                "POST", self.url, content=content, headers=self.headers
-            )
             try:
-                response = await self.http.send(request, stream=True)
+                response = await self._send(content)
             except httpx2.HTTPError as exc:
-                if not resent and isinstance(exc.__cause__, ClosedWhenReused):
+                if not resent and isinstance(exc, ClosedWhenReused):
                     resent = True  # at once, and not counted: no server handled it
                     continue
                 if retry == self.max_retries:
@@ -125,7 +154,7 @@ def transport_error(exc: httpx2.HTTPError) -> UpstreamError:
     return UpstreamError("upstream_unavailable", str(exc) or type(exc).__name__, retryable=True)
 
 
-async def status_error(response: httpx2.Response) -> UpstreamError:
+async def status_error(response: Answer) -> UpstreamError:
     """The error a non-200 answer stands for, with the server's own message when it gives one
     (`{"error": {"message": ...}}`); the response is read (bounded) and closed."""
     raw = b""
@@ -152,14 +181,14 @@ def error_message(raw: bytes) -> str | None:
     return message if isinstance(message, str) and message else None
 
 
-def should_retry(response: httpx2.Response) -> bool:
+def should_retry(response: Answer) -> bool:
     verdict = response.headers.get("x-should-retry")
     if verdict in ("true", "false"):
         return verdict == "true"
     return response.status_code in RETRY_STATUSES or response.status_code >= 500
 
 
-def retry_after_s(headers: httpx2.Headers) -> float | None:
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """The wait the server asks for, when it asks for at most `RETRY_AFTER_MAX_S`."""
     wait: float | None = None
     with contextlib.suppress(ValueError, TypeError):
@@ -176,3 +205,10 @@ def retry_after_s(headers: httpx2.Headers) -> float | None:
 
 def backoff_s(retry: int) -> float:
     return min(BACKOFF_S * 2.0**retry, BACKOFF_MAX_S) * (1 - 0.25 * random.random())
+
+
+def _proxied(host: str) -> bool:
+    """Whether a proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`, not `NO_PROXY`)
+    applies to plain HTTP requests to `host`."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(host)
