@@ -33,9 +33,10 @@ class WorkerSettings(TokenwireSettings):
     """Replies one worker holds at once. A reply waiting on the model costs memory, not CPU,
     so the default lets two workers take a burst of a thousand messages at once; the model
     server is protected by the adaptive limit on calls (`upstream_limit`), not by this."""
-    worker_fetchers: int = Field(default=4, ge=1, le=64)
+    worker_fetchers: int = Field(default=32, ge=1, le=64)
     """Pull loops on the `llm-workers` consumer, sharing `worker_concurrency` (a burst of
-    messages is fetched this many at a time)."""
+    messages is fetched this many at a time). Each holds one waiting pull request: all
+    workers together must stay within the consumer's 512 (NATS's `max_waiting`)."""
     worker_coalesce_ms: float = Field(default=50.0, ge=0)
     """Deltas of one reply closer together than this share one token event (0: one event per
     delta); a delta after a quiet spell of this long goes out at once. 50 ms: 20 updates a
