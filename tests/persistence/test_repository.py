@@ -1,12 +1,14 @@
 """Idempotent writes and paged reads, on SQLite and PostgreSQL alike."""
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import repository
-from persistence.models import Message
+from persistence.models import ChatSession, Message
 from persistence.models import Usage as UsageRow
 from shared import rpc
 from shared.events import ReplyEnd, ReplyError, Usage, UserMessage
@@ -91,6 +93,58 @@ async def test_an_error_then_a_successful_retry_keeps_the_reply(sessions: Sessio
         ("assistant", "complete", "fine"),
         ("user", "complete", "hi"),
     ]
+
+
+async def test_one_batch_keeps_what_writing_its_events_one_by_one_keeps(
+    sessions: Sessions,
+) -> None:
+    error = ReplyError(
+        session_id="s1", message_id="m1", attempt=1, code="x", message="boom", retryable=True
+    )
+    await record(
+        sessions,
+        user("m1"),
+        user("m1", content="redelivered"),
+        error,
+        end("m1", 2, "second"),
+        end("m1", 1, "first, redelivered late"),
+        end("m1", 2, "second, stored again"),
+        user("m2", sid="s2"),
+    )
+    async with sessions() as db:
+        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+    assert [(m.role, m.content, m.attempt) for m in page.messages] == [
+        ("assistant", "second, stored again", 2),
+        ("user", "hi", None),
+    ]
+    assert page.messages[0].usage is not None
+    assert page.messages[0].usage.completion_tokens == 2
+    assert await count(sessions, Message) == 3
+    assert await count(sessions, UsageRow) == 1
+
+
+async def test_a_batch_moves_each_session_to_its_latest_message(sessions: Sessions) -> None:
+    async with sessions() as db:
+        created = [
+            await repository.create_session(db, rpc.SessionCreate(owner="alice")) for _ in range(2)
+        ]
+        await db.commit()
+    first, second = (c.session_id for c in created)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await record(
+        sessions,
+        user("m1", sid=first).model_copy(update={"created_at": later + timedelta(minutes=5)}),
+        user("m2", sid=first).model_copy(update={"created_at": later}),
+        user("m3", sid=second).model_copy(update={"created_at": later}),
+    )
+    async with sessions() as db:
+        rows = {row.id: row.last_active_at for row in (await db.exec(select(ChatSession))).all()}
+    assert _aware(rows[first]) == later + timedelta(minutes=5)
+    assert _aware(rows[second]) == later
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 async def test_history_pages_newest_first(sessions: Sessions) -> None:

@@ -1,0 +1,192 @@
+"""How a batch of stream events becomes rows: user messages, replies (the end or error of
+their latest attempt), usage, and each session's last activity.
+
+Every write is keyed by (session, message), so a redelivered event changes nothing and of a
+reply's attempts only the latest is kept. A batch is written with one statement per kind of
+row, executed once for all its rows (an executemany), not one statement per event: events of
+one key are first reduced to the one the sequential writes would have left — the first user
+message, the reply and usage of the highest attempt (the later event on a tie), the latest
+activity. A profile had a reply's four statements at over a tenth of persistence's CPU.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from persistence.models import ChatSession, Member, Message, Usage
+from shared.events import BusEvent, ReplyEnd, ReplyError, UserMessage
+
+Key = tuple[str, str]
+"""(session id, message id)"""
+
+
+def reply_id(user_message_id: str) -> str:
+    """The history id of the assistant reply to `user_message_id`."""
+    return f"{user_message_id}/reply"
+
+
+@dataclass
+class Rows:
+    """A batch reduced to one write per key."""
+
+    users: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    replies: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    ends: dict[Key, ReplyEnd] = field(default_factory=dict)
+    """The reply end whose usage is recorded, per user message."""
+    active: dict[str, datetime] = field(default_factory=dict)
+
+    def add(self, evt: BusEvent, seq: int) -> None:
+        match evt:
+            case UserMessage():
+                self.users.setdefault((evt.session_id, evt.message_id), _user(evt, seq))
+                latest = self.active.get(evt.session_id)
+                if latest is None or latest < evt.created_at:
+                    self.active[evt.session_id] = evt.created_at
+            case ReplyEnd() | ReplyError():
+                key = (evt.session_id, evt.message_id)
+                if _newer(evt.attempt, self.replies.get(key)):
+                    self.replies[key] = _reply(evt, seq)
+                if isinstance(evt, ReplyEnd) and _newer(evt.attempt, self.ends.get(key)):
+                    self.ends[key] = evt
+            case _:
+                pass  # start and token events are not recorded: the end carries the reply.
+
+
+def _newer(attempt: int, kept: dict[str, Any] | ReplyEnd | None) -> bool:
+    """Whether an event of `attempt`, later in the batch, replaces what is `kept`."""
+    if kept is None:
+        return True
+    return attempt >= (kept["attempt"] if isinstance(kept, dict) else kept.attempt)
+
+
+async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> None:
+    """Write each (event, stream sequence); safe to repeat."""
+    rows = Rows()
+    for evt, seq in events:
+        rows.add(evt, seq)
+    connection = await db.connection()
+    if rows.users:
+        await connection.execute(upsert(db, "user message"), list(rows.users.values()))
+    if rows.active:
+        await connection.execute(
+            _TOUCH, [{"sid": sid, "at": at} for sid, at in rows.active.items()]
+        )
+    if rows.replies:
+        await connection.execute(upsert(db, "reply"), list(rows.replies.values()))
+    if rows.ends:
+        usage = [await _usage(db, end) for end in rows.ends.values()]
+        await connection.execute(upsert(db, "usage"), usage)
+
+
+_TOUCH = (
+    update(ChatSession)
+    .where(
+        col(ChatSession.id) == bindparam("sid"),
+        col(ChatSession.last_active_at) < bindparam("at"),
+    )
+    .values(last_active_at=bindparam("at"))
+)
+
+
+def _user(evt: UserMessage, seq: int) -> dict[str, Any]:
+    return {
+        "session_id": evt.session_id,
+        "message_id": evt.message_id,
+        "role": "user",
+        "participant": evt.participant,
+        "content": evt.content,
+        "status": "complete",
+        "in_reply_to": None,
+        "attempt": None,
+        "model": None,
+        "seq": seq,
+        "created_at": evt.created_at,
+    }
+
+
+def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
+    status: str
+    if isinstance(evt, ReplyEnd):
+        status = "complete" if evt.finish_reason in ("stop", "length") else evt.finish_reason
+        participant, content, model = evt.participant, evt.text, evt.model
+    else:
+        status, participant, model = "error", "assistant", None
+        content = f"[{evt.code}] {evt.message}"
+    return {
+        "session_id": evt.session_id,
+        "message_id": reply_id(evt.message_id),
+        "role": "assistant",
+        "participant": participant,
+        "content": content,
+        "status": status,
+        "in_reply_to": evt.message_id,
+        "attempt": evt.attempt,
+        "model": model,
+        "seq": seq,
+        "created_at": evt.created_at,
+    }
+
+
+async def _usage(db: AsyncSession, evt: ReplyEnd) -> dict[str, Any]:
+    return {
+        "session_id": evt.session_id,
+        "message_id": evt.message_id,
+        "user_id": evt.requested_by or await _asker(db, evt),
+        "model": evt.model,
+        "attempt": evt.attempt,
+        "prompt_tokens": evt.usage.prompt_tokens,
+        "completion_tokens": evt.usage.completion_tokens,
+        "total_tokens": evt.usage.total_tokens,
+        "estimated": evt.usage.estimated,
+        "cost_usd": evt.cost_usd,
+        "ttft_ms": evt.ttft_ms,
+        "duration_ms": evt.duration_ms,
+        "created_at": evt.created_at,
+    }
+
+
+async def _asker(db: AsyncSession, evt: ReplyEnd) -> str | None:
+    """Who sent the message a reply answers, for ends stored before they said so."""
+    asker = await db.exec(
+        select(Message.participant).where(
+            col(Message.session_id) == evt.session_id, col(Message.message_id) == evt.message_id
+        )
+    )
+    return asker.one_or_none()
+
+
+_REPLY_FIELDS = ("attempt", "participant", "content", "status", "model", "seq", "created_at")
+_USAGE_FIELDS = (
+    *("user_id", "model", "attempt", "prompt_tokens", "completion_tokens", "total_tokens"),
+    *("estimated", "cost_usd", "ttft_ms", "duration_ms", "created_at"),
+)
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def upsert(db: AsyncSession, kind: Literal["member", "user message", "reply", "usage"]) -> Any:
+    """The idempotent write of `kind`, built once per dialect; its values are bound when it
+    runs. (Built per call, the conflict clause's `excluded` columns alone were an eighth of
+    persistence's samples in a profile of a 250-session burst.)"""
+    dialect = db.get_bind().dialect.name
+    statement = _STATEMENTS.get((dialect, kind))
+    if statement is not None:
+        return statement
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if kind in ("member", "user message"):
+        statement = insert(Member if kind == "member" else Message).on_conflict_do_nothing()
+    else:
+        table, fields = (Message, _REPLY_FIELDS) if kind == "reply" else (Usage, _USAGE_FIELDS)
+        plain = insert(table)
+        statement = plain.on_conflict_do_update(
+            index_elements=["session_id", "message_id"],
+            set_={name: plain.excluded[name] for name in fields},
+            where=col(table.attempt) <= plain.excluded.attempt,
+        )
+    _STATEMENTS[(dialect, kind)] = statement
+    return statement
