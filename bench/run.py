@@ -164,7 +164,10 @@ def measure(
             summary["front_cpu_s"] = cpu_seconds(front) - front0
         rows.append(summary)
         time.sleep(0.5)
-    merged = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    # A run in which no reply completed has no latencies (nan): the others' medians stand,
+    # and the completion is the worst run's.
+    merged = {key: median([row[key] for row in rows if row[key] == row[key]]) for key in rows[0]}
+    merged["complete_pct"] = min(row["complete_pct"] for row in rows)
     merged["peak_rss_mib"] = sum(memory_kib(p, "VmHWM") for p in pids) / 1024
     if merged.get("front_cpu_s"):  # the client-facing process's cost per token delivered
         tokens = FAST_TOKENS if prompt else TOKENS
