@@ -87,6 +87,7 @@ def test_http_servers_get_the_plain_client_and_https_or_proxied_ones_httpx(
     plain = ModelServer("http://127.0.0.1:9/v1", None, timeout_s=1, max_retries=0)
     tls = ModelServer("https://api.example/v1", "k", timeout_s=1, max_retries=0)
     assert isinstance(plain.plain, PlainHTTPClient)
+    assert plain.http is None
     assert tls.plain is None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "localhost")
@@ -162,17 +163,25 @@ async def test_a_server_that_stops_mid_stream_is_an_upstream_error() -> None:
     assert caught.value.retryable
 
 
-async def test_a_server_that_says_nothing_times_out() -> None:
+async def failure_when_answered(answer: bytes) -> UpstreamError:
+    """What a server that reads the request, writes `answer` and then holds the connection
+    open (longer than the client's 1 s read timeout) makes the client raise."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(HEAD + chunked(event("one")))
+        writer.write(answer)
         await writer.drain()
         await asyncio.sleep(3)
 
     async with serving(handle) as (client, _):
         with pytest.raises(UpstreamError) as caught:
             await collect(client)
-    assert caught.value.code == "upstream_timeout"
+    return caught.value
+
+
+async def test_a_server_that_says_nothing_times_out() -> None:
+    failure = await failure_when_answered(HEAD + chunked(event("one")))
+    assert failure.code == "upstream_timeout"
 
 
 async def test_a_request_larger_than_the_socket_buffers_is_sent_whole() -> None:
@@ -282,13 +291,5 @@ async def test_an_error_answer_keeps_its_message_and_its_connection() -> None:
     ids=["not-http", "bad-header", "bad-chunk-size", "bad-chunk-end", "bad-length"],
 )
 async def test_a_malformed_answer_is_an_upstream_error(answer: bytes) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer)
-        await writer.drain()
-        await asyncio.sleep(2)
-
-    async with serving(handle) as (client, _):
-        with pytest.raises(UpstreamError) as caught:
-            await collect(client)
-    assert caught.value.code == "upstream_unavailable"
+    failure = await failure_when_answered(answer)
+    assert failure.code == "upstream_unavailable"

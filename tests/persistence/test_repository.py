@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository
+from persistence import records, repository
 from persistence.models import ChatSession, Message
 from persistence.models import Usage as UsageRow
 from shared import rpc
@@ -36,7 +36,7 @@ def end(mid: str, attempt: int, text: str, sid: str = "s1") -> ReplyEnd:
 
 async def record(sessions: Sessions, *events: object) -> None:
     async with sessions() as db:
-        await repository.record(db, [(e, i + 1) for i, e in enumerate(events)])  # type: ignore[misc]
+        await records.record(db, [(e, i + 1) for i, e in enumerate(events)])  # type: ignore[misc]
         await db.commit()
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository, retention
+from persistence import records, repository, retention
 from persistence.models import ChatSession, Member, Message, Usage
 from shared import rpc
 from shared.events import ReplyEnd, UserMessage
@@ -28,7 +28,7 @@ async def test_inactive_sessions_go_and_their_usage_stays(sessions: Sessions) ->
     async with sessions() as db:
         old = await repository.create_session(db, rpc.SessionCreate(owner="a"))
         fresh = await repository.create_session(db, rpc.SessionCreate(owner="a"))
-        await repository.record(
+        await records.record(
             db,
             [
                 (
@@ -77,7 +77,7 @@ async def test_a_user_message_keeps_a_session_alive(sessions: Sessions) -> None:
             .where(col(ChatSession.id) == info.session_id)
             .values(last_active_at=datetime.now(UTC) - timedelta(days=40))
         )
-        await repository.record(
+        await records.record(
             db,
             [
                 (

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository, usage
+from persistence import records, usage
 from shared import rpc
 from shared.events import ReplyEnd, Usage, UserMessage
 
@@ -42,7 +42,7 @@ async def fill(sessions: Sessions) -> None:
         *exchange("s3", "d", "bob", "gpt", DAY2, 1.0, 40),
     ]
     async with sessions() as db:
-        await repository.record(db, [(e, i + 1) for i, e in enumerate(events)])  # type: ignore[misc]
+        await records.record(db, [(e, i + 1) for i, e in enumerate(events)])  # type: ignore[misc]
         await db.commit()
 
 

@@ -19,7 +19,7 @@ class ClosedWhenReused(httpx2.NetworkError):
     the next one: the server's idle timeout crossed the request, which no handler read."""
 
 
-class Wire(asyncio.Protocol):
+class _Wire(asyncio.Protocol):
     """The socket's state: received bytes, end of stream, a reader or writer waiting."""
 
     def __init__(self) -> None:
@@ -67,7 +67,7 @@ class Wire(asyncio.Protocol):
 class Connection:
     """One kept-alive TCP connection: write a request, read what arrived."""
 
-    def __init__(self, wire: Wire, transport: asyncio.Transport) -> None:
+    def __init__(self, wire: _Wire, transport: asyncio.Transport) -> None:
         self._wire = wire
         self._transport = transport
         self.answered = 0
@@ -133,3 +133,16 @@ class Connection:
 def _expire(waiter: "asyncio.Future[None]") -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
+
+
+async def connect(host: str, port: int, *, within_s: float) -> Connection:
+    """A new connection to `host:port`; raises httpx's `ConnectTimeout` or `ConnectError`."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(within_s):
+            transport, wire = await loop.create_connection(_Wire, host, port)
+    except TimeoutError:
+        raise httpx2.ConnectTimeout(f"no connection to {host}:{port} in time") from None
+    except OSError as exc:
+        raise httpx2.ConnectError(str(exc) or type(exc).__name__) from exc
+    return Connection(wire, transport)

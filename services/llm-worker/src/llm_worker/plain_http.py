@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import httpx2
 
 from llm_worker.http_answer import MAX_HEAD, Response
-from llm_worker.http_connection import ClosedWhenReused, Connection, Wire
+from llm_worker.http_connection import ClosedWhenReused, Connection, connect
 
 __all__ = ["ClosedWhenReused", "PlainHTTPClient", "Response"]
 
@@ -78,20 +78,9 @@ class PlainHTTPClient:
                 self._busy.add(connection)
                 return connection
             connection.close()
-        connection = await self._connect()
+        connection = await connect(self.host, self.port, within_s=self.connect_timeout_s)
         self._busy.add(connection)
         return connection
-
-    async def _connect(self) -> Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                transport, wire = await loop.create_connection(Wire, self.host, self.port)
-        except TimeoutError:
-            raise httpx2.ConnectTimeout(f"no connection to {self._authority} in time") from None
-        except OSError as exc:
-            raise httpx2.ConnectError(str(exc) or type(exc).__name__) from exc
-        return Connection(wire, transport)
 
     async def _answer(self, connection: Connection) -> Response:
         """Read the head of the final answer (interim `1xx` ones are skipped)."""

@@ -81,7 +81,9 @@ class ModelServer:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         url = httpx2.URL(self.url)
+        self._path = url.raw_path.decode("ascii")
         self.plain: PlainHTTPClient | None = None
+        self.http: httpx2.AsyncClient | None = http
         if http is None and url.scheme == "http" and not _proxied(url.host):
             self.plain = PlainHTTPClient(
                 url.host,
@@ -91,24 +93,26 @@ class ModelServer:
                 max_connections=max_connections,
                 keepalive_s=KEEPALIVE_S,
             )
-        self.http = http or httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_S,
-            ),
-        )
-        self._path = url.raw_path.decode("ascii")
+        elif http is None:
+            self.http = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+                limits=httpx2.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                    keepalive_expiry=KEEPALIVE_S,
+                ),
+            )
 
     async def close(self) -> None:
         if self.plain is not None:
             await self.plain.aclose()
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
 
     async def _send(self, content: bytes) -> Answer:
         if self.plain is not None:
             return await self.plain.post(self._path, content, self.headers)
+        assert self.http is not None  # one of the two clients is made
         request = self.http.build_request("POST", self.url, content=content, headers=self.headers)
         return await self.http.send(request, stream=True)
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository
+from persistence import records
 from persistence.metrics import PersistenceMetrics
 from persistence.pulls import pull_forever
 from shared import telemetry
@@ -67,7 +67,7 @@ class Recorder:
             return
         try:
             async with self._sessions() as db:
-                await repository.record(db, events)
+                await records.record(db, events)
                 await db.commit()
         except (SQLAlchemyError, OSError) as exc:
             self._metrics.db_failures.inc()

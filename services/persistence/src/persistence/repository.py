@@ -12,11 +12,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence.models import ChatSession, Member, Message, Usage
-from persistence.records import record, reply_id, upsert
+from persistence.records import upsert
 from shared import rpc
 from shared.events import Usage as UsageEvent
-
-__all__ = ["add_member", "create_session", "get_session", "history", "record", "reply_id"]
 
 
 def new_session_id() -> str:
