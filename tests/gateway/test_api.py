@@ -25,7 +25,8 @@ from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
 from shared import rpc, subjects
-from shared.reply_queue import AdmissionLimits, ReplyQueue
+from shared.reply_queue import ReplyQueue
+from shared.reply_states import AdmissionLimits
 
 
 class Persistence:

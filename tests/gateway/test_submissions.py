@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from gateway.refusal import Refusal
 from gateway.submissions import refusal
 from shared import keys
-from shared.reply_queue import AdmissionLimits, Refused, ReplyQueue
+from shared.reply_queue import ReplyQueue
+from shared.reply_states import AdmissionLimits, Refused
 
 pytestmark = pytest.mark.real
 LIMITS = AdmissionLimits(messages_per_min=6, replies_per_session=2, daily_token_budget=100)

@@ -14,7 +14,7 @@ from llm_worker.attempt import (
 from llm_worker.completions import UpstreamError
 from llm_worker.tokens import TokenCounter
 from shared.events import Usage, UserMessage
-from shared.reply_queue import Beginning, Line
+from shared.reply_states import Beginning, Line
 
 MESSAGE = UserMessage(session_id="s1", message_id="m1", participant="u1", content="hi")
 JOB = ReplyJob(MESSAGE, 2, [{"role": "user", "content": "hi"}], "m", 10)

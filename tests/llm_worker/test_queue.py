@@ -15,9 +15,10 @@ from llm_worker import responder as responder_module
 from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
+from llm_worker.delivery import Delivery
 from llm_worker.main import create_app
 from llm_worker.prompts import SystemPrompts
-from llm_worker.responder import Delivery, Responder
+from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from llm_worker.upstream import ModelServer
 from shared import keys, rpc, stream, subjects

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.reply_queue import AdmissionLimits, Admitted, Refused, ReplyQueue
+from shared.reply_queue import ReplyQueue
+from shared.reply_states import AdmissionLimits, Admitted, Refused
 
 pytestmark = pytest.mark.real
 LIMITS = AdmissionLimits(messages_per_min=60, replies_per_session=3, daily_token_budget=100)

@@ -7,12 +7,22 @@
   connection is only late when the process is overloaded, and a refusal then costs a resend.
 - A pooled connection that Redis closed (a restart, a failover) fails once; the command is
   retried on a fresh connection before an error is reported.
+
+`script_and_reads` runs a script and reads beside it in one round trip.
 """
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+
+Command = tuple[str | int | float, ...]
+"""A command as Redis takes it: its name, then its arguments."""
 
 
 def text(reply: object) -> str:
@@ -34,3 +44,45 @@ def redis_client(
         health_check_interval=30,
     )
     return Redis(connection_pool=pool)
+
+
+async def script_and_reads(
+    redis: Redis, script: AsyncScript, keys: list[str], args: list[Any], reads: Sequence[Command]
+) -> tuple[Any, list[Any]]:
+    """`script`'s result and the answers to `reads`, asked in one round trip: a pipeline, not a
+    transaction (redis-py's pipelined scripts would ask whether Redis has them in a round trip
+    of their own each time). A script Redis lost (a restart) is loaded and run on its own;
+    `reads` must not write, as they may be sent twice when a connection fails."""
+    if not reads:
+        return await script(keys=keys, args=args), []
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for command in reads:
+            pipe.execute_command(*command)
+        first, *answers = await pipe.execute(raise_on_error=False)
+    if isinstance(first, NoScriptError):
+        first = await script(keys=keys, args=args)
+    for answer in (first, *answers):
+        if isinstance(answer, Exception):
+            raise answer
+    return first, answers
+
+
+@dataclass(frozen=True, slots=True)
+class ListAppend:
+    """Items to add at the end of a list kept to its last `max_len` items for `ttl_s`, and a
+    key that goes when they are added (a mark that the list was never written)."""
+
+    key: str
+    items: Sequence[str]
+    max_len: int
+    ttl_s: int
+    clears: str
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key, self.clears]
+
+    @property
+    def args(self) -> list[Any]:
+        return [self.max_len, self.ttl_s, *self.items]

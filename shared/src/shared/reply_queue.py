@@ -28,76 +28,28 @@ from the others at once, so a waiting worker forgets a blocker nobody took for l
 """
 
 import time
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
 from shared import keys
 from shared import reply_scripts as scripts
 from shared.events import Policy
-from shared.redis import text
+from shared.redis import Command, ListAppend, script_and_reads, text
+from shared.reply_states import (
+    CLAIMS,
+    VERDICTS,
+    AdmissionLimits,
+    Admitted,
+    Beginning,
+    Claim,
+    Line,
+    Refused,
+)
 
 FENCE_TTL_S = 24 * 3600
 """A fence outlives every delivery a message can have, so a late, stale one always finds it."""
-
-Claim = Literal["ours", "newer", "answered"]
-_CLAIMS: dict[int, Claim] = {1: "ours", 0: "newer", 2: "answered"}
-Verdict = Literal["rate_limited", "budget_exceeded", "replies_in_flight", "busy"]
-_VERDICTS: dict[int, Verdict] = {
-    1: "rate_limited",
-    2: "budget_exceeded",
-    3: "replies_in_flight",
-    4: "busy",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    interrupted: str | None
-    """In an `interrupt` session, the message whose running reply is now marked cancelled."""
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    verdict: Verdict
-    retry_after_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionLimits:
-    messages_per_min: float
-    replies_per_session: int
-    daily_token_budget: int
-    """0: no budget."""
-    reply_ttl_s: float = 600.0
-    """A reply that never ends stops counting against the session after this."""
-
-
-@dataclass(frozen=True, slots=True)
-class Beginning:
-    claim: Claim
-    cancel_marked: bool
-    head: int
-    """The session's first in line (0 without a place); the active mark is set when it is the
-    message that began and nothing blocks it."""
-    admitted_at: float = 0.0
-    """When the message was admitted, if it was noted as storing (0: unknown)."""
-    blocker: str = ""
-    """A message admitted before this one that no worker has taken yet ("": none)."""
-    attempt: int = 0
-    """The attempt claimed (when ours): the delivery's count, or the next attempt when another
-    delivery began under that count (the broker lost count in a crash)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    head: int
-    """The session's first in line."""
-    beating: bool
-    """Whether a worker answering a queued reply of the session beat lately."""
-    blocker: str = ""
-    """As `Beginning.blocker`."""
 
 
 class ReplyQueue:
@@ -159,7 +111,7 @@ class ReplyQueue:
             ],
         )
         if int(verdict):
-            return Refused(_VERDICTS[int(verdict)], round(float(retry), 2))
+            return Refused(VERDICTS[int(verdict)], round(float(retry), 2))
         return Admitted(text(interrupted) or None)
 
     async def withdraw(self, session_id: str, message_id: str) -> None:
@@ -192,7 +144,7 @@ class ReplyQueue:
             keys=[keys.fence(session_id, message_id), keys.reply_beat(session_id)],
             args=[attempt, self._fence_ttl_s, max(int(beat_s * 1000), 0)],
         )
-        return _CLAIMS[int(result)]
+        return CLAIMS[int(result)]
 
     async def begin(
         self,
@@ -207,24 +159,45 @@ class ReplyQueue:
         whether a cancel mark waits, and with a `place` the head of the line and any blocker
         (setting the active mark when it is this message's turn): one round trip before a
         reply."""
-        claim, marked, head, admitted_at, blocker, claimed = await self._begin(
-            keys=[
+        began, _ = await self.begin_and_read(
+            session_id, message_id, attempt, place=place, delivery=delivery
+        )
+        return began
+
+    async def begin_and_read(
+        self,
+        session_id: str,
+        message_id: str,
+        attempt: int,
+        *,
+        place: int = 0,
+        delivery: str = "",
+        reads: Sequence[Command] = (),
+    ) -> tuple[Beginning, list[Any]]:
+        """`begin`, and the answers to `reads`, in the same round trip."""
+        found, answers = await script_and_reads(
+            self.redis,
+            self._begin,
+            [
                 keys.fence(session_id, message_id),
                 keys.cancel_mark(session_id, message_id),
                 keys.session_queue(session_id),
                 keys.active_reply(session_id),
                 keys.storing(session_id),
             ],
-            args=[attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s, delivery],
+            [attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s, delivery],
+            reads,
         )
-        return Beginning(
-            _CLAIMS[int(claim)],
+        claim, marked, head, admitted_at, blocker, claimed = found
+        began = Beginning(
+            CLAIMS[int(claim)],
             bool(marked),
             int(head),
             float(admitted_at),
             text(blocker),
             int(claimed),
         )
+        return began, answers
 
     async def line(
         self, session_id: str, place: int, message_id: str = "", admitted_at: float = 0.0
@@ -256,7 +229,14 @@ class ReplyQueue:
         await self.redis.zrem(keys.storing(session_id), message_id)
 
     async def finish(
-        self, session_id: str, message_id: str, attempt: int, *, place: int, answered: bool
+        self,
+        session_id: str,
+        message_id: str,
+        attempt: int,
+        *,
+        place: int,
+        answered: bool,
+        then: ListAppend | None = None,
     ) -> bool:
         """The attempt ended. `answered` (its terminal event is stored): any later delivery is
         only acked, and the message leaves the line. Failed: it keeps its place, so its next
@@ -265,6 +245,8 @@ class ReplyQueue:
         False when a newer attempt claimed the reply after this one last checked its claim
         (this worker stalled in between): that attempt streams the reply again, its terminal
         event supersedes this one, and nothing was changed.
+
+        `then`: appended once, by the call that marks the message answered.
         """
         done = await self._finish(
             keys=[
@@ -273,7 +255,15 @@ class ReplyQueue:
                 keys.active_reply(session_id),
                 keys.inflight(session_id),
                 keys.storing(session_id),
+                *(then.keys if then else ()),
             ],
-            args=[attempt, self._fence_ttl_s, place, message_id, int(answered)],
+            args=[
+                attempt,
+                self._fence_ttl_s,
+                place,
+                message_id,
+                int(answered),
+                *(then.args if then else ()),
+            ],
         )
         return bool(done)

@@ -115,15 +115,24 @@ SKIP = """
 if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """
-# KEYS: fence, line, active, in flight, storing. ARGV: attempt, fence ttl, place, message id,
-# answered. Answered: mark it so unless a newer attempt took the reply (0: that attempt
-# streams it again; its terminal event is the one kept), leave the line, the storing notes and
-# the active mark. Answered or failed, the reply leaves the session's replies in flight.
+# KEYS: fence, line, active, in flight, storing; optionally a list and a key it clears.
+# ARGV: attempt, fence ttl, place, message id, answered; with the list, its length, its ttl and
+# the items to append. Answered: mark it so unless a newer attempt took the reply (0: that
+# attempt streams it again; its terminal event is the one kept), leave the line, the storing
+# notes and the active mark, and append the items (only when this call marks it answered, so
+# a repeated finish appends nothing). Answered or failed, the reply leaves the session's
+# replies in flight.
 FINISH = """
 if ARGV[5] == '1' then
   local current = redis.call('GET', KEYS[1])
   if current and current ~= 'done'
     and tonumber(string.match(current, '^%d+')) > tonumber(ARGV[1]) then return 0 end
+  if current ~= 'done' and #KEYS >= 7 then
+    redis.call('RPUSH', KEYS[6], unpack(ARGV, 8))
+    redis.call('LTRIM', KEYS[6], -tonumber(ARGV[6]), -1)
+    redis.call('EXPIRE', KEYS[6], ARGV[7])
+    redis.call('DEL', KEYS[7])
+  end
   redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[5], ARGV[4])

@@ -30,7 +30,8 @@ from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
 from shared import stream, subjects, telemetry
 from shared.redis import redis_client
-from shared.reply_queue import AdmissionLimits, ReplyQueue
+from shared.reply_queue import ReplyQueue
+from shared.reply_states import AdmissionLimits
 
 STATIC = Path(__file__).parent / "static"
 OPS_PAGE = STATIC / "ops.html"

@@ -17,7 +17,8 @@ from gateway.refusal import NOT_STORED, Refusal
 from shared import rpc, telemetry
 from shared.events import UserMessage
 from shared.frames import MessageFrame
-from shared.reply_queue import AdmissionLimits, Refused, ReplyQueue
+from shared.reply_queue import ReplyQueue
+from shared.reply_states import AdmissionLimits, Refused
 
 log = logging.getLogger(__name__)
 

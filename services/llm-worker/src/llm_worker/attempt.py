@@ -23,7 +23,7 @@ from shared.events import (
     Usage,
     UserMessage,
 )
-from shared.reply_queue import Beginning, Line
+from shared.reply_states import Beginning, Line
 
 AfterBegin = Literal["ack", "leave", "wait", "stream"]
 """`ack`: answered already; `leave`: a newer attempt has it (no ack); `wait` its turn; or

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from llm_worker.completions import ChatMessage
 from llm_worker.tokens import TokenCounter
 from shared import keys, rpc
+from shared.redis import Command, ListAppend
 
 log = logging.getLogger(__name__)
 
@@ -87,38 +88,57 @@ class ContextStore:
         self._max_turns = max_turns
         self._ttl_s = ttl_s
 
-    async def turns(self, session_id: str) -> list[Turn]:
-        """The session's recent turns, oldest first."""
+    def reads(self, session_id: str) -> list[Command]:
+        """What `turns` reads, for a caller that asks it in a round trip of its own."""
         if self._max_turns == 0:
             return []
-        key = _key(session_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.lrange(key, 0, -1)  # Redis keeps no empty list: [] is a miss
-                pipe.exists(keys.fresh_session(session_id))
-                cached, fresh = await pipe.execute()
-            if cached:
-                return [_decode(raw) for raw in cached]
-            if fresh:
-                return []  # a new session, nothing said yet
-        except RedisError as exc:
-            log.warning("context cache unavailable (%s); reading history", exc)
-            return await self._from_history(session_id)
+        # Redis keeps no empty list: [] is a miss.
+        return [("LRANGE", _key(session_id), 0, -1), ("EXISTS", keys.fresh_session(session_id))]
+
+    async def turns(self, session_id: str, read: Sequence[Any] | None = None) -> list[Turn]:
+        """The session's recent turns, oldest first; from `read`, the answers to `reads`,
+        when the caller asked them."""
+        if self._max_turns == 0:
+            return []
+        if read is None:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command in self.reads(session_id):
+                        pipe.execute_command(*command)
+                    read = await pipe.execute()
+            except RedisError as exc:
+                log.warning("context cache unavailable (%s); reading history", exc)
+                return await self._from_history(session_id)
+        cached, fresh = read
+        if cached:
+            return [_decode(raw) for raw in cached]
+        if fresh:
+            return []  # a new session, nothing said yet
         turns = await self._from_history(session_id)
         await self.append(session_id, *turns)
         return turns
 
+    def appending(self, session_id: str, *turns: Turn) -> ListAppend | None:
+        """`append` as a step of another script (`ReplyQueue.finish`); None when there is
+        nothing to append."""
+        if not turns or self._max_turns == 0:
+            return None
+        encoded = [json.dumps(t.__dict__) for t in turns]
+        return ListAppend(
+            _key(session_id), encoded, self._max_turns, self._ttl_s, keys.fresh_session(session_id)
+        )
+
     async def append(self, session_id: str, *turns: Turn) -> None:
         """Add turns at the end (best effort: the history is the record)."""
-        if not turns or self._max_turns == 0:
+        step = self.appending(session_id, *turns)
+        if step is None:
             return
-        key = _key(session_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, *(json.dumps(t.__dict__) for t in turns))
-                pipe.ltrim(key, -self._max_turns, -1)
-                pipe.expire(key, self._ttl_s)
-                pipe.delete(keys.fresh_session(session_id))
+                pipe.rpush(step.key, *step.items)
+                pipe.ltrim(step.key, -step.max_len, -1)
+                pipe.expire(step.key, step.ttl_s)
+                pipe.delete(step.clears)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("context cache not updated: %s", exc)

@@ -11,7 +11,8 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.errors import NotJSMessageError
 from pydantic import ValidationError
 
-from llm_worker.responder import RETRY_DELAY_MAX_S, Delivery, Responder
+from llm_worker.delivery import Delivery
+from llm_worker.responder import RETRY_DELAY_MAX_S, Responder
 from llm_worker.settings import WorkerSettings
 from shared import subjects
 from shared.events import UserMessage

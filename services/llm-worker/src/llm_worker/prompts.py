@@ -8,13 +8,14 @@ writes the answer back.
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.redis import text
+from shared.redis import Command, text
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED = 10_000
@@ -31,14 +32,20 @@ class SystemPrompts:
         self._default = default
         self._known: OrderedDict[str, str] = OrderedDict()
 
-    async def of(self, session_id: str) -> str:
-        """The session's system prompt, else the worker's `default`. When neither Redis nor
-        persistence can say, the default, for this reply only (logged): like the history,
-        the prompt is read on a best-effort basis, and the reply goes on."""
+    def reads(self, session_id: str) -> list[Command]:
+        """What `of` reads, for a caller that asks it in a round trip of its own: nothing
+        when the prompt is known here."""
+        return [] if session_id in self._known else [("GET", keys.session_prompt(session_id))]
+
+    async def of(self, session_id: str, read: Sequence[Any] | None = None) -> str:
+        """The session's system prompt, else the worker's `default`; from `read`, the
+        answers to `reads`, when the caller asked them. When neither Redis nor persistence
+        can say, the default, for this reply only (logged): like the history, the prompt is
+        read on a best-effort basis, and the reply goes on."""
         prompt = self._known.get(session_id)
         if prompt is None:
             try:
-                prompt = await self._look_up(session_id)
+                prompt = await self._look_up(session_id, read)
             except Exception as exc:
                 log.warning("session prompt unavailable (%s); the default is used", exc)
                 return self._default
@@ -47,10 +54,10 @@ class SystemPrompts:
                 self._known.popitem(last=False)
         return prompt or self._default
 
-    async def _look_up(self, session_id: str) -> str:
+    async def _look_up(self, session_id: str, read: Sequence[Any] | None) -> str:
         key = keys.session_prompt(session_id)
         try:
-            stored = await self._redis.get(key)
+            stored = read[0] if read else await self._redis.get(key)
         except RedisError as exc:
             log.warning("session prompt cache unavailable (%s); asking persistence", exc)
             return await self._fetch(session_id) or ""

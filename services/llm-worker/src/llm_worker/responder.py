@@ -8,9 +8,7 @@ attempt has the reply (the stale worker leaves the message to it).
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 from redis.exceptions import RedisError
@@ -21,42 +19,25 @@ from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
+from llm_worker.delivery import Delivery
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
+from llm_worker.start_reads import Answers, StartReads
 from llm_worker.tokens import TokenCounter
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
 from shared.events import ReplyEnd, ReplyError, UserMessage
-from shared.logs import context
-from shared.reply_queue import Beginning
+from shared.reply_states import Beginning
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_MAX_S = 30.0
 """The longest a failed attempt waits before its message is delivered again."""
 Outcome = Literal["failed", "answered", "superseded"]
-
-
-@dataclass
-class Delivery:
-    message: UserMessage
-    attempt: int
-    """The stream's delivery count, until `Responder.respond` claims the reply: then the
-    attempt it claimed (the next one when the broker lost count in a crash)."""
-    seq: int
-    """Stream sequence of the user message."""
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    """This delivery's own id (its count alone can repeat after a broker crash)."""
-
-    @property
-    def place(self) -> int:
-        """Its place in the session's line: its stream sequence; 0 in a `parallel` session
-        (or outside JetStream)."""
-        return 0 if self.message.policy == "parallel" else self.seq
 
 
 class Responder:
@@ -92,14 +73,18 @@ class Responder:
         await self._context.append(message.session_id, _user_turn(message))
 
     async def respond(self, delivery: Delivery) -> bool:
-        began = await self._begin(delivery)
+        began, read = await self._begin(delivery)
         message, attempt, place = delivery.message, delivery.attempt, delivery.place
         sid, mid = message.session_id, message.message_id
         next_step = decide.after_begin(began, place)
         if next_step == "ack":
             return True  # a late delivery of a message already answered
         if next_step == "leave":
-            log.info("the reply belongs to a newer attempt than %d", attempt, extra=_ctx(delivery))
+            log.info(
+                "the reply belongs to a newer attempt than %d",
+                attempt,
+                extra=delivery.log_context(),
+            )
             return False
         stop = self.cancels.hold(sid, mid, attempt)
         if attempt > 1:
@@ -110,9 +95,10 @@ class Responder:
                 stop.set("cancelled")
             if next_step == "wait":
                 await self._wait_turn(delivery, stop, began.admitted_at)
+                read = {}  # the replies before it changed what it read: read again
             if place:
                 self._heads.add((sid, mid, attempt))
-            outcome = await self._attempt(delivery, stop)
+            outcome = await self._attempt(delivery, stop, read)
             return outcome == "answered"
         finally:
             self.cancels.release(sid, mid, attempt)
@@ -126,7 +112,9 @@ class Responder:
                     None,
                 )
 
-    async def _attempt(self, delivery: Delivery, stop: StopSignal) -> Outcome:
+    async def _attempt(
+        self, delivery: Delivery, stop: StopSignal, read: dict[str, Answers]
+    ) -> Outcome:
         """Refuse or stream the reply, then mark it answered; raises when the attempt fails."""
         message, attempt = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
@@ -135,28 +123,32 @@ class Responder:
             terminal = decide.cancelled_before_start(message, attempt, self._settings.llm_model)
             await self._publisher().end(terminal)
         else:
-            answer = await self._answer(delivery, stop)
+            answer = await self._answer(delivery, stop, read)
             if answer is None:
                 return "superseded"  # fenced off: the newer attempt owns the reply
             terminal = answer
         # The terminal event is stored: from here on the message is acked whatever Redis
         # says (a redelivery would stream the reply again); bookkeeping Redis missed is
         # retried in the background.
+        turns = (
+            (_user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text))
+            if isinstance(terminal, ReplyEnd)
+            else ()
+        )
+        then = self._context.appending(sid, *turns)
         if not await self._bookkeeping.eventually(
-            lambda: self._coord.finish(sid, mid, attempt, place=delivery.place, answered=True),
+            lambda: self._coord.finish(
+                sid, mid, attempt, place=delivery.place, answered=True, then=then
+            ),
             otherwise=True,
         ):
             log.info(
                 "attempt %d ended after a newer attempt took the reply",
                 attempt,
-                extra=_ctx(delivery),
+                extra=delivery.log_context(),
             )
             return "superseded"
         self._count(terminal, stop)
-        if isinstance(terminal, ReplyEnd):
-            await self._context.append(
-                sid, _user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text)
-            )
         return "answered"
 
     async def superseded(self, delivery: Delivery) -> bool:
@@ -176,13 +168,23 @@ class Responder:
             if stop.at is not None:
                 self.metrics.cancel_latency.observe(time.monotonic() - stop.at)
 
-    async def _begin(self, delivery: Delivery) -> Beginning:
-        """`ReplyQueue.begin`; a claim under another number than the delivery count
-        renumbers the delivery."""
+    async def _begin(self, delivery: Delivery) -> tuple[Beginning, dict[str, Answers]]:
+        """`ReplyQueue.begin`, with what the reply reads before its model call
+        (`StartReads`); a claim under another number than the delivery count renumbers the
+        delivery."""
         message, counted = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
-        began = await patiently(
-            lambda: self._coord.begin(sid, mid, counted, place=delivery.place, delivery=delivery.id)
+        reads = StartReads(
+            spent=self._coord.spending_reads(message.participant)
+            if self._settings.daily_token_budget
+            else [],
+            context=self._context.reads(sid),
+            prompt=self._prompts.reads(sid),
+        )
+        began, answers = await patiently(
+            lambda: self._coord.begin_and_read(
+                sid, mid, counted, place=delivery.place, delivery=delivery.id, reads=reads.commands
+            )
         )
         if began.claim == "ours" and began.attempt not in (0, counted):
             log.warning(
@@ -191,10 +193,10 @@ class Responder:
                 counted,
                 counted,
                 began.attempt,
-                extra=_ctx(delivery),
+                extra=delivery.log_context(),
             )
             delivery.attempt = began.attempt
-        return began
+        return began, reads.split(answers)
 
     async def watch(self, delivery: Delivery) -> None:
         """Called on every in-progress beat: stop the reply if a newer attempt fenced it off;
@@ -223,21 +225,26 @@ class Responder:
         await wait_turn(
             self._coord,
             waiting,
-            Waiter(message.session_id, message.message_id, admitted_at, _ctx(delivery)),
+            Waiter(message.session_id, message.message_id, admitted_at, delivery.log_context()),
             stop,
         )
 
-    async def _answer(self, delivery: Delivery, stop: StopSignal) -> ReplyEnd | ReplyError | None:
-        """Refuse before the model call (budget, context), or stream the reply."""
+    async def _answer(
+        self, delivery: Delivery, stop: StopSignal, read: dict[str, Answers]
+    ) -> ReplyEnd | ReplyError | None:
+        """Refuse before the model call (budget, context), or stream the reply; with what
+        `_begin` read, if still current."""
         message, settings = delivery.message, self._settings
         budget = settings.daily_token_budget
-        if budget and await self._coord.spent_today(message.participant) >= budget:
+        spent = self._coord.spent_today
+        if budget and await spent(message.participant, read.get("spent")) >= budget:
             return await self._refuse(
                 delivery, "budget_exceeded", "the daily token budget is spent"
             )
-        turns = before(await self._context.turns(message.session_id), message.message_id)
+        sid = message.session_id
+        turns = before(await self._context.turns(sid, read.get("context")), message.message_id)
         prompt = fit_prompt(
-            await self._prompts.of(message.session_id),
+            await self._prompts.of(sid, read.get("prompt")),
             turns,
             _user_turn(message),
             self._counter,
@@ -278,8 +285,3 @@ class Responder:
 
 def _user_turn(message: UserMessage) -> Turn:
     return Turn(message.message_id, "user", message.content)
-
-
-def _ctx(delivery: Delivery) -> dict[str, object]:
-    message = delivery.message
-    return context(message.session_id, message.message_id, delivery.attempt)
