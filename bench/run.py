@@ -207,6 +207,12 @@ def process_groups(system: System, redis_pid: int = 0) -> dict[str, list[int]]:
     return groups
 
 
+def memory_by_group(groups: dict[str, list[int]], field: str) -> dict[str, float]:
+    """MiB of each process group (`VmRSS` now, or `VmHWM`: its peak so far), summed over the
+    group's processes."""
+    return {name: sum(memory_kib(p, field) for p in pids) / 1024 for name, pids in groups.items()}
+
+
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
 
@@ -354,6 +360,7 @@ def main() -> None:
             pids = own_pids(system)
             progress("tokenwire, cost per reply and per token", started)
             groups = process_groups(system, redis.process.pid)
+            memory = results["memory"] = {"started": memory_by_group(groups, "VmRSS")}
             results["cost"] = {"tokenwire": cost("tokenwire", system.gateway_url, groups)}
             results["alone"] = {"tokenwire": alone("tokenwire", system.gateway_url)}
             for size in SIZES:
@@ -361,6 +368,7 @@ def main() -> None:
                 results["sessions"].setdefault(str(size), {})["tokenwire"] = measure(
                     "tokenwire", system.gateway_url, pids, size
                 )
+                memory[str(size)] = memory_by_group(groups, "VmHWM")
             gateway = system.named("gateway").popen.pid
             fast = {}
             for clients in (1, FAST_CLIENTS):

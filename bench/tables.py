@@ -70,6 +70,21 @@ def alone_line(alone: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
+def memory_table(memory: dict[str, dict[str, float]]) -> list[str]:
+    """RSS of each process at the start, then its peak after each streaming scenario."""
+    columns = [name for name in memory if name != "started"]
+    lines = [
+        "| process | started | " + " | ".join(f"peak through {c}" for c in columns) + " |",
+        "| --- | ---: |" + " ---: |" * len(columns),
+    ]
+    for process, started in memory["started"].items():
+        peaks = " | ".join(f"{memory[c][process]:.0f}" for c in columns)
+        lines.append(f"| {process} | {started:.0f} | {peaks} |")
+    totals = " | ".join(f"**{sum(memory[c].values()):.0f}**" for c in columns)
+    lines.append(f"| **all** | **{sum(memory['started'].values()):.0f}** | {totals} |")
+    return [*lines, ""]
+
+
 def report(results: dict[str, Any]) -> str:
     settings = results["settings"]
     model, workers = settings["model"], settings["workers"]
@@ -97,6 +112,9 @@ def report(results: dict[str, Any]) -> str:
         lines += ["| stage | ms |", "| --- | ---: |"]
         lines += [f"| {label} | {systems['tokenwire'].get(key, 0):.1f} |" for key, label in STAGES]
         lines.append("")
+    if "memory" in results:
+        lines += ["**Memory** of tokenwire's processes, MiB (the workers summed):", ""]
+        lines += memory_table(results["memory"])
     sustained = results["sustained"]
     lines += [
         f"**Largest C sustained** (of {', '.join(results['sessions'])}; ≥ 99 % complete, reply "
