@@ -6,7 +6,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from shared import subjects
@@ -23,16 +22,17 @@ async def pull_forever(
     retry_delay_s: float,
 ) -> None:
     """Fetch up to `batch` messages at a time from `consumer` and `handle` them, until
-    cancelled. A failed fetch (a broker hiccup) is retried after `retry_delay_s`: the
-    consumer keeps its position. Messages fetched but not yet handled are left unacked: the
-    server hands them out again after the ack wait."""
+    cancelled. A fetch that got nothing in its second is no failure; a failed one (a broker
+    hiccup) is retried after `retry_delay_s`: the consumer keeps its position. Messages
+    fetched but not yet handled are left unacked: the server hands them out again after the
+    ack wait."""
     sub = await js.pull_subscribe_bind(consumer, stream=subjects.STREAM)
     try:
         while True:
             raise_if_cancelled()
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nothing came; nats-py raises its own or asyncio's
                 continue
             except Exception:
                 log.exception("fetch from %s failed; retrying", consumer)
