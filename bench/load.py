@@ -164,8 +164,11 @@ async def cost(kind: str, url: str, count: int, parallel: int, prompt: str) -> N
 
 
 async def prepare_users(url: str, count: int) -> list[tuple[str, str]]:
-    """`count` dev users with a session each, 50 requests at a time: (token, session id)."""
-    limits = httpx.Limits(max_connections=50)
+    """`count` dev users with a session each, 10 requests at a time: (token, session id).
+    With 50 at a time httpx's pool spent 14 CPU-seconds on 500 users (tokenwire's processes
+    5), and twice a request was reset: likely uvicorn's 5 s keep-alive closing a connection
+    the starved client had left idle."""
+    limits = httpx.Limits(max_connections=10)
     timeout = httpx.Timeout(30, pool=None)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
 
