@@ -1,11 +1,15 @@
-"""Migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+"""Migrations build exactly the schema the models describe, on SQLite and PostgreSQL; the
+service knows whether one is due without loading Alembic."""
+
+import subprocess
+import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from persistence import migrate
+from persistence import db, migrate, schema_version
 
 
 async def test_upgrade_reaches_head_and_is_idempotent(engine: AsyncEngine) -> None:
@@ -20,3 +24,23 @@ async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:
             lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
         )
     assert diff == []
+
+
+def test_the_service_knows_the_newest_revision() -> None:
+    assert migrate.head() == schema_version.HEAD
+
+
+async def test_a_database_is_current_once_migrated(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        assert not await schema_version.is_current(engine)  # never migrated
+        await migrate.upgrade(engine)
+        assert await schema_version.is_current(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_the_service_does_not_import_alembic_to_start() -> None:
+    code = "import sys, persistence.main; print('alembic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"

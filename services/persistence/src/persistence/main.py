@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import db, handlers, migrate, retention, webhook
+from persistence import db, handlers, retention, schema_version, webhook
 from persistence.metrics import PersistenceMetrics
 from persistence.recorder import Recorder
 from persistence.settings import PersistenceSettings
@@ -36,7 +36,10 @@ def create_app(settings: PersistenceSettings) -> FastStream:
         await stream.prepare(settings, name="persistence")
         if settings.usage_webhook_url:
             await _prepare_webhook_consumer(settings)
-        await migrate.upgrade(engine)
+        if not await schema_version.is_current(engine):
+            from persistence import migrate  # Alembic only when there is a migration to run
+
+            await migrate.upgrade(engine)
 
     async def start() -> None:
         js = broker.connection.jetstream()
