@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -44,6 +45,14 @@ def redis_client(
         health_check_interval=30,
     )
     return Redis(connection_pool=pool)
+
+
+async def read_all(redis: Redis, reads: Sequence[Command]) -> list[Any]:
+    """The answers to `reads`, asked in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for command in reads:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
 
 
 async def script_and_reads(
@@ -85,4 +94,12 @@ class ListAppend:
 
     @property
     def args(self) -> list[Any]:
+        """`keys` and `args` are what `reply_scripts.FINISH` takes to append in its script."""
         return [self.max_len, self.ttl_s, *self.items]
+
+    def queue_on(self, pipe: Pipeline) -> None:
+        """The append as commands of a pipeline (a transaction, for it to be whole)."""
+        pipe.rpush(self.key, *self.items)
+        pipe.ltrim(self.key, -self.max_len, -1)
+        pipe.expire(self.key, self.ttl_s)
+        pipe.delete(self.clears)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from llm_worker.completions import ChatMessage
 from llm_worker.tokens import TokenCounter
 from shared import keys, rpc
-from shared.redis import Command, ListAppend
+from shared.redis import Command, ListAppend, read_all
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,7 @@ class ContextStore:
             return []
         if read is None:
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in self.reads(session_id):
-                        pipe.execute_command(*command)
-                    read = await pipe.execute()
+                read = await read_all(self._redis, self.reads(session_id))
             except RedisError as exc:
                 log.warning("context cache unavailable (%s); reading history", exc)
                 return await self._from_history(session_id)
@@ -135,10 +132,7 @@ class ContextStore:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(step.key, *step.items)
-                pipe.ltrim(step.key, -step.max_len, -1)
-                pipe.expire(step.key, step.ttl_s)
-                pipe.delete(step.clears)
+                step.queue_on(pipe)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("context cache not updated: %s", exc)
