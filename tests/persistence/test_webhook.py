@@ -3,8 +3,6 @@ every record arrives (at least once, deduplicated by id), signed, across a sende
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import random
 import threading
@@ -17,7 +15,7 @@ import httpx
 import pytest
 
 from persistence import webhook
-from shared import stream, subjects
+from shared import signatures, stream, subjects
 from shared.events import ReplyEnd, Usage
 from shared.settings import TokenwireSettings
 from support.ports import free_port
@@ -43,8 +41,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 if len(body) < length:
                     return  # a sender stopped mid-request: nothing was delivered
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if self.headers[webhook.SIGNATURE_HEADER] != expected:
+                if not signatures.verify(self.headers[webhook.SIGNATURE_HEADER], body, SECRET):
                     receiver.bad_signatures += 1
                 receiver.received.append((self.headers[webhook.DELIVERY_HEADER], json.loads(body)))
                 self.send_response(204)

@@ -4,12 +4,12 @@ Driven by its own durable consumer (`usage-webhook` on `chat.*.out.end`), not a 
 memory: a delivery is acked only after the receiver answered 2xx, and naked with exponential
 backoff (plus jitter) while it does not, so nothing is lost across restarts of either side.
 Delivery is at least once; `X-Tokenwire-Delivery` carries a stable id for the receiver to
-deduplicate by. The body is signed: `X-Tokenwire-Signature: sha256=<hex HMAC of the body>`.
+deduplicate by. Each delivery is signed with the time it is sent (`shared.signatures`):
+`X-Tokenwire-Signature: t=<unix seconds>,v1=<hex HMAC of "<t>.<body>">`, so a receiver that
+refuses old timestamps cannot be fed a captured delivery again.
 """
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -22,7 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from persistence.pulls import pull_forever
-from shared import subjects
+from shared import signatures, subjects
 from shared.events import ReplyEnd
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,6 @@ def payload(end: ReplyEnd) -> dict[str, Any]:
 def delivery_id(end: ReplyEnd) -> str:
     """One id per reply: a redelivery, or a later attempt's end, carries the same one."""
     return f"{end.session_id}:{end.message_id}"
-
-
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def backoff_s(delivered: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -118,7 +114,7 @@ class WebhookSender:
         headers = {
             "content-type": "application/json",
             DELIVERY_HEADER: delivery_id(end),
-            SIGNATURE_HEADER: sign(body, self._secret),
+            SIGNATURE_HEADER: signatures.sign(body, self._secret),
         }
         try:
             answer = await self._http.post(self._url, content=body, headers=headers)
