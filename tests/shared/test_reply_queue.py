@@ -263,3 +263,28 @@ async def test_only_queued_messages_no_worker_took_are_noted_storing(queue: Repl
     assert await admit(queue, sid, "m2", user=user) == Admitted(None)
     assert await answered(queue, sid, "m2", 1, place=5)  # however it ended, it is taken
     assert await queue.redis.zcard(keys.storing(sid)) == 0
+
+
+async def test_only_the_sender_or_a_privileged_user_marks_a_reply_cancelled(
+    queue: ReplyQueue,
+) -> None:
+    sid, alice, bob = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=alice) == Admitted(None)
+    assert await admit(queue, sid, "m1", user=bob) == Admitted(None)  # a resend: still alice's
+    mark = keys.cancel_mark(sid, "m1")
+    assert await queue.cancel(sid, "m1", user_id=bob, any_reply=False) == "not_theirs"
+    assert not await queue.redis.exists(mark)
+    assert await queue.cancel(sid, "m1", user_id=alice, any_reply=False) == "cancelled"
+    assert await queue.redis.exists(mark)
+    await queue.redis.delete(mark)
+    assert await queue.cancel(sid, "m1", user_id=bob, any_reply=True) == "cancelled"
+    assert await queue.redis.exists(mark)
+    assert 0 < await queue.redis.ttl(keys.sender(sid, "m1")) <= keys.SENDER_TTL_S
+
+
+async def test_a_message_with_no_reply_asked_has_no_sender_to_cancel(queue: ReplyQueue) -> None:
+    sid, alice = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "quiet", user=alice, reply=False) == Admitted(None)
+    assert await queue.cancel(sid, "quiet", user_id=alice, any_reply=False) == "unknown"
+    assert await queue.cancel(sid, "never-sent", user_id=alice, any_reply=False) == "unknown"
+    assert not await queue.redis.exists(keys.cancel_mark(sid, "never-sent"))

@@ -15,6 +15,16 @@ def cancel_mark(session_id: str, message_id: str) -> str:
     return f"tw:cancel:{session_id}:{message_id}"
 
 
+SENDER_TTL_S = 3600
+"""How long the sender of a message that asks for a reply is kept (longer than a reply runs)."""
+
+
+def sender(session_id: str, message_id: str) -> str:
+    """Who sent a message that asks for a reply (set once, by the first admission): besides the
+    session's owner and administrators, the one user who may cancel its reply."""
+    return f"tw:sender:{session_id}:{message_id}"
+
+
 FRESH_SESSION_TTL_S = 24 * 3600
 
 

@@ -38,11 +38,13 @@ from shared import reply_scripts as scripts
 from shared.events import Policy
 from shared.redis import Command, ListAppend, script_and_reads, text
 from shared.reply_states import (
+    CANCEL_VERDICTS,
     CLAIMS,
     VERDICTS,
     AdmissionLimits,
     Admitted,
     Beginning,
+    CancelVerdict,
     Claim,
     Line,
     Refused,
@@ -67,6 +69,7 @@ class ReplyQueue:
         self._fence_ttl_s = fence_ttl_s
         self._queue_ttl_s = queue_ttl_s
         self._admit = redis.register_script(scripts.ADMIT)
+        self._cancel = redis.register_script(scripts.CANCEL)
         self._claim = redis.register_script(scripts.CLAIM)
         self._begin = redis.register_script(scripts.BEGIN)
         self._line = redis.register_script(scripts.LINE)
@@ -95,6 +98,7 @@ class ReplyQueue:
                 keys.active_reply(session_id),
                 keys.storing(session_id),
                 keys.fence(session_id, message_id),
+                keys.sender(session_id, message_id),
             ],
             args=[
                 now,
@@ -108,6 +112,8 @@ class ReplyQueue:
                 policy,
                 keys.cancel_mark(session_id, ""),
                 keys.CANCEL_MARK_TTL_S,
+                user_id,
+                keys.SENDER_TTL_S,
             ],
         )
         if int(verdict):
@@ -121,6 +127,17 @@ class ReplyQueue:
             pipe.zrem(keys.inflight(session_id), message_id)
             pipe.zrem(keys.storing(session_id), message_id)
             await pipe.execute()
+
+    async def cancel(
+        self, session_id: str, message_id: str, *, user_id: str, any_reply: bool
+    ) -> CancelVerdict:
+        """Mark the reply to `message_id` cancelled if `user_id` sent the message (or
+        `any_reply`: the session's owner, an administrator)."""
+        verdict = await self._cancel(
+            keys=[keys.sender(session_id, message_id), keys.cancel_mark(session_id, message_id)],
+            args=[user_id, int(any_reply), keys.CANCEL_MARK_TTL_S],
+        )
+        return CANCEL_VERDICTS[int(verdict)]
 
     async def mark_cancelled(self, session_id: str, message_id: str) -> None:
         """A worker that takes `message_id` later (or holds it now) stops its reply."""

@@ -1,12 +1,14 @@
 """The Lua scripts of the reply-queue protocol (`shared.reply_queue`), one per stage: each
 runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
 
-# KEYS: rate bucket, budget, in flight, line, active, storing, the message's fence.
+# KEYS: rate bucket, budget, in flight, line, active, storing, the message's fence, its
+#   sender.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
-#   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl.
+#   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl, user, sender ttl.
 # Returns {verdict (0 admitted), retry after, 0, interrupted message id}. Outside `parallel`
 # sessions an admitted message no worker has taken yet (no fence) is noted as storing, at
-# the time it was admitted; notes older than a reply's expiry are dropped.
+# the time it was admitted; notes older than a reply's expiry are dropped. The first user to
+# send a message id keeps it as its sender (a resend by someone else changes nothing).
 ADMIT = """
 local now = tonumber(ARGV[1])
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -42,11 +44,24 @@ if policy == 'interrupt' then
 end
 redis.call('ZADD', KEYS[3], expiry, ARGV[6])
 redis.call('EXPIRE', KEYS[3], math.ceil(expiry - now) + 1)
+redis.call('SET', KEYS[8], ARGV[12], 'NX', 'EX', ARGV[13])
 if policy ~= 'parallel' and redis.call('EXISTS', KEYS[7]) == 0 then
   redis.call('ZADD', KEYS[6], 'NX', now, ARGV[6])
   redis.call('EXPIRE', KEYS[6], math.ceil(expiry - now) + 1)
 end
 return {0, '0', 0, interrupted}
+"""
+# KEYS: the message's sender, its cancel mark. ARGV: user, may cancel any reply (0/1), mark
+# ttl. Marks the reply cancelled if the user may: returns 1, else 0 (someone else's) or 2 (no
+# sender known: no reply asked for, or one long over).
+CANCEL = """
+if ARGV[2] ~= '1' then
+  local sender = redis.call('GET', KEYS[1])
+  if not sender then return 2 end
+  if sender ~= ARGV[1] then return 0 end
+end
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[3])
+return 1
 """
 # KEYS: fence. Claim the reply for ARGV[1] unless a newer attempt has it (0) or it was
 # answered (2). The fence holds the attempt, then `|` and the delivery that began it (BEGIN).

@@ -14,6 +14,9 @@ VERDICTS: dict[int, Verdict] = {
     4: "busy",
 }
 
+CancelVerdict = Literal["cancelled", "not_theirs", "unknown"]
+CANCEL_VERDICTS: dict[int, CancelVerdict] = {1: "cancelled", 0: "not_theirs", 2: "unknown"}
+
 
 @dataclass(frozen=True, slots=True)
 class Admitted:

@@ -194,8 +194,12 @@ class ConnectionProtocol:
         """Nothing when stored (the echo acknowledges it); else the refusal's `error` frame."""
         if isinstance(result, Stored):
             return None
-        self._metrics.refusals.labels(result.code).inc()
-        return result.frame()
+        return self.refused(result)
+
+    def refused(self, refusal: Refusal) -> str:
+        """The `error` frame of a request refused on a connection that stays open."""
+        self._metrics.refusals.labels(refusal.code).inc()
+        return refusal.frame()
 
     # Closing.
     def refuse(self, refusal: Refusal) -> tuple[str, Close]:

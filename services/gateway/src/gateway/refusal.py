@@ -19,3 +19,4 @@ class Refusal:
 
 
 NOT_STORED = Refusal("unavailable", "message not stored; send it again", 1.0)
+CANCEL_UNCHECKED = Refusal("unavailable", "cancel not checked; send it again", 1.0)

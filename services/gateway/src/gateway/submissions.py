@@ -1,6 +1,6 @@
 """Submitting a user message: admitted in one Redis round trip (`shared.reply_queue`), then
 stored in the stream (a second round trip only withdraws a message the stream did not store);
-and cancelling a reply.
+and cancelling a reply, for those who may.
 
 Without Redis nothing is stored: admission fails closed for anything that costs model tokens.
 """
@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
 
+from gateway.auth import Principal
 from gateway.bus import Bus, Unavailable
-from gateway.refusal import NOT_STORED, Refusal
+from gateway.refusal import CANCEL_UNCHECKED, NOT_STORED, Refusal
 from shared import rpc, telemetry
 from shared.events import UserMessage
 from shared.frames import MessageFrame
@@ -70,12 +71,36 @@ class Submissions:
             return NOT_STORED
         return Stored(seq, new)
 
-    async def cancel(self, session_id: str, message_id: str) -> None:
-        """Stop the reply to `message_id`, now or when a worker takes it. Without Redis the
-        workers still hear the broadcast."""
-        with contextlib.suppress(RedisError):
-            await self._queue.mark_cancelled(session_id, message_id)
-        await self._bus.cancel(session_id, message_id)
+    async def cancel(
+        self, session: rpc.SessionInfo, principal: Principal, message_id: str
+    ) -> Refusal | None:
+        """Stop the reply to `message_id`, now or when a worker takes it, if `principal` may:
+        the message's sender, the session's owner or an administrator; anyone else is refused.
+        A message with no sender known (no reply asked for, or one long over) has nothing to
+        stop. Without Redis the sender is not known: the owner's and administrators' cancels
+        still reach the workers, others are refused as unavailable."""
+        sid = session.session_id
+        any_reply = principal.admin or principal.user_id == session.owner
+        try:
+            verdict = await self._queue.cancel(
+                sid, message_id, user_id=principal.user_id, any_reply=any_reply
+            )
+        except RedisError as exc:
+            if not any_reply:
+                log.warning("cancel of %s not checked: %s", message_id, exc)
+                return CANCEL_UNCHECKED
+            verdict = "cancelled"
+        match verdict:
+            case "not_theirs":
+                return Refusal(
+                    "forbidden",
+                    f"only the sender of {message_id}, the session's owner or an administrator "
+                    "can cancel its reply",
+                )
+            case "unknown":
+                return None
+        await self._bus.cancel(sid, message_id)
+        return None
 
 
 def refusal(refused: Refused, limits: AdmissionLimits) -> Refusal:

@@ -113,6 +113,7 @@ class Connection:
         self.protocol = protocol
         self.session = session
         self.session_id = protocol.session_id
+        self.principal = principal
         self.user = principal.user_id
         self.expires_at = principal.expires_at
         self.id = protocol.connection_id
@@ -235,7 +236,9 @@ class Connection:
                 if (refusal := self.protocol.submitted(result)) is not None:
                     await self.send(refusal)
             case Cancel(message_id):
-                await self.r.submissions.cancel(self.session_id, message_id)
+                denied = await self.r.submissions.cancel(self.session, self.principal, message_id)
+                if denied is not None:
+                    await self.send(self.protocol.refused(denied))
             case Relay(typing):
                 await self.r.bus.relay_typing(self.session_id, typing)
             case Close():
