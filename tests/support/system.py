@@ -50,6 +50,8 @@ class System:
     secret: str
     gateway_urls: list[str] = field(default_factory=list)
     """Every gateway's URL; `gateway_url` is the first."""
+    admin_urls: list[str] = field(default_factory=list)
+    """Every gateway's admin listener (ops endpoints without a token), in the same order."""
     llm_url: str = ""
     """The fake model's base URL (its `/v1/_fake/streams` tells what it streamed)."""
     processes: list[Process] = field(default_factory=list)
@@ -77,6 +79,11 @@ class System:
         again = Process(process.name, popen, process.log, process.module, process.env)
         self.processes.append(again)
         return again
+
+    @property
+    def admin_url(self) -> str:
+        """The first gateway's admin listener."""
+        return self.admin_urls[0]
 
     @property
     def ws_url(self) -> str:
@@ -118,6 +125,7 @@ def start_system(
     secret = secrets.token_urlsafe(48)
     llm_port = free_port()
     gateway_ports = [free_port() for _ in range(gateways)]
+    admin_ports = [free_port() for _ in range(gateways)]
     base = {
         **os.environ,
         "TOKENWIRE_NATS_URL": nats_url,
@@ -131,7 +139,8 @@ def start_system(
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         base.pop(key, None)
     urls = [f"http://127.0.0.1:{port}" for port in gateway_ports]
-    system = System(urls[0], secret, urls, llm_url=f"http://127.0.0.1:{llm_port}")
+    admin_urls = [f"http://127.0.0.1:{port}" for port in admin_ports]
+    system = System(urls[0], secret, urls, admin_urls, llm_url=f"http://127.0.0.1:{llm_port}")
 
     user_of = {"gateway": "gateway", "llm_worker": "worker", "persistence": "persistence"}
 
@@ -192,6 +201,7 @@ def start_system(
                 "gateway",
                 {
                     "TOKENWIRE_GATEWAY_PORT": str(port),
+                    "TOKENWIRE_ADMIN_PORT": str(admin_ports[i]),
                     "TOKENWIRE_REDIS_URL": redis_url,
                     "TOKENWIRE_AUTH": "dev",
                     "TOKENWIRE_JWT_SECRET": secret,

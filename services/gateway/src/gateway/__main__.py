@@ -11,16 +11,29 @@ from gateway.settings import GatewaySettings
 from shared.logs import configure_logging
 
 
-def listening_socket(settings: GatewaySettings) -> socket.socket:
-    """The listening socket; accepted connections inherit its send buffer size."""
-    family = socket.AF_INET6 if ":" in settings.gateway_host else socket.AF_INET
+def listening_socket(host: str, port: int, *, sndbuf_bytes: int = 0) -> socket.socket:
+    """A listening socket; accepted connections inherit its send buffer size."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if settings.ws_sndbuf_bytes:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.ws_sndbuf_bytes)
-    sock.bind((settings.gateway_host, settings.gateway_port))
+    if sndbuf_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf_bytes)
+    sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
+
+
+def listening_sockets(settings: GatewaySettings) -> list[socket.socket]:
+    """The public listener, and the admin listener when `admin_port` is set: one server
+    serves both, and the ops endpoints tell them apart by the port a request came to."""
+    sockets = [
+        listening_socket(
+            settings.gateway_host, settings.gateway_port, sndbuf_bytes=settings.ws_sndbuf_bytes
+        )
+    ]
+    if settings.admin_port:
+        sockets.append(listening_socket(settings.admin_host, settings.admin_port))
+    return sockets
 
 
 def main() -> None:
@@ -40,9 +53,9 @@ def main() -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    sock = listening_socket(settings)
+    sockets = listening_sockets(settings)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(server.serve(sockets=[sock]))
+    asyncio.run(server.serve(sockets=sockets))
 
 
 if __name__ == "__main__":

@@ -63,3 +63,22 @@ async def get_user(principal: PrincipalDep) -> str:
 
 
 UserDep = Annotated[str, Depends(get_user)]
+
+
+async def require_operator(
+    request: Request,
+    resources: ResourcesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """The ops endpoints: open on the admin listener (`TOKENWIRE_ADMIN_PORT`), elsewhere an
+    administrator's token; 401 without a valid token, 403 with anyone else's."""
+    admin_port = resources.settings.admin_port
+    server = request.scope.get("server")
+    if admin_port and server is not None and server[1] == admin_port:
+        return
+    principal = await get_principal(resources, authorization)
+    if not principal.admin:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "ops endpoints need an administrator's token (or the admin listener)",
+        )

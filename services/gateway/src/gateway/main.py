@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client as NatsClient
@@ -19,7 +19,7 @@ from gateway import broker_view, ops, ws
 from gateway.api import router
 from gateway.auth import Authenticator
 from gateway.bus import Bus
-from gateway.deps import Resources
+from gateway.deps import Resources, require_operator
 from gateway.hub import SessionHub
 from gateway.leases import Leases
 from gateway.limits import Limits
@@ -144,17 +144,21 @@ def pages(metrics: GatewayMetrics) -> APIRouter:
 
     @router.get("/ops", include_in_schema=False)
     async def ops_page() -> HTMLResponse:
-        """The live ops dashboard (self-contained: no CDN)."""
+        """The live ops dashboard (self-contained: no CDN). The page holds no figures: it reads
+        `/v1/ops/stats`, with an administrator's token it asks for unless on the admin
+        listener."""
         return HTMLResponse(OPS_PAGE.read_text())
 
-    @router.get("/v1/ops/stats", tags=["ops"])
+    @router.get("/v1/ops/stats", tags=["ops"], dependencies=[Depends(require_operator)])
     async def ops_stats() -> dict[str, Any]:
-        """What `/ops` shows: this gateway's counters, latency quantiles and queue depths."""
+        """What `/ops` shows: this gateway's counters, latency quantiles and queue depths.
+        An administrator's token, or none on the admin listener."""
         return ops.snapshot(metrics.registry)
 
-    @router.get("/metrics", include_in_schema=False)
+    @router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_operator)])
     async def prometheus() -> Response:
-        """Prometheus metrics (names start with `tokenwire_`)."""
+        """Prometheus metrics (names start with `tokenwire_`): an administrator's token, or
+        none on the admin listener."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

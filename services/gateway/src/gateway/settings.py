@@ -17,6 +17,12 @@ MIN_SECRET_BYTES = 32
 class GatewaySettings(TokenwireSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    admin_host: str = "127.0.0.1"
+    """Where the admin listener binds: loopback by default, a private network's address when
+    a scraper on another host reads it (compose: `0.0.0.0`, its port not published)."""
+    admin_port: int = Field(default=0, ge=0, le=65535)
+    """A second listener on which `/metrics`, `/ops` and `/v1/ops/stats` need no token; 0: none.
+    On the public port they need an administrator's token."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth: Literal["jwt", "dev"] = "jwt"
     """`dev` adds `POST /v1/auth/dev-token`, which mints a token for a new anonymous user."""
@@ -66,6 +72,15 @@ class GatewaySettings(TokenwireSettings):
                 return json.loads(value)
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _ports(self) -> Self:
+        if self.admin_port and self.admin_port == self.gateway_port:
+            raise ValueError(
+                "TOKENWIRE_ADMIN_PORT must differ from TOKENWIRE_GATEWAY_PORT: "
+                "the admin listener opens the ops endpoints without a token"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production(self) -> Self:
