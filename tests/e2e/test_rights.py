@@ -1,16 +1,24 @@
-"""Who may do what, with real processes: cancelling a reply (its sender, the session's owner,
-an administrator; nobody else)."""
+"""Who may do what, with real processes and two gateways: cancelling a reply (its sender, the
+session's owner, an administrator; nobody else), the ops endpoints, revoking tokens (the
+sockets they opened close on every gateway) and handing a fresh token to an open socket."""
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from gateway.auth import mint_token
+from gateway.revocations import Revocation, encode
+from shared import keys
 from support.client import User, connect, dev_user, frames_until_end, new_session, next_frame
 from support.system import System, system_with_own_nats
 
@@ -21,7 +29,13 @@ LONG = "[fake tokens=400 delay_ms=10]"
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
     workdir = tmp_path_factory.mktemp("rights")
-    with system_with_own_nats(workdir, redis_url=redis_url, workers=1) as running:
+    with system_with_own_nats(
+        workdir,
+        redis_url=redis_url,
+        workers=1,
+        gateways=2,
+        gateway_env={"TOKENWIRE_REVOCATIONS_REFRESH_S": "1"},
+    ) as running:
         yield running
 
 
@@ -114,3 +128,120 @@ async def test_ops_endpoints_need_an_administrator_on_the_public_port(
     page = await http.get("/ops")  # the page holds no figures; it asks for a token
     assert page.status_code == 200
     assert "administrator" in page.text
+
+
+async def close_code(ws: ClientConnection, within_s: float = 5.0) -> int | None:
+    """The code the server closes `ws` with, within `within_s`."""
+    async with asyncio.timeout(within_s):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+
+async def refused_at_connect(system: System, sid: str, user: User) -> int | None:
+    async with await connect(system.ws_url, sid, user) as ws:
+        return await close_code(ws)
+
+
+async def test_a_revoked_token_closes_its_sockets_on_every_gateway_and_is_refused(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    other = User(alice.user_id, mint_token(alice.user_id, system.secret, 600))
+    sid = await new_session(http, alice)
+    ws_second = system.ws_urls[1]
+    async with (
+        await connect(system.ws_url, sid, alice) as here,
+        await connect(ws_second, sid, alice) as there,
+        await connect(ws_second, sid, other) as spared,
+    ):
+        for ws in (here, there, spared):
+            assert (await next_frame(ws))["type"] == "ready"
+        token_id = jwt.decode(alice.token, options={"verify_signature": False})["jti"]
+        denied = await http.post(
+            "/v1/admin/revocations", headers=alice.auth, json={"token_id": token_id}
+        )
+        assert denied.status_code == 403
+        revoked_at = time.monotonic()
+        made = await http.post(
+            "/v1/admin/revocations", headers=admin(system).auth, json={"token_id": token_id}
+        )
+        assert made.status_code == 201, made.text
+        assert await close_code(here) == 4401
+        assert await close_code(there) == 4401  # the other gateway heard it
+        assert time.monotonic() - revoked_at < 2
+        await spared.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(spared))["type"] == "pong"  # another token of alice's
+    assert (await http.get("/v1/usage", headers=alice.auth)).status_code == 401
+    assert (await http.get("/v1/usage", headers=other.auth)).status_code == 200
+    assert await refused_at_connect(system, sid, alice) == 4401
+
+
+async def test_revoking_a_user_ends_every_token_issued_until_then(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    bob = await dev_user(http)
+    sid = await new_session(http, bob)
+    async with await connect(system.ws_urls[1], sid, bob) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        made = await http.post(
+            "/v1/admin/revocations", headers=admin(system).auth, json={"user_id": bob.user_id}
+        )
+        assert made.status_code == 201, made.text
+        assert await close_code(ws) == 4401
+    await asyncio.sleep(1.1)  # a token issued after the revocation, a second later
+    fresh = User(bob.user_id, mint_token(bob.user_id, system.secret, 600))
+    assert (await http.get("/v1/usage", headers=bob.auth)).status_code == 401
+    assert (await http.get("/v1/usage", headers=fresh.auth)).status_code == 200
+
+
+async def test_a_revocation_a_gateway_did_not_hear_closes_its_sockets_at_the_next_read(
+    system: System, http: httpx.AsyncClient, redis_url: str
+) -> None:
+    carol = await dev_user(http)
+    sid = await new_session(http, carol)
+    token_id = jwt.decode(carol.token, options={"verify_signature": False})["jti"]
+    async with await connect(system.ws_url, sid, carol) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        stored = Revocation(until=time.time() + 600, token_id=token_id)
+        redis = Redis.from_url(redis_url)
+        await redis.hset(keys.REVOCATIONS, stored.field, encode(stored))  # no announcement
+        await redis.aclose()
+        assert await close_code(ws, within_s=4) == 4401
+
+
+async def test_signing_out_revokes_the_token_presented(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    dave = await dev_user(http)
+    second = User(dave.user_id, mint_token(dave.user_id, system.secret, 600))
+    assert (await http.post("/v1/auth/revoke", headers=dave.auth, json={})).status_code == 201
+    assert (await http.get("/v1/usage", headers=dave.auth)).status_code == 401
+    assert (await http.get("/v1/usage", headers=second.auth)).status_code == 200
+    everywhere = await http.post("/v1/auth/revoke", headers=second.auth, json={"everywhere": True})
+    assert everywhere.status_code == 201
+    assert (await http.get("/v1/usage", headers=second.auth)).status_code == 401
+
+
+async def test_a_fresh_token_keeps_an_open_socket_past_the_old_one_s_expiry(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    erin, mallory = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, erin)
+    short = User(erin.user_id, mint_token(erin.user_id, system.secret, 3))
+    async with await connect(system.ws_url, sid, short) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        for token, code in (("not-a-jwt", "unauthorized"), (mallory.token, "forbidden")):
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            assert (await error_of(ws))["code"] == code
+        fresh = mint_token(erin.user_id, system.secret, 600)
+        await ws.send(json.dumps({"type": "auth", "token": fresh}))
+        renewed = await next_frame(ws)
+        assert renewed["type"] == "authenticated"
+        assert renewed["participant"] == erin.user_id
+        assert renewed["expires_at"] > time.time() + 500
+        await asyncio.sleep(4)  # past the first token's expiry
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(ws))["type"] == "pong"

@@ -21,6 +21,7 @@ from gateway.limits import Limits
 from gateway.main import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
+from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
@@ -100,6 +101,7 @@ async def api(persistence: Persistence) -> AsyncIterator[httpx.AsyncClient]:
         limits=Limits(nobody, connections_per_user=2, connection_ttl_s=30),
         submissions=Submissions(ReplyQueue(nobody), bus, AdmissionLimits(20, 4, 0)),
         metrics=GatewayMetrics(),
+        revocations=Revocations(nobody, cast(Any, None)),
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
@@ -129,6 +131,7 @@ async def test_without_a_token_every_route_but_health_is_401(api: httpx.AsyncCli
     for path in ("/v1/sessions/abc", "/v1/usage", "/v1/sessions/abc/messages"):
         assert (await api.get(path)).status_code == 401
     assert (await api.post("/v1/sessions")).status_code == 401
+    assert (await api.post("/v1/admin/revocations", json={"user_id": "u"})).status_code == 401
     assert (await api.get("/healthz")).status_code == 200
 
 

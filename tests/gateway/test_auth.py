@@ -78,3 +78,13 @@ async def test_an_admin_role_claim_makes_an_administrator() -> None:
         "HS256",
     )
     assert (await auth.principal(roles)).admin
+
+
+async def test_a_minted_token_carries_an_id_and_when_it_was_issued() -> None:
+    before = time.time()
+    one = await Authenticator(secret=SECRET).principal(mint_token("u1", SECRET, 60))
+    two = await Authenticator(secret=SECRET).principal(mint_token("u1", SECRET, 60))
+    assert one.token_id
+    assert one.token_id != two.token_id
+    assert one.issued_at is not None
+    assert before - 1 <= one.issued_at <= time.time()

@@ -12,6 +12,7 @@ from gateway.connection import (
     Cancel,
     Close,
     ConnectionProtocol,
+    Reauthenticate,
     Relay,
     Submit,
     cursor,
@@ -152,6 +153,7 @@ def test_client_frames_become_commands() -> None:
     pong = connection.receive('{"type":"ping"}')
     assert isinstance(pong, str)
     assert json.loads(pong) == {"type": "pong"}
+    assert connection.receive('{"type":"auth","token":"t"}') == Reauthenticate("t")
 
 
 def test_a_bad_frame_gets_an_error_frame_and_the_connection_stays_live() -> None:
@@ -194,6 +196,7 @@ def test_expiry_and_refusals_close_the_connection() -> None:
     assert json.loads(frame)["code"] == "unavailable"
     assert close.code == CLOSE_TRY_AGAIN_LATER
     assert protocol().unavailable().code == CLOSE_TRY_AGAIN_LATER
+    assert live().revoked() == Close(CLOSE_UNAUTHORIZED, "token revoked")
 
 
 def test_a_connection_is_authenticated_then_joins_as_a_member() -> None:

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from shared.frames import (
+    AuthenticatedFrame,
+    AuthFrame,
     CancelFrame,
     FrameError,
     MessageFrame,
@@ -25,6 +27,9 @@ def test_parses_each_client_frame_type() -> None:
         type="typing", state=True
     )
     assert isinstance(parse_client_frame('{"type":"ping"}'), PingFrame)
+    assert parse_client_frame('{"type":"auth","token":"a.b.c"}') == AuthFrame(
+        type="auth", token="a.b.c"
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,6 +48,8 @@ def test_parses_each_client_frame_type() -> None:
         ('{"type":"typing","state":"yes"}', "bad_frame"),
         ('{"type":"message","message_id":"m1","content":"x","reply":1}', "bad_frame"),
         ("[" * 100_000, "bad_json"),
+        ('{"type":"auth","token":""}', "bad_frame"),
+        ('{"type":"auth","token":"' + "t" * 8193 + '"}', "bad_frame"),
     ],
 )
 def test_refuses_malformed_frames_with_a_code(raw: str, code: str) -> None:
@@ -68,4 +75,9 @@ def test_frames_over_the_byte_limit_are_too_large() -> None:
 
 def test_server_frames_round_trip() -> None:
     frame = StreamTokenFrame(seq=7, message_id="m1", index=0, text="Hi")
+    assert parse_server_frame(frame.model_dump_json()) == frame
+
+
+def test_an_authenticated_frame_round_trips() -> None:
+    frame = AuthenticatedFrame(participant="u1", expires_at=1_800_000_000.0)
     assert parse_server_frame(frame.model_dump_json()) == frame

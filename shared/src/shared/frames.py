@@ -15,6 +15,8 @@ from shared.events import MAX_CONTENT_CHARS, FinishReason, Usage
 SUBPROTOCOL = "tokenwire.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+MAX_TOKEN_CHARS = 8192
+"""The longest token an `auth` frame may carry."""
 
 ErrorCode = Literal[
     "bad_json",
@@ -24,6 +26,7 @@ ErrorCode = Literal[
     "busy",
     "budget_exceeded",
     "forbidden",
+    "unauthorized",
     "unavailable",
     "internal",
 ]
@@ -72,8 +75,15 @@ class PingFrame(_ClientFrame):
     type: Literal["ping"]
 
 
+class AuthFrame(_ClientFrame):
+    """A fresh token for the open socket (same user), before the current one expires."""
+
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS)
+
+
 ClientFrame = Annotated[
-    MessageFrame | CancelFrame | TypingFrame | PingFrame, Field(discriminator="type")
+    MessageFrame | CancelFrame | TypingFrame | PingFrame | AuthFrame, Field(discriminator="type")
 ]
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
@@ -178,6 +188,15 @@ class PongFrame(_Frame):
     type: Literal["pong"] = "pong"
 
 
+class AuthenticatedFrame(_Frame):
+    """The socket now runs on the token an `auth` frame gave."""
+
+    type: Literal["authenticated"] = "authenticated"
+    participant: str
+    expires_at: float | None = None
+    """The new token's `exp` (seconds since the epoch): the socket closes with 4401 then."""
+
+
 class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -195,6 +214,7 @@ ServerFrame = Annotated[
     | TypingRelayFrame
     | PresenceFrame
     | PongFrame
+    | AuthenticatedFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]

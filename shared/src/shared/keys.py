@@ -15,6 +15,9 @@ def cancel_mark(session_id: str, message_id: str) -> str:
     return f"tw:cancel:{session_id}:{message_id}"
 
 
+REVOCATIONS = "tw:revocations"
+"""Hash of revoked tokens (`jti:<id>`) and users (`user:<id>`), each a JSON revocation."""
+
 SENDER_TTL_S = 3600
 """How long the sender of a message that asks for a reply is kept (longer than a reply runs)."""
 

@@ -3,7 +3,7 @@
 Stored in the `CHAT` stream: `chat.<sid>.in` and `chat.<sid>.out.{start,token,end,error}`.
 The stream republishes them to `live.<sid>.…` with the stream sequence in `Nats-Sequence`.
 Core NATS only (not stored): `chat.<sid>.cancel`, `.typing`, `.presence`.
-Request-reply served by persistence: `svc.*`.
+Request-reply served by persistence: `svc.*`. Between gateways: `gateway.revocations`.
 """
 
 import re
@@ -22,6 +22,8 @@ ALL_OUT_END: Final = "chat.*.out.end"
 ALL_OUT_ERROR: Final = "chat.*.out.error"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
+REVOCATIONS: Final = "gateway.revocations"
+"""Core NATS, gateways only: a token or a user revoked; every gateway closes their sockets."""
 REPUBLISH_DEST: Final = "live.>"
 
 # Request-reply services (persistence, queue group `persistence`).

@@ -32,6 +32,10 @@ class Principal:
     admin: bool = False
     expires_at: float | None = None
     """The token's `exp` (seconds since the epoch): sockets are closed with 4401 then."""
+    token_id: str | None = None
+    """The token's `jti`: what revoking one token names."""
+    issued_at: float | None = None
+    """The token's `iat`: revoking a user revokes the tokens issued until then."""
 
 
 def new_dev_user() -> str:
@@ -40,7 +44,13 @@ def new_dev_user() -> str:
 
 def mint_token(user_id: str, secret: str, ttl_s: int, *, role: str | None = None) -> str:
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": user_id, "iss": ISSUER, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": secrets.token_urlsafe(12),
+    }
     if role:
         claims["role"] = role
     return jwt.encode(claims, secret, ALGORITHM)
@@ -117,8 +127,18 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         raise AuthError("invalid token")
     roles = claims.get("roles")
     admin = claims.get("role") == ADMIN or (isinstance(roles, list) and ADMIN in roles)
-    exp = claims.get("exp")
-    return Principal(sub, admin, float(exp) if isinstance(exp, int | float) else None)
+    jti = claims.get("jti")
+    return Principal(
+        sub,
+        admin,
+        expires_at=_seconds(claims.get("exp")),
+        token_id=jti if isinstance(jti, str) and jti else None,
+        issued_at=_seconds(claims.get("iat")),
+    )
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def bearer(authorization: str | None) -> str | None:

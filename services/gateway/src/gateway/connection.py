@@ -18,6 +18,7 @@ from gateway.submissions import Stored
 from shared import rpc
 from shared.events import TypingRelay
 from shared.frames import (
+    AuthFrame,
     CancelFrame,
     ErrorFrame,
     FrameError,
@@ -60,7 +61,14 @@ class Relay:
     typing: TypingRelay
 
 
-Command = Submit | Cancel | Relay
+@dataclass(frozen=True, slots=True)
+class Reauthenticate:
+    """Check the fresh token an `auth` frame gave (`gateway.credentials`)."""
+
+    token: str
+
+
+Command = Submit | Cancel | Relay | Reauthenticate
 Output = str | Close | Command
 """A frame to send (its text), a close, or a command for the bus."""
 
@@ -187,6 +195,8 @@ class ConnectionProtocol:
                 )
             case PingFrame():
                 return PongFrame().model_dump_json()
+            case AuthFrame():
+                return Reauthenticate(frame.token)
             case _:
                 assert_never(frame)
 
@@ -210,6 +220,10 @@ class ConnectionProtocol:
     def expired(self) -> Close:
         """The token expired: the client reconnects with a fresh one."""
         return self._close(CLOSE_UNAUTHORIZED, "token expired")
+
+    def revoked(self) -> Close:
+        """The token was revoked: the client signs in again."""
+        return self._close(CLOSE_UNAUTHORIZED, "token revoked")
 
     def unavailable(self) -> Close:
         """The broker did not answer: the client resumes, here or on another gateway."""

@@ -13,6 +13,7 @@ from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
+from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
@@ -31,6 +32,7 @@ class Resources:
     limits: Limits
     submissions: Submissions
     metrics: GatewayMetrics
+    revocations: Revocations
 
 
 async def get_resources(request: Request) -> Resources:
@@ -46,13 +48,20 @@ ResourcesDep = Annotated[Resources, Depends(get_resources)]
 async def get_principal(
     resources: ResourcesDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <jwt>`; 401 otherwise."""
+    """The caller, from `Authorization: Bearer <jwt>`; 401 otherwise (a revoked token too)."""
     try:
-        return await resources.auth.principal(bearer(authorization))
+        principal = await resources.auth.principal(bearer(authorization))
     except AuthError as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
-        ) from None
+        raise _unauthorized(str(exc)) from None
+    if resources.revocations.covers(principal):
+        raise _unauthorized("token revoked")
+    return principal
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -82,3 +91,13 @@ async def require_operator(
             status.HTTP_403_FORBIDDEN,
             "ops endpoints need an administrator's token (or the admin listener)",
         )
+
+
+async def get_admin(principal: PrincipalDep) -> Principal:
+    """An administrator (token claim `role: admin`); 403 for anyone else."""
+    if not principal.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "administrators only")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from gateway import broker_view, ops, ws
+from gateway.admin_api import router as admin_router
 from gateway.api import router
 from gateway.auth import Authenticator
 from gateway.bus import Bus
@@ -25,6 +26,7 @@ from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
+from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
@@ -60,6 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         redis = redis_client(settings.redis_url, timeout_s=2)
         resources = app.state.resources = build_resources(settings, nc, redis, metrics)
         hubs.append(resources.hub)
+        await resources.revocations.subscribe()
         background = [
             asyncio.create_task(
                 broker_view.refresh_forever(
@@ -70,6 +73,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
             ),
             asyncio.create_task(resources.leases.refresh_forever()),
+            asyncio.create_task(resources.revocations.refresh_forever()),
         ]
         try:
             yield
@@ -89,6 +93,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(admin_router)
     app.include_router(pages(metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -130,6 +135,7 @@ def build_resources(
             ),
         ),
         metrics=metrics,
+        revocations=Revocations(redis, nc, refresh_s=settings.revocations_refresh_s),
     )
 
 

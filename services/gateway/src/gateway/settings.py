@@ -35,6 +35,12 @@ class GatewaySettings(TokenwireSettings):
     jwt_audience: str | None = None
     """With `jwt_jwks_url`: the `aud` external tokens must carry (unchecked when unset)."""
     token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    revocations_keep_s: int = Field(default=30 * 24 * 3600, gt=0)
+    """How long a revocation is kept when the revoked tokens' expiry is not known (a user's
+    tokens, a token revoked without `expires_at`): longer than any token lives."""
+    revocations_refresh_s: float = Field(default=30.0, gt=0)
+    """How often a gateway reads the stored revocations again and checks its open sockets
+    (announcements on the broker close them at once; this catches one it missed)."""
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame; a bigger one closes the socket with 1009."""
     rpc_timeout_s: float = Field(default=3.0, gt=0)

@@ -11,33 +11,35 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
+from collections.abc import Callable
 from typing import assert_never
 
 from fastapi import WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from gateway.auth import AuthError, Principal, token_from_handshake
+from gateway.auth import Principal
 from gateway.bus import Unavailable
 from gateway.connection import (
     Cancel,
     Close,
     ConnectionProtocol,
     Output,
+    Reauthenticate,
     Relay,
     Submit,
     cursor,
 )
+from gateway.credentials import Expiry, authenticate, renewed
 from gateway.deps import Resources
 from gateway.leases import Lease
 from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing
 from gateway.refusal import Refusal
 from gateway.replay import replay
-from shared import keys, rpc, subjects, telemetry
+from shared import keys, rpc, telemetry
 from shared.events import PresenceChange
-from shared.frames import SUBPROTOCOL
+from shared.frames import SUBPROTOCOL, AuthenticatedFrame
 
 log = logging.getLogger(__name__)
 TRACER = telemetry.tracer(__name__)
@@ -63,38 +65,13 @@ async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
         max_frame_bytes=settings.max_frame_bytes,
         metrics=resources.metrics,
     )
-    admitted = await _authenticate(ws, protocol, offered, resources)
+    admitted = await authenticate(ws, protocol, offered, resources)
     await ws.accept(subprotocol=subprotocol)
     if isinstance(admitted, Close):  # accepted first: browsers only see close codes then
         await ws.close(code=admitted.code, reason=admitted.reason)
         return
     connection = Connection(ws, protocol, *admitted, resources)
     await connection.serve(ws.query_params.get("last_seq"))
-
-
-async def _authenticate(
-    ws: WebSocket, protocol: ConnectionProtocol, offered: list[str], resources: Resources
-) -> tuple[Principal, rpc.SessionInfo] | Close:
-    """Who the handshake's token names and the session they join, or the close refusing
-    them (decided by the protocol)."""
-    try:
-        principal = await resources.auth.principal(
-            token_from_handshake(ws.headers, offered, ws.query_params)
-        )
-    except AuthError as exc:
-        return protocol.unauthenticated(str(exc))
-    session_id = protocol.session_id
-    try:
-        session = (
-            await resources.sessions.get(session_id) if subjects.is_session_id(session_id) else None
-        )
-    except Unavailable:
-        return protocol.sessions_unavailable()
-    refusal = protocol.join(principal.user_id, session)
-    if refusal is not None:
-        return refusal
-    assert session is not None  # join refuses a session that does not exist
-    return principal, session
 
 
 class Connection:
@@ -115,7 +92,7 @@ class Connection:
         self.session_id = protocol.session_id
         self.principal = principal
         self.user = principal.user_id
-        self.expires_at = principal.expires_at
+        self.expiry = Expiry(self._expired)
         self.id = protocol.connection_id
         self.r = resources
         self.outbox = Outbox(
@@ -146,7 +123,6 @@ class Connection:
     async def run(self, cursor_param: str | None) -> None:
         hub, bus = self.r.hub, self.r.bus
         await hub.join(self.session_id, self.outbox)  # first: nothing falls before the head
-        expiry: asyncio.TimerHandle | None = None
         lease = Lease(self.session_id, self.user, self.id)
         try:
             head = await bus.session_head(self.session_id)
@@ -159,8 +135,8 @@ class Connection:
             self.r.leases.hold(lease)
             self.protocol.go_live()
             self._wake_sender()  # for what queued up meanwhile
-            if self.expires_at is not None:
-                expiry = self._close_when_expired(self.expires_at)
+            self.expiry.set(self.principal.expires_at)
+            self.r.revocations.hold(self)
             await self._receive()
         except WebSocketDisconnect:
             pass
@@ -169,8 +145,8 @@ class Connection:
             await self.close(self.protocol.unavailable())
         finally:
             self.r.leases.release(lease)
-            if expiry is not None:
-                expiry.cancel()
+            self.r.revocations.release(self)
+            self.expiry.cancel()
             self.protocol.gone()
             for task in (self._sender, self._closing):
                 if task is not None:
@@ -239,6 +215,8 @@ class Connection:
                 denied = await self.r.submissions.cancel(self.session, self.principal, message_id)
                 if denied is not None:
                     await self.send(self.protocol.refused(denied))
+            case Reauthenticate(token):
+                await self._reauthenticate(token)
             case Relay(typing):
                 await self.r.bus.relay_typing(self.session_id, typing)
             case Close():
@@ -276,13 +254,26 @@ class Connection:
                 self.session_id, PresenceChange(participant=self.user, state="left", origin=self.id)
             )
 
-    def _close_when_expired(self, expires_at: float) -> asyncio.TimerHandle:
-        """A timer, not a task: an idle connection should cost as little as it can."""
+    async def _reauthenticate(self, token: str) -> None:
+        principal = await renewed(self.r.auth, self.r.revocations, self.principal, token)
+        if isinstance(principal, Refusal):
+            await self.send(self.protocol.refused(principal))
+            return
+        self.principal = principal  # the same user: its place among the held sockets stays
+        self.expiry.set(principal.expires_at)
+        frame = AuthenticatedFrame(participant=self.user, expires_at=principal.expires_at)
+        await self.send(frame.model_dump_json())
 
-        def expired() -> None:
-            self._closing = asyncio.create_task(self.close(self.protocol.expired()))
+    def _expired(self) -> None:
+        self._end(self.protocol.expired)
 
-        return asyncio.get_running_loop().call_later(max(expires_at - time.time(), 0), expired)
+    def revoke(self) -> None:
+        """Its token was revoked: close with 4401."""
+        self._end(self.protocol.revoked)
+
+    def _end(self, why: Callable[[], Close]) -> None:
+        if self._closing is None and self.protocol.state != "closing":
+            self._closing = asyncio.create_task(self.close(why()))
 
     async def _send_all(self, frames: list[str]) -> None:
         for text in frames:

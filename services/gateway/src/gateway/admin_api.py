@@ -1,0 +1,96 @@
+"""REST routes that revoke tokens: an administrator's (one token by its `jti`, or every token
+of a user issued until now), and a user's own (the token presented, or all of theirs).
+
+A revocation is stored in Redis and announced to every gateway, which closes the sockets the
+revoked tokens opened (4401) and refuses those tokens from then on (`gateway.revocations`).
+"""
+
+import time
+from typing import Self
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field, model_validator
+from redis.exceptions import RedisError
+
+from gateway.deps import AdminDep, PrincipalDep, ResourcesDep
+from gateway.revocations import Revocation
+
+router = APIRouter(tags=["auth"])
+
+
+class RevocationRequest(BaseModel):
+    token_id: str | None = Field(default=None, min_length=1, max_length=256)
+    """A token's `jti`."""
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """Every token of this user issued until now."""
+    expires_at: float | None = None
+    """With `token_id`: the token's `exp`, when known; the entry is dropped after it."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.token_id is None) == (self.user_id is None):
+            raise ValueError("give either token_id or user_id")
+        return self
+
+
+class OwnRevocation(BaseModel):
+    everywhere: bool = False
+    """Every token of the caller issued until now, not only the one presented."""
+
+
+class Revoked(BaseModel):
+    token_id: str | None
+    user_id: str | None
+    issued_until: float | None
+    """With `user_id`: tokens issued at or before this moment (seconds since the epoch)."""
+    until: float
+    """When the entry is dropped (the revoked tokens have expired by then)."""
+
+
+@router.post("/v1/admin/revocations", status_code=status.HTTP_201_CREATED)
+async def revoke(body: RevocationRequest, _: AdminDep, resources: ResourcesDep) -> Revoked:
+    """Revoke one token or all of a user's tokens: refused from now on by every gateway, and
+    the sockets they opened closed with 4401 within moments. Administrators only."""
+    now = time.time()
+    keep_until = now + resources.settings.revocations_keep_s
+    if body.token_id is not None:
+        revocation = Revocation(until=body.expires_at or keep_until, token_id=body.token_id)
+    else:
+        revocation = Revocation(until=keep_until, user_id=body.user_id, issued_until=now)
+    return await _store(resources, revocation)
+
+
+@router.post("/v1/auth/revoke", status_code=status.HTTP_201_CREATED)
+async def revoke_own(
+    body: OwnRevocation, principal: PrincipalDep, resources: ResourcesDep
+) -> Revoked:
+    """Sign out: revoke the token presented (it needs a `jti`), or with `everywhere` every
+    token of the caller issued until now."""
+    now = time.time()
+    if body.everywhere or principal.token_id is None:
+        if not body.everywhere:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                "this token has no jti: revoke everywhere instead",
+            )
+        keep_until = now + resources.settings.revocations_keep_s
+        revocation = Revocation(until=keep_until, user_id=principal.user_id, issued_until=now)
+    else:
+        until = principal.expires_at or now + resources.settings.revocations_keep_s
+        revocation = Revocation(until=until, token_id=principal.token_id)
+    return await _store(resources, revocation)
+
+
+async def _store(resources: ResourcesDep, revocation: Revocation) -> Revoked:
+    try:
+        await resources.revocations.revoke(revocation)
+    except RedisError:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "revocations unavailable; retry"
+        ) from None
+    return Revoked(
+        token_id=revocation.token_id,
+        user_id=revocation.user_id,
+        issued_until=revocation.issued_until,
+        until=revocation.until,
+    )
