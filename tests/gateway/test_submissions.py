@@ -81,3 +81,61 @@ def test_every_verdict_is_told_with_when_to_retry() -> None:
         assert told.code in ("rate_limited", "budget_exceeded", "busy")
         assert told.retry_after_s is not None
         assert told.detail
+
+
+async def spend_today(redis_url: str, user: str, tokens: int) -> None:
+    redis = Redis.from_url(redis_url)
+    await redis.set(keys.budget(user, datetime.now(UTC).strftime("%Y%m%d")), tokens)
+    await redis.aclose()
+
+
+async def test_a_claim_replaces_the_default_and_an_override_replaces_both(
+    queue: ReplyQueue, redis_url: str
+) -> None:
+    user = uuid.uuid4().hex
+    await spend_today(redis_url, user, 150)  # over the default of 100
+
+    async def admitted(claim: int | None) -> Refused | None:
+        result = await queue.admit(
+            LIMITS,
+            user_id=user,
+            session_id=uuid.uuid4().hex,
+            message_id="m",
+            reply=True,
+            policy="parallel",
+            daily_budget=claim,
+        )
+        return result if isinstance(result, Refused) else None
+
+    refused = await admitted(None)
+    assert refused is not None
+    assert (refused.verdict, refused.limit) == ("budget_exceeded", 100)
+    assert "daily budget of 100 tokens" in refusal(refused, LIMITS).detail
+    assert await admitted(200) is None  # the token's claim: 200 a day
+    await queue.redis.hset(keys.BUDGETS, user, 120)  # an administrator's override
+    try:
+        refused = await admitted(200)
+        assert refused is not None
+        assert refused.limit == 120
+        await queue.redis.hset(keys.BUDGETS, user, 0)  # no limit for this user
+        assert await admitted(None) is None
+    finally:
+        await queue.redis.hdel(keys.BUDGETS, user)
+
+
+async def test_a_session_s_cap_refuses_every_member_once_spent(queue: ReplyQueue) -> None:
+    sid = uuid.uuid4().hex
+    capped = AdmissionLimits(6, 2, daily_token_budget=0, session_token_budget=300)
+    await queue.redis.set(keys.session_spend(sid), 300)
+    for user in (uuid.uuid4().hex, uuid.uuid4().hex):
+        result = await queue.admit(
+            capped, user_id=user, session_id=sid, message_id="m", reply=True, policy="parallel"
+        )
+        assert isinstance(result, Refused)
+        told = refusal(result, capped)
+        assert (told.code, told.retry_after_s) == ("budget_exceeded", None)  # waiting won't help
+        assert "session's cap of 300 tokens" in told.detail
+    quiet = await queue.admit(
+        capped, user_id="u", session_id=sid, message_id="q", reply=False, policy="parallel"
+    )
+    assert not isinstance(quiet, Refused)  # a message that asks for no reply costs nothing

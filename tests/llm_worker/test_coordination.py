@@ -1,5 +1,7 @@
 """Budgets on a real Redis-compatible server (the reply-queue protocol itself:
-tests/shared/test_reply_queue.py)."""
+tests/shared/test_reply_queue.py): spending adds up for the sender's day and the session, and
+a reply's daily budget is an administrator's override, else its token's claim, else the
+default."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -7,7 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from llm_worker.coordination import Coordinator
+from llm_worker.coordination import Budgets, Coordinator
+from shared import keys
+from shared.events import UserMessage
 
 pytestmark = pytest.mark.real
 
@@ -19,9 +23,45 @@ async def coordinator(redis_url: str) -> AsyncIterator[Coordinator]:
     await redis.aclose()
 
 
+def message(claim: int | None = None) -> UserMessage:
+    return UserMessage(
+        session_id=uuid.uuid4().hex,
+        message_id="m1",
+        participant=uuid.uuid4().hex,
+        content="hi",
+        daily_budget=claim,
+    )
+
+
 async def test_budget_spending_adds_up(coordinator: Coordinator) -> None:
-    user = uuid.uuid4().hex
-    assert await coordinator.spent_today(user) == 0
-    assert await coordinator.spend(user, 40) == 40
-    assert await coordinator.spend(user, 2) == 42
-    assert await coordinator.spent_today(user) == 42
+    sent = message()
+    spent = await coordinator.budgets(sent, default_daily=100, session_cap=0)
+    assert (spent.spent_today, spent.spent_in_session) == (0, 0)
+    assert await coordinator.spend(sent, 40) == (40, 40)
+    assert await coordinator.spend(sent, 2) == (42, 42)
+    again = await coordinator.budgets(sent, default_daily=100, session_cap=0)
+    assert (again.spent_today, again.spent_in_session) == (42, 42)
+
+
+async def test_an_override_beats_the_claim_which_beats_the_default(
+    coordinator: Coordinator,
+) -> None:
+    plain, claimed = message(), message(claim=500)
+    assert (await coordinator.budgets(plain, default_daily=100, session_cap=7)).daily == 100
+    assert (await coordinator.budgets(claimed, default_daily=100, session_cap=7)).daily == 500
+    await coordinator.redis.hset(keys.BUDGETS, claimed.participant, 0)  # no limit for them
+    try:
+        budgets = await coordinator.budgets(claimed, default_daily=100, session_cap=7)
+        assert (budgets.daily, budgets.session) == (0, 7)
+    finally:
+        await coordinator.redis.hdel(keys.BUDGETS, claimed.participant)
+
+
+def test_which_limit_a_reply_ran_out_of() -> None:
+    budgets = Budgets(daily=100, session=50)
+    assert budgets.any
+    assert budgets.exceeded(99, 49) is None
+    assert budgets.exceeded(100, 10) == "budget"
+    assert budgets.exceeded(10, 50) == "session_budget"
+    assert not Budgets(daily=0, session=0).any
+    assert Budgets(daily=0, session=0).exceeded(10**9, 10**9) is None

@@ -8,6 +8,7 @@ import pytest
 
 from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
+from llm_worker.coordination import Limit
 from llm_worker.replies import Streaming, TokensLost, Unwatched, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
@@ -95,8 +96,9 @@ async def test_cancel_closes_the_upstream_stream_and_keeps_the_partial_text(
     assert end.usage.completion_tokens == COUNTER.count(end.text)
 
 
+@pytest.mark.parametrize("limit", ["budget", "session_budget"])
 async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
-    publisher: RecordingPublisher,
+    publisher: RecordingPublisher, limit: Limit
 ) -> None:
     body = SlowStream(deltas=100, delay_s=0.001)
     spent: list[int] = []
@@ -104,15 +106,15 @@ async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
     class Metered(Unwatched):
         meters = True
 
-        async def spend(self, tokens: int) -> bool:
+        async def spend(self, tokens: int) -> Limit | None:
             spent.append(tokens)
-            return sum(spent) < 5
+            return None if sum(spent) < 5 else limit
 
     end = await generate_reply(
         JOB, Streaming(slow_model(body), publisher, COUNTER), StopSignal(), Metered()
     )
     assert isinstance(end, ReplyEnd)
-    assert end.finish_reason == "budget"
+    assert end.finish_reason == limit
     assert body.closed_early
     assert 5 <= sum(spent) <= 7
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 MAX_CONTENT_CHARS = 10_000
 
-FinishReason = Literal["stop", "length", "cancelled", "budget"]
+FinishReason = Literal["stop", "length", "cancelled", "budget", "session_budget"]
+"""`budget`: the sender's daily token budget ran out; `session_budget`: the session's cap."""
 Policy = Literal["queue", "interrupt", "reject", "parallel"]
 """What a session does with a message that arrives while a reply streams: answer it after
 (`queue`), cancel the running reply first (`interrupt`), refuse it (`reject`), or answer both
@@ -48,6 +49,9 @@ class UserMessage(Event):
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     reply: bool = True
     policy: Policy = "queue"
+    daily_budget: int | None = Field(default=None, ge=0)
+    """The sender's daily token budget as their token's claim gives it (None: no claim; an
+    administrator's override and the deployment's default are read by the worker)."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -103,6 +103,17 @@ def budget(user_id: str, day: str) -> str:
     return f"tw:budget:{user_id}:{day}"
 
 
+BUDGETS = "tw:budgets"
+"""Hash of administrators' daily budgets by user id (tokens; 0: none), over the default."""
+SESSION_SPEND_TTL_S = 90 * 24 * 3600
+"""A session's spending is kept this long after its last reply."""
+
+
+def session_spend(session_id: str) -> str:
+    """Tokens a session's replies spent in all (against `TOKENWIRE_SESSION_TOKEN_BUDGET`)."""
+    return f"tw:spent:{session_id}"
+
+
 def today() -> str:
     """The UTC day (`YYYYMMDD`) whose `budget` key spending is added to now."""
     return datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%d")

@@ -86,10 +86,15 @@ class ReplyQueue:
         message_id: str,
         reply: bool,
         policy: Policy,
+        daily_budget: int | None = None,
     ) -> Admitted | Refused:
-        """Every check before a message is stored, and its slot in flight once it may be."""
+        """Every check before a message is stored, and its slot in flight once it may be.
+        `daily_budget` (a token's claim) replaces the limits' default; an administrator's
+        budget for the user, stored in Redis, replaces both."""
         now = time.time()
-        verdict, retry, _, interrupted = await self._admit(
+        if daily_budget is None:
+            daily_budget = limits.daily_token_budget
+        verdict, retry, spent_limit, interrupted = await self._admit(
             keys=[
                 keys.message_rate(user_id),
                 keys.budget(user_id, keys.today()),
@@ -99,12 +104,14 @@ class ReplyQueue:
                 keys.storing(session_id),
                 keys.fence(session_id, message_id),
                 keys.sender(session_id, message_id),
+                keys.BUDGETS,
+                keys.session_spend(session_id),
             ],
             args=[
                 now,
                 limits.messages_per_min,
                 limits.messages_per_min / 60,
-                limits.daily_token_budget,
+                daily_budget,
                 int(reply),
                 message_id,
                 now + limits.reply_ttl_s,
@@ -114,10 +121,11 @@ class ReplyQueue:
                 keys.CANCEL_MARK_TTL_S,
                 user_id,
                 keys.SENDER_TTL_S,
+                limits.session_token_budget,
             ],
         )
         if int(verdict):
-            return Refused(VERDICTS[int(verdict)], round(float(retry), 2))
+            return Refused(VERDICTS[int(verdict)], round(float(retry), 2), int(spent_limit))
         return Admitted(text(interrupted) or None)
 
     async def withdraw(self, session_id: str, message_id: str) -> None:

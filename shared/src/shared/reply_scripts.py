@@ -2,10 +2,12 @@
 runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
 
 # KEYS: rate bucket, budget, in flight, line, active, storing, the message's fence, its
-#   sender.
+#   sender, administrators' budgets, the session's spending.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
-#   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl, user, sender ttl.
-# Returns {verdict (0 admitted), retry after, 0, interrupted message id}. Outside `parallel`
+#   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl, user, sender ttl,
+#   session cap (0: none).
+# Returns {verdict (0 admitted), retry after, the budget spent (budget verdicts), interrupted
+# message id}. An administrator's budget for the user replaces ARGV[4]. Outside `parallel`
 # sessions an admitted message no worker has taken yet (no fence) is noted as storing, at
 # the time it was admitted; notes older than a reply's expiry are dropped. The first user to
 # send a message id keeps it as its sender (a resend by someone else changes nothing).
@@ -21,9 +23,13 @@ redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
 if not allowed then return {1, tostring((1 - tokens) / rate), 0, ''} end
 if ARGV[5] ~= '1' then return {0, '0', 0, ''} end
-local budget = tonumber(ARGV[4])
+local budget = tonumber(redis.call('HGET', KEYS[9], ARGV[12]) or ARGV[4])
 if budget > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= budget then
-  return {2, '0', 0, ''}
+  return {2, '0', budget, ''}
+end
+local cap = tonumber(ARGV[14])
+if cap > 0 and tonumber(redis.call('GET', KEYS[10]) or '0') >= cap then
+  return {5, '0', cap, ''}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if not redis.call('ZSCORE', KEYS[3], ARGV[6])

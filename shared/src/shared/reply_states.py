@@ -6,12 +6,15 @@ from typing import Literal
 
 Claim = Literal["ours", "newer", "answered"]
 CLAIMS: dict[int, Claim] = {1: "ours", 0: "newer", 2: "answered"}
-Verdict = Literal["rate_limited", "budget_exceeded", "replies_in_flight", "busy"]
+Verdict = Literal[
+    "rate_limited", "budget_exceeded", "replies_in_flight", "busy", "session_budget_exceeded"
+]
 VERDICTS: dict[int, Verdict] = {
     1: "rate_limited",
     2: "budget_exceeded",
     3: "replies_in_flight",
     4: "busy",
+    5: "session_budget_exceeded",
 }
 
 CancelVerdict = Literal["cancelled", "not_theirs", "unknown"]
@@ -28,6 +31,8 @@ class Admitted:
 class Refused:
     verdict: Verdict
     retry_after_s: float
+    limit: int = 0
+    """With a budget verdict: the budget that is spent (tokens)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,10 @@ class AdmissionLimits:
     messages_per_min: float
     replies_per_session: int
     daily_token_budget: int
-    """0: no budget."""
+    """The default daily budget per user (a token's claim or an administrator's override
+    replaces it); 0: no budget."""
+    session_token_budget: int = 0
+    """Tokens a session may spend in all; 0: no cap."""
     reply_ttl_s: float = 600.0
     """A reply that never ends stops counting against the session after this."""
 

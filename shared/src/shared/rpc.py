@@ -69,7 +69,7 @@ class HistoryMessage(_Model):
     role: Literal["user", "assistant"]
     participant: str
     content: str
-    status: Literal["complete", "cancelled", "error", "budget"]
+    status: Literal["complete", "cancelled", "error", "budget", "session_budget"]
     in_reply_to: str | None
     attempt: int | None
     model: str | None

@@ -51,7 +51,10 @@ class TokenwireSettings(BaseSettings):
     """Deliveries of one user message before it is given up (each is a new reply attempt)."""
     daily_token_budget: int = Field(default=0, ge=0)
     """Tokens (prompt + completion) one user may spend per UTC day; 0 means no limit. Workers
-    meter it while replies stream; gateways refuse messages once it is spent."""
+    meter it while replies stream; gateways refuse messages once it is spent. A token's
+    `tokenwire_daily_tokens` claim, and an administrator's override, take its place."""
+    session_token_budget: int = Field(default=0, ge=0)
+    """Tokens one session may spend in all (every user's replies in it); 0 means no cap."""
     metrics_port: int = Field(default=0, ge=0, le=65535)
     """Workers and persistence serve Prometheus `/metrics` on this port (0: not served); the
     gateway serves it on its own port."""

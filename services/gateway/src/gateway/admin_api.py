@@ -1,19 +1,24 @@
-"""REST routes that revoke tokens: an administrator's (one token by its `jti`, or every token
-of a user issued until now), and a user's own (the token presented, or all of theirs).
+"""REST routes of administrators and of a user's own credentials: revoking tokens (one by its
+`jti`, or every token of a user issued until now; a user's own, the token presented or all
+of theirs), and setting a user's daily token budget.
 
 A revocation is stored in Redis and announced to every gateway, which closes the sockets the
 revoked tokens opened (4401) and refuses those tokens from then on (`gateway.revocations`).
+A budget set here replaces the deployment's default and a token's claim, for gateways and
+workers alike, from the next message on.
 """
 
 import time
 from typing import Self
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, Field, model_validator
 from redis.exceptions import RedisError
 
 from gateway.deps import AdminDep, PrincipalDep, ResourcesDep
 from gateway.revocations import Revocation
+from shared import keys
+from shared.redis import text
 
 router = APIRouter(tags=["auth"])
 
@@ -85,12 +90,62 @@ async def _store(resources: ResourcesDep, revocation: Revocation) -> Revoked:
     try:
         await resources.revocations.revoke(revocation)
     except RedisError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "revocations unavailable; retry"
-        ) from None
+        raise _unavailable("revocations") from None
     return Revoked(
         token_id=revocation.token_id,
         user_id=revocation.user_id,
         issued_until=revocation.issued_until,
         until=revocation.until,
     )
+
+
+UserId = Path(min_length=1, max_length=128)
+
+
+class BudgetChange(BaseModel):
+    daily_tokens: int | None = Field(ge=0)
+    """Tokens per UTC day (0: no limit); null removes the override."""
+
+
+class Budget(BaseModel):
+    user_id: str
+    daily_tokens: int | None
+    """The administrator's override, if one is set."""
+    default_daily_tokens: int
+    """`TOKENWIRE_DAILY_TOKEN_BUDGET` (0: none), used without an override or a token claim."""
+    spent_today: int
+
+
+@router.put("/v1/admin/budgets/{user_id}", tags=["admin"])
+async def set_budget(
+    body: BudgetChange, _: AdminDep, resources: ResourcesDep, user_id: str = UserId
+) -> Budget:
+    """Set (or with null, remove) a user's daily token budget. Administrators only."""
+    try:
+        if body.daily_tokens is None:
+            await resources.redis.hdel(keys.BUDGETS, user_id)
+        else:
+            await resources.redis.hset(keys.BUDGETS, user_id, body.daily_tokens)
+    except RedisError:
+        raise _unavailable("budgets") from None
+    return await get_budget(_, resources, user_id)
+
+
+@router.get("/v1/admin/budgets/{user_id}", tags=["admin"])
+async def get_budget(_: AdminDep, resources: ResourcesDep, user_id: str = UserId) -> Budget:
+    """A user's override, the default, and what they spent today. Administrators only."""
+    try:
+        override = await resources.redis.hget(keys.BUDGETS, user_id)
+        spent = await resources.redis.get(keys.budget(user_id, keys.today()))
+    except RedisError:
+        raise _unavailable("budgets") from None
+    return Budget(
+        user_id=user_id,
+        daily_tokens=None if override is None else int(text(override)),
+        default_daily_tokens=resources.settings.daily_token_budget,
+        spent_today=int(spent or 0),
+    )
+
+
+def _unavailable(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} unavailable; retry")

@@ -20,6 +20,7 @@ from shared.frames import BEARER_SUBPROTOCOL_PREFIX
 ALGORITHM = "HS256"
 ISSUER = "tokenwire"
 ADMIN = "admin"
+BUDGET_CLAIM = "tokenwire_daily_tokens"
 
 
 class AuthError(Exception):
@@ -36,6 +37,8 @@ class Principal:
     """The token's `jti`: what revoking one token names."""
     issued_at: float | None = None
     """The token's `iat`: revoking a user revokes the tokens issued until then."""
+    daily_budget: int | None = None
+    """The token's `tokenwire_daily_tokens` claim: this user's daily token budget."""
 
 
 def new_dev_user() -> str:
@@ -128,12 +131,14 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     roles = claims.get("roles")
     admin = claims.get("role") == ADMIN or (isinstance(roles, list) and ADMIN in roles)
     jti = claims.get("jti")
+    budget = claims.get(BUDGET_CLAIM)
     return Principal(
         sub,
         admin,
         expires_at=_seconds(claims.get("exp")),
         token_id=jti if isinstance(jti, str) and jti else None,
         issued_at=_seconds(claims.get("iat")),
+        daily_budget=budget if isinstance(budget, int) and budget >= 0 else None,
     )
 
 

@@ -132,6 +132,7 @@ def build_resources(
                 messages_per_min=settings.message_rate_per_min,
                 replies_per_session=settings.max_replies_per_session,
                 daily_token_budget=settings.daily_token_budget,
+                session_token_budget=settings.session_token_budget,
             ),
         ),
         metrics=metrics,

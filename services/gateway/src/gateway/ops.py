@@ -40,6 +40,9 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return lower
 
 
+BUDGETS = ("budget", "session_budget")
+
+
 def snapshot(registry: CollectorRegistry) -> dict[str, Any]:
     found = samples(registry)
     buckets = sorted(
@@ -62,7 +65,7 @@ def snapshot(registry: CollectorRegistry) -> dict[str, Any]:
         "merged": total(found, "tokenwire_gateway_merged_deltas_total"),
         "replies": replies,
         "errors": sum(
-            v for k, v in replies.items() if k not in ("stop", "length", "cancelled", "budget")
+            v for k, v in replies.items() if k not in ("stop", "length", "cancelled", *BUDGETS)
         ),
         "refusals": refusals,
         "ttft_ms": {

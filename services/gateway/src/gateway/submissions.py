@@ -39,11 +39,11 @@ class Submissions:
         self.limits = limits
 
     async def submit(
-        self, session: rpc.SessionInfo, user: str, frame: MessageFrame
+        self, session: rpc.SessionInfo, principal: Principal, frame: MessageFrame
     ) -> Stored | Refusal:
-        """Store `frame` as `user`'s message once every limit and the session's policy agree
-        (its `message` echo then acknowledges it), or say why not."""
-        sid = session.session_id
+        """Store `frame` as `principal`'s message once every limit and the session's policy
+        agree (its `message` echo then acknowledges it), or say why not."""
+        sid, user = session.session_id, principal.user_id
         try:
             admission = await self._queue.admit(
                 self.limits,
@@ -52,6 +52,7 @@ class Submissions:
                 message_id=frame.message_id,
                 reply=frame.reply,
                 policy=session.policy,
+                daily_budget=principal.daily_budget,
             )
         except RedisError as exc:
             log.warning("message refused, not stored: %s", exc)
@@ -62,7 +63,7 @@ class Submissions:
             await self._bus.cancel(sid, admission.interrupted)
         try:
             seq, new = await self._bus.store_user_message(
-                _event(session, user, frame), headers=telemetry.trace_headers()
+                _event(session, principal, frame), headers=telemetry.trace_headers()
             )
         except Unavailable as exc:
             log.warning("message refused, not stored: %s", exc)
@@ -110,7 +111,11 @@ def refusal(refused: Refused, limits: AdmissionLimits) -> Refusal:
             detail = f"at most {limits.messages_per_min:g} messages a minute"
             return Refusal("rate_limited", detail, refused.retry_after_s)
         case "budget_exceeded":
-            return Refusal("budget_exceeded", "the daily token budget is spent", _to_midnight())
+            detail = f"your daily budget of {refused.limit} tokens is spent"
+            return Refusal("budget_exceeded", detail, _to_midnight())
+        case "session_budget_exceeded":
+            detail = f"this session's cap of {refused.limit} tokens is spent"
+            return Refusal("budget_exceeded", detail)
         case "replies_in_flight":
             detail = f"at most {limits.replies_per_session} replies at once in a session"
             return Refusal("busy", detail, refused.retry_after_s)
@@ -125,11 +130,12 @@ def _to_midnight() -> float:
     return round((midnight - now).total_seconds())
 
 
-def _event(session: rpc.SessionInfo, user: str, frame: MessageFrame) -> UserMessage:
+def _event(session: rpc.SessionInfo, principal: Principal, frame: MessageFrame) -> UserMessage:
     return UserMessage(
         session_id=session.session_id,
         message_id=frame.message_id,
-        participant=user,
+        participant=principal.user_id,
+        daily_budget=principal.daily_budget,
         content=frame.content,
         reply=frame.reply,
         policy=session.policy,

@@ -208,7 +208,7 @@ class Connection:
                     "tokenwire.message",
                     attributes={"session_id": self.session_id, "message_id": frame.message_id},
                 ):
-                    result = await self.r.submissions.submit(self.session, self.user, frame)
+                    result = await self.r.submissions.submit(self.session, self.principal, frame)
                 if (refusal := self.protocol.submitted(result)) is not None:
                     await self.send(refusal)
             case Cancel(message_id):

@@ -184,12 +184,12 @@ class Progress:
         prices: Mapping[str, Price],
         now: float,
     ) -> ReplyEnd:
-        """The terminal event: a reply stopped before the model ended it is `cancelled` or
-        `budget`, with usage counted by the tokenizer (the provider's was not the whole
-        stream); usage is counted too when the provider reported none."""
+        """The terminal event: a reply stopped before the model ended it is `cancelled`,
+        `budget` or `session_budget`, with usage counted by the tokenizer (the provider's
+        was not the whole stream); usage is counted too when the provider reported none."""
         finish, usage = self.finish, self.usage
-        if not self.complete and stopped in ("cancelled", "budget"):
-            finish = "cancelled" if stopped == "cancelled" else "budget"
+        if not self.complete and stopped in ("cancelled", "budget", "session_budget"):
+            finish = stopped
             usage = None
         text = "".join(self.texts)
         usage = usage or counted(counter, job.prompt, text)

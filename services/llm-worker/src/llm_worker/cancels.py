@@ -1,10 +1,11 @@
-"""Stopping a reply that is streaming: by cancel, by budget, or because it was fenced off."""
+"""Stopping a reply that is streaming: by cancel, by a budget (the sender's daily budget or
+the session's cap), or because it was fenced off."""
 
 import asyncio
 import time
 from typing import Literal
 
-StopReason = Literal["cancelled", "budget", "fenced"]
+StopReason = Literal["cancelled", "budget", "session_budget", "fenced"]
 
 
 class StopSignal:

@@ -148,7 +148,7 @@ class ContextStore:
         return [
             Turn(m.message_id, m.role, m.content)
             for m in reversed(page.messages)
-            if m.status in ("complete", "cancelled", "budget")
+            if m.status in ("complete", "cancelled", "budget", "session_budget")
         ]
 
 

@@ -1,29 +1,84 @@
 """What workers agree on through Redis: the reply-queue protocol (`shared.reply_queue`:
-fencing, one reply at a time per session, cancel marks) and users' daily budgets."""
+fencing, one reply at a time per session, cancel marks), users' daily budgets and sessions'
+caps."""
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from shared import keys
-from shared.redis import Command
+from shared.events import UserMessage
+from shared.redis import Command, text
 from shared.reply_queue import ReplyQueue
+
+Limit = Literal["budget", "session_budget"]
+"""Which budget a reply ran out of: its sender's daily budget, or its session's cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """The budgets a reply streams under (0: none), and what they had spent before it."""
+
+    daily: int
+    session: int
+    spent_today: int = 0
+    spent_in_session: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.daily or self.session)
+
+    def exceeded(self, today: int, in_session: int) -> Limit | None:
+        """The limit spent at these totals, if one is."""
+        if self.daily and today >= self.daily:
+            return "budget"
+        if self.session and in_session >= self.session:
+            return "session_budget"
+        return None
 
 
 class Coordinator(ReplyQueue):
-    async def spent_today(self, user_id: str, read: Sequence[Any] | None = None) -> int:
-        """Tokens `user_id` spent today; from `read`, the answer to `spending_reads`."""
-        stored = read[0] if read else await self.redis.get(keys.budget(user_id, keys.today()))
-        return int(stored or 0)
-
     @staticmethod
-    def spending_reads(user_id: str) -> list[Command]:
-        return [("GET", keys.budget(user_id, keys.today()))]
+    def spending_reads(message: UserMessage) -> list[Command]:
+        """Today's spending of the sender, an administrator's budget for them, and the
+        session's spending."""
+        user = message.participant
+        return [
+            ("GET", keys.budget(user, keys.today())),
+            ("HGET", keys.BUDGETS, user),
+            ("GET", keys.session_spend(message.session_id)),
+        ]
 
-    async def spend(self, user_id: str, tokens: int) -> int:
-        """Add `tokens` to today's spending; returns the new total."""
-        key = keys.budget(user_id, keys.today())
+    async def budgets(
+        self,
+        message: UserMessage,
+        *,
+        default_daily: int,
+        session_cap: int,
+        read: Sequence[Any] | None = None,
+    ) -> Budgets:
+        """The reply's budgets: an administrator's for the sender, else their token's claim,
+        else `default_daily`; the session's cap. From `read`, the answers to
+        `spending_reads`."""
+        if read is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in self.spending_reads(message):
+                    pipe.execute_command(*command)
+                read = await pipe.execute()
+        today, override, in_session = read
+        daily = default_daily if message.daily_budget is None else message.daily_budget
+        if override is not None:
+            daily = int(text(override))
+        return Budgets(daily, session_cap, int(today or 0), int(in_session or 0))
+
+    async def spend(self, message: UserMessage, tokens: int) -> tuple[int, int]:
+        """Add `tokens` to the sender's spending today and the session's; the new totals."""
+        today = keys.budget(message.participant, keys.today())
+        session = keys.session_spend(message.session_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(key, tokens)
-            pipe.expire(key, 2 * 24 * 3600)
-            total, _ = await pipe.execute()
-        return int(total)
+            pipe.incrby(today, tokens)
+            pipe.expire(today, 2 * 24 * 3600)
+            pipe.incrby(session, tokens)
+            pipe.expire(session, keys.SESSION_SPEND_TTL_S)
+            spent_today, _, in_session, _ = await pipe.execute()
+        return int(spent_today), int(in_session)

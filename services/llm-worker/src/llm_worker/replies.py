@@ -1,7 +1,7 @@
 """One reply streamed: start, tokens and exactly one terminal event, decided by
 `llm_worker.attempt` and carried out here.
 
-The stream can be stopped at any time by its `StopSignal` (a cancel, the user's budget, or a
+The stream can be stopped at any time by its `StopSignal` (a cancel, a budget, or a
 newer attempt fencing this one off): the upstream HTTP stream is closed at once, and the
 terminal event carries the partial text with usage counted by the tokenizer.
 """
@@ -17,6 +17,7 @@ from llm_worker.attempt import Progress, ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
+from llm_worker.coordination import Limit
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
@@ -49,8 +50,8 @@ class Watch(Protocol):
         """Whether `spend` counts (a budget is set): else deltas are not counted as they come."""
         ...
 
-    async def spend(self, tokens: int) -> bool:
-        """Add streamed tokens to the user's spending; False once the budget is spent."""
+    async def spend(self, tokens: int) -> Limit | None:
+        """Add streamed tokens to the spending; the budget spent, once one is."""
         ...
 
     async def still_ours(self) -> bool:
@@ -67,8 +68,8 @@ class Unwatched:
 
     meters = False
 
-    async def spend(self, tokens: int) -> bool:
-        return True
+    async def spend(self, tokens: int) -> Limit | None:
+        return None
 
     async def still_ours(self) -> bool:
         return True
@@ -161,8 +162,8 @@ class _Reply:
                     case Delta(text=text):
                         watch.delta(progress.delta(text, time.monotonic()))
                         await self.tokens.add(text)
-                        if watch.meters and not await watch.spend(counter.count(text)):
-                            self.stop.set("budget")
+                        if watch.meters and (spent := await watch.spend(counter.count(text))):
+                            self.stop.set(spent)
                             return
                         # Also checked, not only cancelled: nats-py's publish can swallow a
                         # CancelledError, and a cancelled stream must still end now.

@@ -18,7 +18,7 @@ from llm_worker.attempt import ReplyJob
 from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
-from llm_worker.coordination import Coordinator
+from llm_worker.coordination import Budgets, Coordinator, Limit
 from llm_worker.delivery import Delivery
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.patience import Bookkeeping, patiently
@@ -175,9 +175,7 @@ class Responder:
         message, counted = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
         reads = StartReads(
-            spent=self._coord.spending_reads(message.participant)
-            if self._settings.daily_token_budget
-            else [],
+            spent=self._coord.spending_reads(message),
             context=self._context.reads(sid),
             prompt=self._prompts.reads(sid),
         )
@@ -235,12 +233,14 @@ class Responder:
         """Refuse before the model call (budget, context), or stream the reply; with what
         `_begin` read, if still current."""
         message, settings = delivery.message, self._settings
-        budget = settings.daily_token_budget
-        spent = self._coord.spent_today
-        if budget and await spent(message.participant, read.get("spent")) >= budget:
-            return await self._refuse(
-                delivery, "budget_exceeded", "the daily token budget is spent"
-            )
+        budgets = await self._coord.budgets(
+            message,
+            default_daily=settings.daily_token_budget,
+            session_cap=settings.session_token_budget,
+            read=read.get("spent"),
+        )
+        if spent := budgets.exceeded(budgets.spent_today, budgets.spent_in_session):
+            return await self._refuse(delivery, "budget_exceeded", _spent(spent, budgets))
         sid = message.session_id
         turns = before(await self._context.turns(sid, read.get("context")), message.message_id)
         prompt = fit_prompt(
@@ -257,14 +257,14 @@ class Responder:
         job = ReplyJob(
             message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens
         )
-        watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budget)
+        watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budgets)
         async with self._upstream.call():
             terminal = await generate_reply(job, self._streaming(), stop, watch)
         overloaded = isinstance(terminal, ReplyError) and terminal.code == "upstream_rate_limited"
         await self._upstream.report(overloaded=overloaded)
-        if budget and isinstance(terminal, ReplyEnd):
+        if budgets.any and isinstance(terminal, ReplyEnd):
             unmetered = max(terminal.usage.total_tokens - watch.metered, 0)
-            await self._coord.spend(message.participant, unmetered)
+            await self._coord.spend(message, unmetered)
         return terminal
 
     async def _refuse(self, delivery: Delivery, code: str, text: str) -> ReplyError:
@@ -281,6 +281,12 @@ class Responder:
             settings.prices,
             settings.worker_coalesce_ms / 1000,
         )
+
+
+def _spent(limit: Limit, budgets: Budgets) -> str:
+    if limit == "budget":
+        return f"the sender's daily budget of {budgets.daily} tokens is spent"
+    return f"this session's cap of {budgets.session} tokens is spent"
 
 
 def _user_turn(message: UserMessage) -> Turn:
