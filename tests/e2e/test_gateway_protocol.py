@@ -9,7 +9,7 @@ import base64
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -54,12 +54,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         worker_env={"TOKENWIRE_WORKER_COALESCE_MS": "0"},
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def shared_session(http: httpx.AsyncClient) -> tuple[str, User, User]:

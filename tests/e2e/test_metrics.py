@@ -4,7 +4,7 @@ by outcome, events recorded, and the broker's queue depth rising while no worker
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,12 +26,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         gateway_env={"TOKENWIRE_BROKER_VIEW_EVERY_S": "0.3"},
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def scrape(

@@ -7,7 +7,7 @@ paths (the stream holds the events; the consumer naks and redelivers) in less CI
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,12 +33,6 @@ def system(
         common_env={"TOKENWIRE_RETRY_DELAY_S": "0.5"},
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def chat(system: System, sid: str, user: User, count: int, prefix: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -37,12 +37,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         gateway_env={"TOKENWIRE_REVOCATIONS_REFRESH_S": "1"},
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 def admin(system: System) -> User:

@@ -7,7 +7,7 @@ The module has a Redis of its own, so that one test can stop it.
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -44,12 +44,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis: servers.Server) -> I
         },
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 def say(message_id: str, content: str = "[fake tokens=2]") -> str:

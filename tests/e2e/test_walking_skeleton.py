@@ -6,7 +6,6 @@ persistence, two workers and the gateway.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,12 +26,6 @@ from support.client import (
 from support.system import System
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def test_a_message_streams_a_reply_and_is_recorded(

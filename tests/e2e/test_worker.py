@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -41,12 +41,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         },
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def session(http: httpx.AsyncClient, policy: str = "queue") -> tuple[str, User]:
