@@ -160,6 +160,24 @@ async def test_a_killed_worker_s_reply_is_answered_by_another_exactly_once(
     messages = await history(http, sid, alice, 2)
     replies = [m for m in messages if m["role"] == "assistant"]
     assert [(r["attempt"], r["status"]) for r in replies] == [(2, "complete")]
+    # Both model calls are billed: the lost one estimated from what it had published.
+    billed = await billed_once(http, alice, calls=2)
+    assert billed["estimated_calls"] == 1
+    served = sum(r["sent"] for r in await fake_streams(system) if r["planned"] == 152)
+    answered = second[-1]["usage"]["completion_tokens"]
+    assert answered == 152
+    assert 0 <= served - billed["completion_tokens"] <= 8  # the lost one's last window
+    assert billed["prompt_tokens"] == 2 * second[-1]["usage"]["prompt_tokens"]
+
+
+async def billed_once(http: httpx.AsyncClient, user: User, *, calls: int) -> dict[str, Any]:
+    """The user's billed totals once `calls` model calls are recorded."""
+    for _ in range(100):
+        billed: dict[str, Any] = (await http.get("/v1/usage", headers=user.auth)).json()["billed"]
+        if billed["calls"] >= calls:
+            return billed
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"billed {billed}, not {calls} calls")
 
 
 async def test_a_frozen_worker_is_fenced_off_when_it_wakes(
@@ -193,6 +211,11 @@ async def test_a_frozen_worker_is_fenced_off_when_it_wakes(
     assert [(m["attempt"], m["status"]) for m in messages if m["role"] == "assistant"] == [
         (attempt, "complete")
     ]
+    # Every attempt that called the model is billed (the frozen one by its own worker once
+    # it woke, or estimated by the answering attempt before that).
+    started = {f["attempt"] for f in before + after if f["type"] == "stream_start"}
+    billed = await billed_once(http, alice, calls=len(started))
+    assert billed["calls"] == len(started)
 
 
 async def test_two_workers_share_fifty_concurrent_replies(

@@ -27,6 +27,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from support.client import SUBPROTOCOL, User
 
 TERMINAL = ("stream_end", "stream_error")
+UNBILLED_PER_LOST_CALL = 3
+"""Tokens a lost call's estimate may miss: what its worker had received but not yet published
+when it died (one coalescing window, 10 ms here at 25 ms a token) and what was in flight."""
 
 
 @dataclass
@@ -219,6 +222,14 @@ class Counts:
     twice: int = 0
     llm_calls_max: int = 0
     llm_calls_mean: float = 0.0
+    calls_made: int = 0
+    """Model calls the fake model answered for these messages."""
+    calls_billed: int = 0
+    """Model calls recorded for billing (every attempt's, estimated for a lost one)."""
+    estimated_calls: int = 0
+    tokens_served: int = 0
+    """Completion tokens the fake model sent."""
+    tokens_billed: int = 0
     reconnects: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -233,6 +244,9 @@ class Counts:
         assert not any(bad.values()), f"{self.scenario}: {bad}; {self.problems[:5]}"
         assert self.acknowledged == self.stored, self
         assert self.replies == self.acknowledged, self
+        assert self.calls_billed == self.calls_made, self
+        unbilled = self.tokens_served - self.tokens_billed
+        assert 0 <= unbilled <= UNBILLED_PER_LOST_CALL * self.estimated_calls, self
 
 
 def client_view(chat: Chat, problems: list[str] | None = None) -> tuple[int, int]:
@@ -290,6 +304,9 @@ async def count(
                 break
             await asyncio.sleep(0.5)
         streams = (await http.get(f"{llm_url}/v1/_fake/streams")).json()
+        tags = {chat.tag for chat in chats}
+        ours = [s for s in streams if s["prompt"].split(":", 1)[0] in tags]
+        await _billing(http, chats, ours, result, settle_s=10)
     calls = Counter(s["prompt"].split(" ", 1)[0] for s in streams)
     per_message: list[int] = []
     for chat in chats:
@@ -322,6 +339,33 @@ async def count(
     return result
 
 
+async def _billing(
+    http: httpx.AsyncClient,
+    chats: list[Chat],
+    streams: list[dict[str, Any]],
+    result: Counts,
+    *,
+    settle_s: float,
+) -> None:
+    """What was billed against what the model served: calls, and completion tokens. Waits up
+    to `settle_s` for the estimates of lost calls, which follow the replies."""
+    result.calls_made = len(streams)
+    result.tokens_served = sum(int(s["sent"]) for s in streams)
+    users = {chat.user.user_id: chat.user for chat in chats}
+    deadline = time.monotonic() + settle_s
+    while True:
+        billed = [
+            (await http.get("/v1/usage", headers=user.auth)).json()["billed"]
+            for user in users.values()
+        ]
+        result.calls_billed = sum(b["calls"] for b in billed)
+        result.estimated_calls = sum(b["estimated_calls"] for b in billed)
+        result.tokens_billed = sum(b["completion_tokens"] for b in billed)
+        if result.calls_billed >= result.calls_made or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
 async def history(http: httpx.AsyncClient, chat: Chat) -> list[dict[str, Any]]:
     answer = await http.get(
         f"/v1/sessions/{chat.session_id}/messages", params={"limit": 200}, headers=chat.user.auth
@@ -334,16 +378,19 @@ async def history(http: httpx.AsyncClient, chat: Chat) -> list[dict[str, Any]]:
 
 HEADER = (
     "| scenario | clients | S acked | P stored | A replies | duplicates | lost (S-P) "
-    "| unanswered | gaps | tokens twice | LLM calls/msg (mean, max) | reconnects |"
+    "| unanswered | gaps | tokens twice | LLM calls/msg (mean, max) "
+    "| calls billed / made (estimated) | tokens billed - served | reconnects |"
 )
 
 
 def table(rows: list[Counts]) -> str:
-    lines = [HEADER, "| --- " + "| ---: " * 11 + "|"]
+    lines = [HEADER, "| --- " + "| ---: " * 13 + "|"]
     for r in rows:
         lines.append(
             f"| {r.scenario} | {r.sessions} | {r.acknowledged} | {r.stored} | {r.replies} "
             f"| {r.duplicates} | {r.lost} | {r.unanswered} | {r.gaps} | {r.twice} "
-            f"| {r.llm_calls_mean:.2f}, {r.llm_calls_max} | {r.reconnects} |"
+            f"| {r.llm_calls_mean:.2f}, {r.llm_calls_max} "
+            f"| {r.calls_billed} / {r.calls_made} ({r.estimated_calls}) "
+            f"| {r.tokens_billed - r.tokens_served} | {r.reconnects} |"
         )
     return "\n".join(lines)

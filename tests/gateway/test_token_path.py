@@ -53,6 +53,7 @@ def test_one_decode_and_one_encode_per_token_for_every_connection(
     monkeypatch.setattr(pydantic.BaseModel, "__init__", counted_validate)
 
     item = translate.outgoing_for_event(raw, 7)
+    assert item is not None
     assert AttemptFilter().admit(item)
     frames = []
     for protocol, outbox in connections:

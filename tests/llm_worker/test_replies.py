@@ -1,6 +1,7 @@
 """One reply: start, numbered tokens, exactly one terminal event; stops that close upstream."""
 
 import asyncio
+import json
 from typing import Any
 
 import httpx2
@@ -12,7 +13,7 @@ from llm_worker.coordination import Limit
 from llm_worker.replies import Streaming, TokensLost, Unwatched, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
-from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
+from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
 from support.llm_mock import (
     RecordingPublisher,
     SlowStream,
@@ -119,15 +120,62 @@ async def test_a_spent_budget_ends_the_reply_with_finish_reason_budget(
     assert 5 <= sum(spent) <= 7
 
 
-async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPublisher) -> None:
-    class NotOurs(Unwatched):
-        async def still_ours(self) -> bool:
-            return False
+class NotOurs(Unwatched):
+    async def still_ours(self) -> bool:
+        return False
 
+
+async def test_a_fenced_reply_publishes_no_terminal_event(publisher: RecordingPublisher) -> None:
     client = model_over(streaming(sse(chunk("Hi"), chunk(None, "stop"))))
     end = await generate_reply(JOB, Streaming(client, publisher, COUNTER), StopSignal(), NotOurs())
     assert end is None
     assert not any(isinstance(e, ReplyEnd | ReplyError) for e in publisher.events)
+
+
+async def test_a_fenced_reply_still_records_its_model_call(publisher: RecordingPublisher) -> None:
+    client = model_over(streaming(sse(chunk("Hello"), chunk(" world"), chunk(None, "stop"))))
+    prices = {"m": Price(input=1.0, output=2.0)}
+    streaming_ = Streaming(client, publisher, COUNTER, prices)
+    assert await generate_reply(JOB, streaming_, StopSignal(), NotOurs()) is None
+    [call] = [e for e in publisher.events if isinstance(e, ModelCall)]
+    assert (call.attempt, call.outcome, call.requested_by) == (2, "superseded", "u1")
+    assert call.usage.completion_tokens == 2
+    assert call.usage.prompt_tokens > 0
+    assert call.cost_usd is not None
+
+
+class BreaksAfter(httpx2.AsyncByteStream):
+    """Two deltas, then the connection breaks."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for text in ("Hel", "lo"):
+            yield b"data: " + json.dumps(chunk(text)).encode() + b"\n\n"
+        raise httpx2.ReadError("connection reset")
+
+
+async def test_a_model_call_that_fails_mid_stream_is_recorded_beside_its_error(
+    publisher: RecordingPublisher,
+) -> None:
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, stream=BreaksAfter(), headers=headers)
+
+    end = await generate_reply(JOB, Streaming(model_over(handle), publisher, COUNTER), StopSignal())
+    assert isinstance(end, ReplyError)
+    calls = [e for e in publisher.events if isinstance(e, ModelCall)]
+    assert [(c.outcome, c.usage.estimated, c.usage.completion_tokens) for c in calls] == [
+        ("failed", True, 2)  # a token a delta, as the model streamed them
+    ]
+
+
+async def test_a_model_call_refused_before_it_streamed_bills_nothing(
+    publisher: RecordingPublisher,
+) -> None:
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(429, json={"error": {"message": "slow down", "type": "x"}})
+
+    await generate_reply(JOB, Streaming(model_over(handle), publisher, COUNTER), StopSignal())
+    assert not any(isinstance(e, ModelCall) for e in publisher.events)
 
 
 class LosingPublisher(RecordingPublisher):

@@ -6,6 +6,7 @@ import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
@@ -44,3 +45,30 @@ def test_the_service_does_not_import_alembic_to_start() -> None:
     code = "import sys, persistence.main; print('alembic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_the_replies_recorded_before_model_calls_are_their_first_calls(
+    database_url: str,
+) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0001")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO usage (session_id, message_id, user_id, model, attempt,"
+                    " prompt_tokens, completion_tokens, total_tokens, estimated, cost_usd,"
+                    " ttft_ms, duration_ms, created_at) VALUES ('s', 'm', 'u', 'gpt', 2, 10,"
+                    " 5, 15, false, 0.5, 1.0, 2.0, CURRENT_TIMESTAMP)"
+                )
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT attempt, total_tokens, outcome, user_id FROM model_calls")
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [(2, 15, "answered", "u")]
+    finally:
+        await engine.dispose()

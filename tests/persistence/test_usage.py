@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import records, usage
 from shared import rpc
-from shared.events import ReplyEnd, Usage, UserMessage
+from shared.events import ModelCall, ReplyEnd, Usage, UserMessage
 
 Sessions = async_sessionmaker[AsyncSession]
 DAY1 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -73,3 +73,51 @@ async def test_everyone_and_a_time_range(sessions: Sessions) -> None:
     assert day2.totals.replies == 3
     assert nobody.totals == rpc.UsageTotals()
     assert nobody.by_day == []
+
+
+def call(attempt: int, outcome: str, completion: int, *, estimated: bool) -> ModelCall:
+    return ModelCall(
+        session_id="s9",
+        message_id="m",
+        attempt=attempt,
+        model="gpt",
+        usage=Usage(
+            prompt_tokens=10,
+            completion_tokens=completion,
+            total_tokens=10 + completion,
+            estimated=estimated,
+        ),
+        cost_usd=0.01,
+        outcome=outcome,  # type: ignore[arg-type]
+        requested_by="carol",
+    )
+
+
+async def test_every_model_call_is_billed_and_an_attempt_s_own_record_beats_an_estimate(
+    sessions: Sessions,
+) -> None:
+    answered = exchange("s9", "m", "carol", "gpt", DAY2, 0.5, 10)[1]
+    assert isinstance(answered, ReplyEnd)
+    answered = answered.model_copy(update={"attempt": 3, "requested_by": "carol"})
+    batches: list[list[object]] = [
+        [call(1, "lost", 4, estimated=True), call(2, "lost", 6, estimated=True), answered],
+        [call(2, "superseded", 9, estimated=True)],  # the frozen worker woke: its own record
+        [call(2, "lost", 6, estimated=True), call(1, "lost", 4, estimated=True)],  # again
+    ]
+    for batch in batches:
+        async with sessions() as db:
+            await records.record(db, [(e, 100 + i) for i, e in enumerate(batch)])  # type: ignore[misc]
+            await db.commit()
+    async with sessions() as db:
+        report = await usage.report(db, rpc.UsageRequest(user_id="carol"))
+    assert report.totals.replies == 1
+    assert (report.totals.prompt_tokens, report.totals.completion_tokens) == (10, 1)
+    assert report.billed == rpc.BilledTotals(
+        calls=3,
+        estimated_calls=2,
+        prompt_tokens=30,
+        completion_tokens=4 + 9 + 1,
+        total_tokens=30 + 14,
+        cost_usd=0.52,
+        unpriced=0,
+    )

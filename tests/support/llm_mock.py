@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 
 from llm_worker.upstream import ModelServer
-from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
+from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyStart, ReplyToken
 
 
 def sse(*chunks: dict[str, Any]) -> bytes:
@@ -59,7 +59,7 @@ def streaming(body: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
 
 class RecordingPublisher:
     def __init__(self) -> None:
-        self.events: list[ReplyStart | ReplyToken | ReplyEnd | ReplyError] = []
+        self.events: list[ReplyStart | ReplyToken | ReplyEnd | ReplyError | ModelCall] = []
 
     async def start(self, event: ReplyStart) -> None:
         self.events.append(event)
@@ -69,6 +69,9 @@ class RecordingPublisher:
         return None  # stored at once
 
     async def end(self, event: ReplyEnd | ReplyError) -> None:
+        self.events.append(event)
+
+    async def call(self, event: ModelCall) -> None:
         self.events.append(event)
 
 

@@ -104,8 +104,28 @@ class ReplyError(Event):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+CallOutcome = Literal["superseded", "failed", "lost"]
+
+
+class ModelCall(Event):
+    """`chat.<sid>.out.call`: a model call of an attempt that ended without a `reply_end`, for
+    billing (clients never see it). `superseded`: a newer attempt fenced it off; `failed`: it
+    failed after the model streamed; `lost`: its worker died, and a later attempt estimated
+    it from what the lost one had published (`usage.estimated`). An attempt's own record
+    replaces an estimate of it."""
+
+    type: Literal["model_call"] = "model_call"
+    attempt: int = Field(ge=1)
+    model: str
+    usage: Usage
+    cost_usd: float | None = None
+    outcome: CallOutcome
+    requested_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 BusEvent = Annotated[
-    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError,
+    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError | ModelCall,
     Field(discriminator="type"),
 ]
 

@@ -108,8 +108,25 @@ class UsageGroup(UsageTotals):
     """The day (`YYYY-MM-DD`, UTC), session id or model name."""
 
 
+class BilledTotals(_Model):
+    """Every model call, as the provider bills them: the answered attempts, and those
+    superseded, failed or lost with their worker."""
+
+    calls: int = 0
+    estimated_calls: int = 0
+    """Calls counted by the tokenizer or estimated from what a lost attempt had published."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+
 class UsageReport(_Model):
     totals: UsageTotals = Field(default_factory=UsageTotals)
+    """The replies: each one's answering attempt (the share the user got)."""
+    billed: BilledTotals = Field(default_factory=BilledTotals)
+    """Every model call made for them (what the provider bills)."""
     by_day: list[UsageGroup] = Field(default_factory=list)
     by_session: list[UsageGroup] = Field(default_factory=list)
     by_model: list[UsageGroup] = Field(default_factory=list)

@@ -65,10 +65,16 @@ def worker_consumer_config(*, ack_wait_s: float, max_deliver: int) -> ConsumerCo
 
 
 def persistence_consumer_config(*, ack_wait_s: float = 30.0) -> ConsumerConfig:
-    """`persistence`: every user message and every terminal reply event, from the start."""
+    """`persistence`: every user message, every terminal reply event and every model call
+    recorded apart from a reply end, from the start."""
     return ConsumerConfig(
         durable_name=PERSISTENCE_CONSUMER,
-        filter_subjects=[subjects.ALL_IN, subjects.ALL_OUT_END, subjects.ALL_OUT_ERROR],
+        filter_subjects=[
+            subjects.ALL_IN,
+            subjects.ALL_OUT_END,
+            subjects.ALL_OUT_ERROR,
+            subjects.ALL_OUT_CALL,
+        ],
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,

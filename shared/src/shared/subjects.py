@@ -20,6 +20,7 @@ STORED: Final = ("chat.*.in", "chat.*.out.>")
 ALL_IN: Final = "chat.*.in"
 ALL_OUT_END: Final = "chat.*.out.end"
 ALL_OUT_ERROR: Final = "chat.*.out.error"
+ALL_OUT_CALL: Final = "chat.*.out.call"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
 REVOCATIONS: Final = "gateway.revocations"
@@ -71,6 +72,11 @@ def out_end(session_id: str) -> str:
 
 def out_error(session_id: str) -> str:
     return f"chat.{session_id}.out.error"
+
+
+def out_call(session_id: str) -> str:
+    """A model call for billing (`ModelCall`): stored, never shown to clients."""
+    return f"chat.{session_id}.out.call"
 
 
 def cancel(session_id: str) -> str:

@@ -108,7 +108,7 @@ class SessionHub:
             except (KeyError, ValueError, ValidationError):
                 log.warning("skipping a live event on %s that is no bus event", msg.subject)
                 return
-            if not room.attempts.admit(item):
+            if item is None or not room.attempts.admit(item):
                 return
             if self._metrics is not None:
                 self._observe(room, item)

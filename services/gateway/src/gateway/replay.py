@@ -7,13 +7,12 @@ every event arrives once, none is skipped.
 
 from collections.abc import AsyncIterator
 
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gateway.outbox import AttemptFilter, Outgoing
 from gateway.translate import outgoing_for_event
 from shared import subjects
+from shared.stream_reader import stored_events
 
 
 def can_resume(last_seq: int, stream_first: int, stream_last: int) -> bool:
@@ -30,27 +29,12 @@ async def replay(
     if through <= after:
         return
     attempts = AttemptFilter()
-    sub = await js.subscribe(
-        subjects.session_stored(session_id),
-        stream=subjects.STREAM,  # named: looking it up needs a permission gateways lack
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        config=ConsumerConfig(opt_start_seq=after + 1, inactive_threshold=30),
-        pending_msgs_limit=1024,
-    )
     try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=timeout_s)
-            except nats.errors.TimeoutError:
-                raise TimeoutError(f"replay of {session_id} stalled below {through}") from None
-            seq = msg.metadata.sequence.stream
-            if seq > through:
-                return
-            item = outgoing_for_event(msg.data, seq)
-            if attempts.admit(item):
+        async for seq, data in stored_events(
+            js, subjects.session_stored(session_id), after, through=through, timeout_s=timeout_s
+        ):
+            item = outgoing_for_event(data, seq)
+            if item is not None and attempts.admit(item):
                 yield item
-            if seq == through:
-                return
-    finally:
-        await sub.unsubscribe()
+    except TimeoutError:
+        raise TimeoutError(f"replay of {session_id} stalled below {through}") from None

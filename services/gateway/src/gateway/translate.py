@@ -5,6 +5,7 @@ from typing import assert_never
 from gateway.outbox import Outgoing
 from shared.events import (
     BusEvent,
+    ModelCall,
     ReplyEnd,
     ReplyError,
     ReplyStart,
@@ -29,14 +30,16 @@ SOLUTIONS: dict[str, list[str]] = {
 }
 
 
-def outgoing_for_event(data: bytes, seq: int) -> Outgoing:
+def outgoing_for_event(data: bytes, seq: int) -> Outgoing | None:
     """The frame for a stored event, decoded once and serialised once for every connection
-    that gets it. Raises `pydantic.ValidationError` for bytes that are no bus event."""
+    that gets it; None for an event clients do not see (a model call, for billing). Raises
+    `pydantic.ValidationError` for bytes that are no bus event."""
     event = parse_event(data)
-    return Outgoing(frame_for(event, seq).model_dump_json(), seq, event)
+    frame = frame_for(event, seq)
+    return None if frame is None else Outgoing(frame.model_dump_json(), seq, event)
 
 
-def frame_for(event: BusEvent, seq: int) -> ServerFrame:
+def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
     match event:
         case UserMessage():
             return ChatMessageFrame(
@@ -73,5 +76,7 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame:
                 retryable=event.retryable,
                 solutions=SOLUTIONS.get(event.code, []),
             )
+        case ModelCall():
+            return None
         case _:
             assert_never(event)

@@ -15,7 +15,9 @@ from llm_worker.pricing import cost_usd
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from shared.events import (
+    CallOutcome,
     FinishReason,
+    ModelCall,
     ReplyEnd,
     ReplyError,
     ReplyStart,
@@ -120,6 +122,23 @@ class ReplyJob:
             deltas=deltas,
         )
 
+    def call(
+        self, outcome: CallOutcome, usage: Usage, prices: Mapping[str, Price], attempt: int = 0
+    ) -> ModelCall:
+        """The record of this job's model call (or, with `attempt`, of an earlier attempt's
+        that was lost with its worker)."""
+        m = self.message
+        return ModelCall(
+            session_id=m.session_id,
+            message_id=m.message_id,
+            attempt=attempt or self.attempt,
+            model=self.model,
+            usage=usage,
+            cost_usd=cost_usd(prices, self.model, usage),
+            outcome=outcome,
+            requested_by=m.participant,
+        )
+
     def failed(self, failure: UpstreamError) -> ReplyError:
         return refusal(
             self.message, self.attempt, failure.code, failure.message, retryable=failure.retryable
@@ -205,6 +224,25 @@ class Progress:
             ttft_ms=self.ttft_ms,
             duration_ms=_ms(now - self.started),
             requested_by=job.message.participant,
+        )
+
+    def spent(self, job: ReplyJob, counter: TokenCounter) -> Usage | None:
+        """What the model call cost so far, for an attempt that ends without a reply end:
+        the provider's count if its stream ended; else the prompt counted by the tokenizer
+        and one completion token per delta received (OpenAI-compatible servers stream a
+        token a chunk; the same unit as the estimate of a lost attempt). None when the model
+        streamed nothing (nothing to bill but, perhaps, the prompt)."""
+        if self.usage is not None and self.complete:
+            return self.usage
+        if not self.texts:
+            return None
+        prompt = counter.count_messages(job.prompt)
+        completion = len(self.texts)
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            estimated=True,
         )
 
 

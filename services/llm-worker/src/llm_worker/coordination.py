@@ -28,6 +28,12 @@ class Budgets:
     def any(self) -> bool:
         return bool(self.daily or self.session)
 
+    def spent(self, limit: Limit) -> str:
+        """What a refusal says of `limit`."""
+        if limit == "budget":
+            return f"the sender's daily budget of {self.daily} tokens is spent"
+        return f"this session's cap of {self.session} tokens is spent"
+
     def exceeded(self, today: int, in_session: int) -> Limit | None:
         """The limit spent at these totals, if one is."""
         if self.daily and today >= self.daily:

@@ -12,11 +12,13 @@ from llm_worker import handlers
 from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
+from llm_worker.lost_calls import LostCalls
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
+from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
 from shared import rpc, stream, subjects, telemetry
 from shared.broker import LOGGER, make_broker
@@ -124,7 +126,7 @@ def build_responder(
             raise RuntimeError(f"session {session_id}: {reply.error.detail}")
         return reply.session.system_prompt if reply.session else None
 
-    return Responder(
+    responder = Responder(
         settings,
         llm,
         get_publisher,
@@ -136,3 +138,11 @@ def build_responder(
         CancelRegistry(),
         metrics,
     )
+    if publisher is None:  # tests that replace the publisher have no stream to read
+        responder.lost_calls = LostCalls(
+            lambda: broker.connection.jetstream(),  # the connection is made later
+            get_publisher,
+            TokenCounter(settings.llm_model),
+            settings.prices,
+        )
+    return responder

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from shared import subjects
-from shared.events import ReplyEnd, ReplyError, ReplyStart, ReplyToken
+from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyStart, ReplyToken
 from shared.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ class ReplyPublisher(Protocol):
         ...
 
     async def end(self, event: ReplyEnd | ReplyError) -> None: ...
+
+    async def call(self, event: ModelCall) -> None:
+        """Record a model call apart from a reply end (stored, deduplicated by attempt and
+        outcome)."""
+        ...
 
 
 class JetStreamPublisher:
@@ -64,6 +69,17 @@ class JetStreamPublisher:
             {
                 **trace_headers(),  # persistence continues the message's trace
                 "Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "end"),
+            },
+        )
+
+    async def call(self, event: ModelCall) -> None:
+        await self._stored(
+            subjects.out_call(event.session_id),
+            event.model_dump_json().encode(),
+            {
+                "Nats-Msg-Id": _msg_id(
+                    event.session_id, event.message_id, event.attempt, f"call-{event.outcome}"
+                )
             },
         )
 

@@ -8,6 +8,7 @@ terminal event carries the partial text with usage counted by the tokenizer.
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
-from shared.events import ReplyEnd, ReplyError
+from shared.events import CallOutcome, ReplyEnd, ReplyError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ReplyJob", "Streaming", "TokensLost", "Watch", "generate_reply"]
 
@@ -115,6 +118,7 @@ class _Reply:
             self.tokens.abandon()
             with contextlib.suppress(Exception):
                 await starting
+            await self._bill("superseded")
             return None
         await starting
         await self.tokens.close()  # every delta is published before the terminal event
@@ -122,8 +126,10 @@ class _Reply:
         terminal: ReplyEnd | ReplyError
         if failure is not None:
             if not isinstance(failure, UpstreamError):
+                await self._bill("failed")
                 raise failure
             terminal = self.job.failed(failure)
+            await self._bill("failed")
         else:
             s = self.streaming
             terminal = self.progress.end(
@@ -131,6 +137,19 @@ class _Reply:
             )
         await publisher.end(terminal)
         return terminal
+
+    async def _bill(self, outcome: CallOutcome) -> None:
+        """Record this attempt's model call, when the model streamed anything, for an end
+        that is no reply end; a failure to record it leaves it to a later attempt's
+        estimate."""
+        s = self.streaming
+        usage = self.progress.spent(self.job, s.counter)
+        if usage is None:
+            return
+        try:
+            await s.publisher.call(self.job.call(outcome, usage, s.prices))
+        except Exception as exc:  # the broker that failed the attempt may fail this too
+            log.warning("model call of attempt %d not recorded: %s", self.job.attempt, exc)
 
     async def _stream(self) -> BaseException | None:
         """Stream until the model ends or the reply is stopped; the stream's failure, if any

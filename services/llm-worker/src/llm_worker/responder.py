@@ -18,8 +18,9 @@ from llm_worker.attempt import ReplyJob
 from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
-from llm_worker.coordination import Budgets, Coordinator, Limit
+from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
+from llm_worker.lost_calls import LostCalls
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
@@ -67,6 +68,8 @@ class Responder:
         self.metrics.upstream_limit.set_function(lambda: self._upstream.aimd.allowed)
         self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
+        self.lost_calls: LostCalls | None = None
+        """Estimates the model calls of earlier attempts lost with their worker."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -240,7 +243,7 @@ class Responder:
             read=read.get("spent"),
         )
         if spent := budgets.exceeded(budgets.spent_today, budgets.spent_in_session):
-            return await self._refuse(delivery, "budget_exceeded", _spent(spent, budgets))
+            return await self._refuse(delivery, "budget_exceeded", budgets.spent(spent))
         sid = message.session_id
         turns = before(await self._context.turns(sid, read.get("context")), message.message_id)
         prompt = fit_prompt(
@@ -260,6 +263,8 @@ class Responder:
         watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budgets)
         async with self._upstream.call():
             terminal = await generate_reply(job, self._streaming(), stop, watch)
+        if terminal is not None and job.attempt > 1 and self.lost_calls is not None:
+            await self.lost_calls.account(delivery.seq, job, terminal)
         overloaded = isinstance(terminal, ReplyError) and terminal.code == "upstream_rate_limited"
         await self._upstream.report(overloaded=overloaded)
         if budgets.any and isinstance(terminal, ReplyEnd):
@@ -281,12 +286,6 @@ class Responder:
             settings.prices,
             settings.worker_coalesce_ms / 1000,
         )
-
-
-def _spent(limit: Limit, budgets: Budgets) -> str:
-    if limit == "budget":
-        return f"the sender's daily budget of {budgets.daily} tokens is spent"
-    return f"this session's cap of {budgets.session} tokens is spent"
 
 
 def _user_turn(message: UserMessage) -> Turn:

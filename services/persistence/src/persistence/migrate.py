@@ -20,9 +20,9 @@ def config(connection: Any = None) -> Config:
     return cfg
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(config(sync), "head"))
+        await conn.run_sync(lambda sync: command.upgrade(config(sync), revision))
 
 
 async def current(engine: AsyncEngine) -> str | None:

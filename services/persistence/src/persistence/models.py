@@ -79,3 +79,26 @@ class Usage(SQLModel, table=True):
     ttft_ms: float | None = None
     duration_ms: float
     created_at: datetime = Field(sa_column=_timestamp(index=True))
+
+
+class ModelCallRow(SQLModel, table=True):
+    """One model call: every attempt at a reply that reached the model, whatever became of
+    it (`outcome`: `answered`, `superseded`, `failed`, or `lost` with its worker and estimated
+    by a later attempt). What the provider bills is their sum."""
+
+    __tablename__ = "model_calls"
+    __table_args__ = (UniqueConstraint("session_id", "message_id", "attempt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True, max_length=64)
+    message_id: str = Field(max_length=128)
+    attempt: int
+    user_id: str | None = Field(default=None, index=True, max_length=128)
+    model: str = Field(max_length=200)
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool = False
+    cost_usd: float | None = None
+    outcome: str = Field(max_length=16)
+    created_at: datetime = Field(sa_column=_timestamp(index=True))

@@ -1,5 +1,6 @@
 """How a batch of stream events becomes rows: user messages, replies (the end or error of
-their latest attempt), usage, and each session's last activity.
+their latest attempt), usage, model calls (one per attempt that reached the model: a reply
+end or a `ModelCall`), and each session's last activity.
 
 Every write is keyed by (session, message), so a redelivered event changes nothing and of a
 reply's attempts only the latest is kept. A batch is written with one statement per kind of
@@ -19,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence.models import ChatSession, Member, Message, Usage
-from shared.events import BusEvent, ReplyEnd, ReplyError, UserMessage
+from persistence.models import ChatSession, Member, Message, ModelCallRow, Usage
+from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, UserMessage
 
 Key = tuple[str, str]
 """(session id, message id)"""
@@ -39,6 +40,8 @@ class Rows:
     replies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     ends: dict[Key, ReplyEnd] = field(default_factory=dict)
     """The reply end whose usage is recorded, per user message."""
+    calls: dict[tuple[str, str, int], ReplyEnd | ModelCall] = field(default_factory=dict)
+    """Per attempt, the record of its model call (an attempt's own beats an estimate)."""
     active: dict[str, datetime] = field(default_factory=dict)
 
     def add(self, evt: BusEvent, seq: int) -> None:
@@ -52,10 +55,25 @@ class Rows:
                 key = (evt.session_id, evt.message_id)
                 if _newer(evt.attempt, self.replies.get(key)):
                     self.replies[key] = _reply(evt, seq)
-                if isinstance(evt, ReplyEnd) and _newer(evt.attempt, self.ends.get(key)):
-                    self.ends[key] = evt
+                if isinstance(evt, ReplyEnd):
+                    if _newer(evt.attempt, self.ends.get(key)):
+                        self.ends[key] = evt
+                    self._call(evt)
+            case ModelCall():
+                self._call(evt)
             case _:
                 pass  # start and token events are not recorded: the end carries the reply.
+
+    def _call(self, evt: ReplyEnd | ModelCall) -> None:
+        key = (evt.session_id, evt.message_id, evt.attempt)
+        kept = self.calls.get(key)
+        if kept is None or not _estimate(evt) or _estimate(kept):
+            self.calls[key] = evt
+
+
+def _estimate(evt: ReplyEnd | ModelCall) -> bool:
+    """A record of a lost attempt made by another: any record of the attempt's own wins."""
+    return isinstance(evt, ModelCall) and evt.outcome == "lost"
 
 
 def _newer(attempt: int, kept: dict[str, Any] | ReplyEnd | None) -> bool:
@@ -82,6 +100,9 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
     if rows.ends:
         usage = [await _usage(db, end) for end in rows.ends.values()]
         await connection.execute(upsert(db, "usage"), usage)
+    if rows.calls:
+        calls = [await _model_call(db, evt) for evt in rows.calls.values()]
+        await connection.execute(upsert(db, "call"), calls)
 
 
 _TOUCH = (
@@ -151,7 +172,24 @@ async def _usage(db: AsyncSession, evt: ReplyEnd) -> dict[str, Any]:
     }
 
 
-async def _asker(db: AsyncSession, evt: ReplyEnd) -> str | None:
+async def _model_call(db: AsyncSession, evt: ReplyEnd | ModelCall) -> dict[str, Any]:
+    return {
+        "session_id": evt.session_id,
+        "message_id": evt.message_id,
+        "attempt": evt.attempt,
+        "user_id": evt.requested_by or await _asker(db, evt),
+        "model": evt.model,
+        "prompt_tokens": evt.usage.prompt_tokens,
+        "completion_tokens": evt.usage.completion_tokens,
+        "total_tokens": evt.usage.total_tokens,
+        "estimated": evt.usage.estimated,
+        "cost_usd": evt.cost_usd,
+        "outcome": "answered" if isinstance(evt, ReplyEnd) else evt.outcome,
+        "created_at": evt.created_at,
+    }
+
+
+async def _asker(db: AsyncSession, evt: ReplyEnd | ModelCall) -> str | None:
     """Who sent the message a reply answers, for ends stored before they said so."""
     asker = await db.exec(
         select(Message.participant).where(
@@ -166,10 +204,16 @@ _USAGE_FIELDS = (
     *("user_id", "model", "attempt", "prompt_tokens", "completion_tokens", "total_tokens"),
     *("estimated", "cost_usd", "ttft_ms", "duration_ms", "created_at"),
 )
+_CALL_FIELDS = (
+    *("user_id", "model", "prompt_tokens", "completion_tokens", "total_tokens", "estimated"),
+    *("cost_usd", "outcome", "created_at"),
+)
 _STATEMENTS: dict[tuple[str, str], Any] = {}
 
 
-def upsert(db: AsyncSession, kind: Literal["member", "user message", "reply", "usage"]) -> Any:
+def upsert(
+    db: AsyncSession, kind: Literal["member", "user message", "reply", "usage", "call"]
+) -> Any:
     """The idempotent write of `kind`, built once per dialect; its values are bound when it
     runs. (Built per call, the conflict clause's `excluded` columns alone were an eighth of
     persistence's samples in a profile of a 250-session burst.)"""
@@ -180,6 +224,13 @@ def upsert(db: AsyncSession, kind: Literal["member", "user message", "reply", "u
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if kind in ("member", "user message"):
         statement = insert(Member if kind == "member" else Message).on_conflict_do_nothing()
+    elif kind == "call":
+        plain = insert(ModelCallRow)
+        statement = plain.on_conflict_do_update(  # an estimate never replaces the attempt's own
+            index_elements=["session_id", "message_id", "attempt"],
+            set_={name: plain.excluded[name] for name in _CALL_FIELDS},
+            where=(plain.excluded.outcome != "lost") | (col(ModelCallRow.outcome) == "lost"),
+        )
     else:
         table, fields = (Message, _REPLY_FIELDS) if kind == "reply" else (Usage, _USAGE_FIELDS)
         plain = insert(table)
