@@ -16,7 +16,7 @@ import pytest
 
 from persistence import webhook
 from shared import signatures, stream, subjects
-from shared.events import ReplyEnd, Usage
+from shared.events import Billed, ReplyEnd, Usage
 from shared.settings import TokenwireSettings
 from support.ports import free_port
 
@@ -127,3 +127,26 @@ async def test_records_survive_a_receiver_outage_and_a_sender_restart(
     assert receiver.bad_signatures == 0
     assert mine[f"{sid}:m3"]["usage"]["total_tokens"] == 3
     assert mine[f"{sid}:m3"]["user_id"] == "alice"
+
+
+def test_a_delivery_bills_every_call_beside_the_answering_one() -> None:
+    def end(billed: Billed | None) -> ReplyEnd:
+        return ReplyEnd(
+            session_id="s",
+            message_id="m",
+            attempt=2,
+            model="gpt",
+            text="hi",
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
+            cost_usd=0.2,
+            duration_ms=1,
+            billed=billed,
+        )
+
+    alone = webhook.payload(end(None))
+    assert alone["billed"] == {**alone["usage"], "calls": 1, "cost_usd": 0.2}
+    total = Usage(prompt_tokens=20, completion_tokens=8, total_tokens=28, estimated=True)
+    retried = webhook.payload(end(Billed(calls=2, usage=total, cost_usd=0.3)))
+    assert retried["usage"]["total_tokens"] == 15  # the answered attempt's share
+    assert retried["billed"] == {**total.model_dump(), "calls": 2, "cost_usd": 0.3}

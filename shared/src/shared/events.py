@@ -75,6 +75,18 @@ class ReplyToken(Event):
     deltas: int = Field(default=1, ge=1)
 
 
+class Billed(BaseModel):
+    """Every model call a reply took: its answering attempt's, and those of earlier attempts
+    (as they recorded them, or estimated when they were lost with their worker)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=1)
+    usage: Usage
+    cost_usd: float | None = None
+    """None when a call had no price."""
+
+
 class ReplyEnd(Event):
     """`chat.<sid>.out.end`: the reply finished; `text` is all of it."""
 
@@ -90,6 +102,8 @@ class ReplyEnd(Event):
     participant: str = "assistant"
     requested_by: str | None = None
     """The user whose message this answers: whose usage it is."""
+    billed: Billed | None = None
+    """With earlier attempts: every call the reply took (None: this attempt's alone)."""
     created_at: datetime = Field(default_factory=utcnow)
 
 

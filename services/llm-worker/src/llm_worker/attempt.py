@@ -11,10 +11,12 @@ from typing import Literal
 
 from llm_worker.cancels import StopReason
 from llm_worker.completions import ChatMessage, UpstreamError
+from llm_worker.earlier import EarlierAttempts
 from llm_worker.pricing import cost_usd
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from shared.events import (
+    Billed,
     CallOutcome,
     FinishReason,
     ModelCall,
@@ -103,6 +105,8 @@ class ReplyJob:
     prompt: list[ChatMessage]
     model: str
     max_tokens: int
+    earlier: EarlierAttempts | None = None
+    """What the stream held of earlier attempts, for a retry: their calls are billed too."""
 
     def start(self) -> ReplyStart:
         m = self.message
@@ -244,6 +248,22 @@ class Progress:
             total_tokens=prompt + completion,
             estimated=True,
         )
+
+
+def billed(end: ReplyEnd, usage: Mapping[int, Usage], cost: Mapping[int, float | None]) -> Billed:
+    """`end`'s call with the earlier attempts' (`usage` and `cost` by attempt)."""
+    usages = [end.usage, *usage.values()]
+    costs = [end.cost_usd, *cost.values()]
+    return Billed(
+        calls=len(usages),
+        usage=Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in usages),
+            completion_tokens=sum(u.completion_tokens for u in usages),
+            total_tokens=sum(u.total_tokens for u in usages),
+            estimated=any(u.estimated for u in usages),
+        ),
+        cost_usd=None if None in costs else round(sum(c or 0.0 for c in costs), 8),
+    )
 
 
 def counted(counter: TokenCounter, prompt: list[ChatMessage], text: str) -> Usage:

@@ -12,13 +12,12 @@ from llm_worker import handlers
 from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
-from llm_worker.lost_calls import LostCalls
+from llm_worker.lost_calls import EarlierReader
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
-from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
 from shared import rpc, stream, subjects, telemetry
 from shared.broker import LOGGER, make_broker
@@ -139,10 +138,6 @@ def build_responder(
         metrics,
     )
     if publisher is None:  # tests that replace the publisher have no stream to read
-        responder.lost_calls = LostCalls(
-            lambda: broker.connection.jetstream(),  # the connection is made later
-            get_publisher,
-            TokenCounter(settings.llm_model),
-            settings.prices,
-        )
+        # The connection is made later.
+        responder.earlier = EarlierReader(lambda: broker.connection.jetstream())
     return responder

@@ -14,16 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llm_worker.attempt import Progress, ReplyJob
+from llm_worker.attempt import Progress, ReplyJob, billed
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
 from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
 from llm_worker.coordination import Limit
+from llm_worker.earlier import EarlierAttempts
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
-from shared.events import CallOutcome, ReplyEnd, ReplyError
+from shared.events import CallOutcome, ReplyEnd, ReplyError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,38 @@ class _Reply:
             terminal = self.progress.end(
                 self.job, self.stop.reason, s.counter, s.prices, time.monotonic()
             )
+        if self.job.earlier is not None:
+            terminal = await self._settle(terminal, self.job.earlier)
         await publisher.end(terminal)
         return terminal
+
+    async def _settle(
+        self, terminal: ReplyEnd | ReplyError, earlier: EarlierAttempts
+    ) -> ReplyEnd | ReplyError:
+        """Bill the earlier attempts lost with their worker (an estimate each: the deltas
+        they published, the prompt of this attempt) and, on a reply end, total every call
+        the reply took."""
+        job, s = self.job, self.streaming
+        usage, cost = dict(earlier.usage), dict(earlier.cost_usd)
+        lost = earlier.lost()
+        if lost:
+            prompt = _provider_prompt(terminal) or s.counter.count_messages(job.prompt)
+        for attempt, deltas in lost.items():
+            usage[attempt] = Usage(
+                prompt_tokens=prompt,
+                completion_tokens=deltas,
+                total_tokens=prompt + deltas,
+                estimated=True,
+            )
+            call = job.call("lost", usage[attempt], s.prices, attempt)
+            cost[attempt] = call.cost_usd
+            try:
+                await s.publisher.call(call)
+            except Exception as exc:
+                log.warning("lost model call of attempt %d not recorded: %s", attempt, exc)
+        if not isinstance(terminal, ReplyEnd) or not usage:
+            return terminal
+        return terminal.model_copy(update={"billed": billed(terminal, usage, cost)})
 
     async def _bill(self, outcome: CallOutcome) -> None:
         """Record this attempt's model call, when the model streamed anything, for an end
@@ -200,6 +231,13 @@ class _Reply:
         ack = await self.streaming.publisher.token(self.job.token(index, text, deltas))
         if ack is not None:
             self.acks.append(ack)
+
+
+def _provider_prompt(terminal: ReplyEnd | ReplyError) -> int:
+    """The prompt as the provider counted it for this attempt (0: it did not say)."""
+    if isinstance(terminal, ReplyEnd) and not terminal.usage.estimated:
+        return terminal.usage.prompt_tokens
+    return 0
 
 
 class TokensLost(Exception):

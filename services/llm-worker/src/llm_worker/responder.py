@@ -20,7 +20,7 @@ from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
-from llm_worker.lost_calls import LostCalls
+from llm_worker.lost_calls import EarlierReader
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
@@ -68,8 +68,8 @@ class Responder:
         self.metrics.upstream_limit.set_function(lambda: self._upstream.aimd.allowed)
         self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
-        self.lost_calls: LostCalls | None = None
-        """Estimates the model calls of earlier attempts lost with their worker."""
+        self.earlier: EarlierReader | None = None
+        """Reads a retried message's earlier attempts, to bill their calls too."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -257,14 +257,15 @@ class Responder:
         if self._counter.at_most(prompt) > limit and self._counter.count_messages(prompt) > limit:
             text = "the message is longer than the model's context allows"
             return await self._refuse(delivery, "context_too_long", text)
+        earlier = None
+        if delivery.attempt > 1 and self.earlier is not None:
+            earlier = await self.earlier.read(message, delivery.seq, delivery.attempt)
         job = ReplyJob(
-            message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens
+            message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens, earlier
         )
         watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budgets)
         async with self._upstream.call():
             terminal = await generate_reply(job, self._streaming(), stop, watch)
-        if terminal is not None and job.attempt > 1 and self.lost_calls is not None:
-            await self.lost_calls.account(delivery.seq, job, terminal)
         overloaded = isinstance(terminal, ReplyError) and terminal.code == "upstream_rate_limited"
         await self._upstream.report(overloaded=overloaded)
         if budgets.any and isinstance(terminal, ReplyEnd):

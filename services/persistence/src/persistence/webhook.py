@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from persistence.pulls import pull_forever
 from shared import signatures, subjects
-from shared.events import ReplyEnd
+from shared.events import Billed, ReplyEnd
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def consumer_config(*, ack_wait_s: float) -> ConsumerConfig:
 
 
 def payload(end: ReplyEnd) -> dict[str, Any]:
+    """The delivery of one reply: its answering attempt's `usage` and `cost_usd`, and in
+    `billed` every model call the reply took (what the provider bills)."""
+    billed = end.billed or Billed(calls=1, usage=end.usage, cost_usd=end.cost_usd)
     return {
         "id": delivery_id(end),
         "session_id": end.session_id,
@@ -55,6 +58,11 @@ def payload(end: ReplyEnd) -> dict[str, Any]:
         "finish_reason": end.finish_reason,
         "usage": end.usage.model_dump(),
         "cost_usd": end.cost_usd,
+        "billed": {
+            "calls": billed.calls,
+            **billed.usage.model_dump(),
+            "cost_usd": billed.cost_usd,
+        },
         "ttft_ms": end.ttft_ms,
         "duration_ms": end.duration_ms,
         "created_at": end.created_at.isoformat(),
