@@ -24,12 +24,14 @@ from llm_worker.publisher import ReplyPublisher
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
-from shared.events import CallOutcome, ReplyEnd, ReplyError, Usage
+from shared.events import CallOutcome, ModelCall, ReplyEnd, ReplyError, Usage
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ReplyJob", "Streaming", "TokensLost", "Watch", "generate_reply"]
 
+RECORD_AGAIN_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+"""Pauses before each new try of a model call's record the broker refused (a minute in all)."""
 TOKEN_ACK_TIMEOUT_S = 10.0
 """How long the stream's acknowledgements of a reply's token events may take at its end."""
 
@@ -121,13 +123,22 @@ class _Reply:
                 await starting
             await self._bill("superseded")
             return None
+        try:
+            return await self._end(starting, failure)
+        except Exception:  # the message comes back; the call it made is billed all the same
+            await self._bill("failed")
+            raise
+
+    async def _end(
+        self, starting: "asyncio.Task[None]", failure: BaseException | None
+    ) -> ReplyEnd | ReplyError:
+        publisher = self.streaming.publisher
         await starting
         await self.tokens.close()  # every delta is published before the terminal event
         await _all_stored(self.acks)  # and stored: a hole in the stream fails the attempt
         terminal: ReplyEnd | ReplyError
         if failure is not None:
             if not isinstance(failure, UpstreamError):
-                await self._bill("failed")
                 raise failure
             terminal = self.job.failed(failure)
             await self._bill("failed")
@@ -171,16 +182,21 @@ class _Reply:
 
     async def _bill(self, outcome: CallOutcome) -> None:
         """Record this attempt's model call, when the model streamed anything, for an end
-        that is no reply end; a failure to record it leaves it to a later attempt's
-        estimate."""
+        that is no reply end. The broker that failed the attempt may refuse this too: it is
+        then sent again in the background, for a minute (meanwhile a later attempt's
+        estimate may stand in for it)."""
         s = self.streaming
         usage = self.progress.spent(self.job, s.counter)
         if usage is None:
             return
+        call = self.job.call(outcome, usage, s.prices)
         try:
-            await s.publisher.call(self.job.call(outcome, usage, s.prices))
-        except Exception as exc:  # the broker that failed the attempt may fail this too
-            log.warning("model call of attempt %d not recorded: %s", self.job.attempt, exc)
+            await s.publisher.call(call)
+        except Exception as exc:
+            log.info("model call of attempt %d not recorded yet: %s", call.attempt, exc)
+            task = asyncio.create_task(_record_later(s.publisher, call))
+            _RECORDING.add(task)
+            task.add_done_callback(_RECORDING.discard)
 
     async def _stream(self) -> BaseException | None:
         """Stream until the model ends or the reply is stopped; the stream's failure, if any
@@ -231,6 +247,21 @@ class _Reply:
         ack = await self.streaming.publisher.token(self.job.token(index, text, deltas))
         if ack is not None:
             self.acks.append(ack)
+
+
+_RECORDING: set["asyncio.Task[None]"] = set()
+"""Model calls being sent again (a task must be referenced to run to its end)."""
+
+
+async def _record_later(publisher: ReplyPublisher, call: ModelCall) -> None:
+    for delay_s in RECORD_AGAIN_S:
+        await asyncio.sleep(delay_s)
+        try:
+            await publisher.call(call)
+            return
+        except Exception as exc:
+            error = exc
+    log.warning("model call of attempt %d not recorded: %s", call.attempt, error)
 
 
 def _provider_prompt(terminal: ReplyEnd | ReplyError) -> int:

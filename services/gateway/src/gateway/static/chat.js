@@ -118,6 +118,7 @@ function onFrame(frame) {
       r.text = frame.text; paint(r); finish(r, frame);
       if (frame.finish_reason === "cancelled") r.el.querySelector(".by").textContent = "assistant · stopped";
       if (frame.finish_reason === "budget") r.el.querySelector(".by").textContent = "assistant · budget reached";
+      if (frame.finish_reason === "session_budget") r.el.querySelector(".by").textContent = "assistant · session's cap reached";
       state.streaming.delete(frame.message_id); updateStop();
       break;
     }
