@@ -267,6 +267,38 @@ async def test_rest_refuses_strangers_and_missing_tokens(
     assert (mine["owner"], mine["members"]) == (alice.user_id, [alice.user_id])
 
 
+async def test_a_user_lists_the_sessions_they_are_in_latest_first(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    first = await new_session(http, alice, title="first")
+    theirs = await new_session(http, bob, title="bob's")
+    added = await http.post(
+        f"/v1/sessions/{theirs}/members", headers=bob.auth, json={"user_id": alice.user_id}
+    )
+    assert added.status_code == 200
+    latest = await new_session(http, alice, title="latest")
+    assert (await http.get("/v1/sessions")).status_code == 401
+    page = (await http.get("/v1/sessions", headers=alice.auth, params={"limit": 2})).json()
+    rest = (
+        await http.get("/v1/sessions", headers=alice.auth, params={"before": page["next"]})
+    ).json()
+    listed = page["sessions"] + rest["sessions"]
+    assert [s["session_id"] for s in listed] == [latest, theirs, first]
+    assert [(s["title"], s["role"], s["members"]) for s in listed] == [
+        ("latest", "owner", 1),
+        ("bob's", "member", 2),
+        ("first", "owner", 1),
+    ]
+    assert rest["next"] is None
+    assert [
+        s["session_id"]
+        for s in (await http.get("/v1/sessions", headers=bob.auth)).json()["sessions"]
+    ] == [theirs]
+    bad = await http.get("/v1/sessions", headers=alice.auth, params={"before": "nonsense"})
+    assert bad.status_code == 400
+
+
 async def test_health_and_readiness(system: System, http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = (await http.get("/readyz")).json()

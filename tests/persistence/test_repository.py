@@ -170,3 +170,50 @@ async def test_a_bad_cursor_is_a_bad_request(sessions: Sessions) -> None:
         page = await repository.history(db, rpc.HistoryRequest(session_id="s1", before="x"))
     assert page.error is not None
     assert page.error.code == "bad_request"
+
+
+async def test_a_user_s_sessions_are_listed_latest_activity_first_in_pages(
+    sessions: Sessions,
+) -> None:
+    made: list[str] = []
+    async with sessions() as db:
+        for i in range(5):
+            owner = "alice" if i != 3 else "bob"
+            info = await repository.create_session(
+                db, rpc.SessionCreate(owner=owner, title=f"t{i}")
+            )
+            made.append(info.session_id)
+        await repository.add_member(db, made[3], "alice")  # bob's, alice a member
+        await repository.add_member(db, made[0], "carol")
+        await db.commit()
+    base = datetime.now(UTC) + timedelta(days=1)  # after their creation
+    for i, sid in enumerate(made):  # activity: t2 newest, then t0, t4, t1, t3
+        at = base + timedelta(minutes=[3, 1, 5, 0, 2][i])
+        message = UserMessage(
+            session_id=sid, message_id="m", participant="alice", content="hi", created_at=at
+        )
+        await record(sessions, message)
+    pages: list[rpc.SessionPage] = []
+    before = None
+    async with sessions() as db:
+        while True:
+            page = await repository.list_sessions(
+                db, rpc.SessionList(user_id="alice", limit=2, before=before)
+            )
+            pages.append(page)
+            if page.next is None:
+                break
+            before = page.next
+    listed = [s for page in pages for s in page.sessions]
+    assert [s.title for s in listed] == ["t2", "t0", "t4", "t1", "t3"]
+    assert [len(p.sessions) for p in pages] == [2, 2, 1]
+    by_title = {s.title: s for s in listed}
+    assert (by_title["t3"].role, by_title["t3"].owner) == ("member", "bob")
+    assert (by_title["t0"].role, by_title["t0"].members) == ("owner", 2)
+    assert by_title["t2"].last_active_at == base + timedelta(minutes=5)
+    async with sessions() as db:
+        nobody = await repository.list_sessions(db, rpc.SessionList(user_id="dave"))
+        bad = await repository.list_sessions(db, rpc.SessionList(user_id="a", before="x|y"))
+    assert (nobody.sessions, nobody.next) == ([], None)
+    assert bad.error is not None
+    assert bad.error.code == "bad_request"

@@ -42,6 +42,34 @@ class MemberAdd(_Model):
     """Who asks: only the session's owner may add members."""
 
 
+class SessionList(_Model):
+    """`svc.sessions.list`: the sessions `user_id` is a member of, latest activity first."""
+
+    user_id: str
+    limit: int = Field(default=50, ge=1, le=200)
+    before: str | None = Field(default=None, max_length=200)
+    """The `next` of the previous page."""
+
+
+class SessionSummary(_Model):
+    session_id: str
+    title: str
+    owner: str
+    role: str
+    """The asker's role in it: `owner` or `member`."""
+    members: int
+    created_at: datetime
+    last_active_at: datetime
+    """Its newest user message's time, or its creation."""
+
+
+class SessionPage(_Model):
+    sessions: list[SessionSummary] = Field(default_factory=list)
+    next: str | None = None
+    """Pass back as `before` for the page after this one; None on the last page."""
+    error: RpcError | None = None
+
+
 class SessionInfo(_Model):
     session_id: str
     owner: str

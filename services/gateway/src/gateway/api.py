@@ -85,6 +85,32 @@ async def create_session(
     return CreatedSession(session_id=sid)
 
 
+class Sessions(BaseModel):
+    sessions: list[rpc.SessionSummary]
+    next: str | None
+
+
+@router.get("/v1/sessions", tags=["sessions"])
+async def list_sessions(
+    resources: ResourcesDep,
+    user: UserDep,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Sessions:
+    """Your sessions, latest activity first: title, owner, your role, member count, when it
+    was created and last written to. Pass `next` back as `before` for the next page."""
+    page = await _ask(
+        resources,
+        subjects.SVC_SESSION_LIST,
+        rpc.SessionList(user_id=user, before=before, limit=limit),
+        rpc.SessionPage,
+    )
+    if page.error is not None:
+        code = 400 if page.error.code == "bad_request" else 503
+        raise HTTPException(code, page.error.detail)
+    return Sessions(sessions=page.sessions, next=page.next)
+
+
 @router.get("/v1/sessions/{session_id}", tags=["sessions"])
 async def get_session(session_id: str, resources: ResourcesDep, user: UserDep) -> rpc.SessionInfo:
     return await _member_session(resources, session_id, user)

@@ -44,6 +44,12 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
 
         return await answer("reading a session", get, rpc.SessionReply)
 
+    @broker.subscriber(subjects.SVC_SESSION_LIST, queue=QUEUE)
+    async def list_sessions(request: rpc.SessionList) -> rpc.SessionPage:
+        return await answer(
+            "listing sessions", lambda db: repository.list_sessions(db, request), rpc.SessionPage
+        )
+
     @broker.subscriber(subjects.SVC_MEMBER_ADD, queue=QUEUE)
     async def add_member(request: rpc.MemberAdd) -> rpc.SessionReply:
         return await answer(

@@ -8,6 +8,7 @@ reply's attempts only the latest is kept. Events are written by `persistence.rec
 import secrets
 from datetime import UTC, datetime
 
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,6 +45,57 @@ async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | No
         return None
     members = await db.exec(select(Member.user_id).where(col(Member.session_id) == session_id))
     return _info(row, sorted(members.all()))
+
+
+async def list_sessions(db: AsyncSession, request: rpc.SessionList) -> rpc.SessionPage:
+    """The user's sessions, latest activity first (ties: newest id first); `next` is the
+    last one's (activity, id), from which the following page continues."""
+    mine = select(ChatSession, Member.role).join(
+        Member, col(Member.session_id) == col(ChatSession.id)
+    )
+    query = mine.where(col(Member.user_id) == request.user_id)
+    if request.before is not None:
+        at, _, sid = request.before.partition("|")
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            return rpc.SessionPage(error=rpc.RpcError(code="bad_request", detail="bad cursor"))
+        active = col(ChatSession.last_active_at)
+        query = query.where((active < when) | ((active == when) & (col(ChatSession.id) < sid)))
+    query = query.order_by(
+        col(ChatSession.last_active_at).desc(), col(ChatSession.id).desc()
+    ).limit(request.limit + 1)
+    rows = list((await db.exec(query)).all())
+    page = rows[: request.limit]
+    counts = await _member_counts(db, [row.id for row, _ in page])
+    last = page[-1][0] if page and len(rows) > request.limit else None
+    return rpc.SessionPage(
+        sessions=[_summary(row, role, counts.get(row.id, 0)) for row, role in page],
+        next=f"{_aware(last.last_active_at).isoformat()}|{last.id}" if last else None,
+    )
+
+
+async def _member_counts(db: AsyncSession, session_ids: list[str]) -> dict[str, int]:
+    if not session_ids:
+        return {}
+    counted = await db.exec(
+        select(Member.session_id, func.count())
+        .where(col(Member.session_id).in_(session_ids))
+        .group_by(col(Member.session_id))
+    )
+    return {sid: int(n) for sid, n in counted.all()}
+
+
+def _summary(row: ChatSession, role: str, members: int) -> rpc.SessionSummary:
+    return rpc.SessionSummary(
+        session_id=row.id,
+        title=row.title,
+        owner=row.owner,
+        role=role,
+        members=members,
+        created_at=_aware(row.created_at),
+        last_active_at=_aware(row.last_active_at),
+    )
 
 
 async def add_member(db: AsyncSession, session_id: str, user_id: str) -> None:
