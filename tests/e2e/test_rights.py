@@ -239,3 +239,35 @@ async def test_a_fresh_token_keeps_an_open_socket_past_the_old_one_s_expiry(
         await asyncio.sleep(4)  # past the first token's expiry
         await ws.send(json.dumps({"type": "ping"}))
         assert (await next_frame(ws))["type"] == "pong"
+
+
+async def test_a_removed_member_s_sockets_close_on_every_gateway_and_members_may_leave(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice, bob, carol = await dev_user(http), await dev_user(http), await dev_user(http)
+    sid = await session_of(http, alice, bob, carol)
+    members = f"/v1/sessions/{sid}/members"
+    async with (
+        await connect(system.ws_urls[1], sid, bob) as bob_ws,
+        await connect(system.ws_url, sid, carol) as carol_ws,
+    ):
+        for ws in (bob_ws, carol_ws):
+            assert (await next_frame(ws))["type"] == "ready"
+        refused = await http.delete(f"{members}/{bob.user_id}", headers=carol.auth)
+        assert refused.status_code == 403  # only the owner removes others
+        removed = await http.delete(f"{members}/{bob.user_id}", headers=alice.auth)
+        assert removed.status_code == 200, removed.text
+        assert bob.user_id not in removed.json()["members"]
+        assert await close_code(bob_ws) == 4403  # on the other gateway too
+        left = await http.delete(f"{members}/{carol.user_id}", headers=carol.auth)
+        assert left.status_code == 200, left.text
+        assert await close_code(carol_ws) == 4403
+    for url in system.ws_urls:
+        async with await connect(url, sid, bob) as again:
+            assert await close_code(again) == 4403
+    assert (await http.get(f"/v1/sessions/{sid}", headers=carol.auth)).status_code == 403
+    assert (await http.delete(f"{members}/{alice.user_id}", headers=alice.auth)).status_code == 409
+    assert (await http.delete(f"{members}/{bob.user_id}", headers=alice.auth)).status_code == 404
+    assert (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()["members"] == [
+        alice.user_id
+    ]

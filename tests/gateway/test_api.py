@@ -102,6 +102,7 @@ async def api(persistence: Persistence) -> AsyncIterator[httpx.AsyncClient]:
         submissions=Submissions(ReplyQueue(nobody), bus, AdmissionLimits(20, 4, 0)),
         metrics=GatewayMetrics(),
         revocations=Revocations(nobody, cast(Any, None)),
+        membership=cast(Any, None),
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

@@ -70,6 +70,14 @@ class SessionPage(_Model):
     error: RpcError | None = None
 
 
+class MemberRemove(_Model):
+    """`svc.sessions.members.remove`: the owner removes a member, or a member leaves."""
+
+    session_id: str
+    user_id: str = Field(min_length=1, max_length=128)
+    by: str
+
+
 class SessionInfo(_Model):
     session_id: str
     owner: str

@@ -3,7 +3,8 @@
 Stored in the `CHAT` stream: `chat.<sid>.in` and `chat.<sid>.out.{start,token,end,error}`.
 The stream republishes them to `live.<sid>.…` with the stream sequence in `Nats-Sequence`.
 Core NATS only (not stored): `chat.<sid>.cancel`, `.typing`, `.presence`.
-Request-reply served by persistence: `svc.*`. Between gateways: `gateway.revocations`.
+Request-reply served by persistence: `svc.*`. Between gateways: `gateway.revocations`,
+`gateway.members`.
 """
 
 import re
@@ -24,6 +25,9 @@ ALL_OUT_CALL: Final = "chat.*.out.call"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
 REVOCATIONS: Final = "gateway.revocations"
+MEMBERSHIP: Final = "gateway.members"
+"""Core NATS, gateways only: a member left or was removed from a session; every gateway forgets
+the session's cached members and closes that member's sockets on it."""
 """Core NATS, gateways only: a token or a user revoked; every gateway closes their sockets."""
 REPUBLISH_DEST: Final = "live.>"
 
@@ -33,6 +37,7 @@ SVC_SESSION_CREATE: Final = "svc.sessions.create"
 SVC_SESSION_GET: Final = "svc.sessions.get"
 SVC_SESSION_LIST: Final = "svc.sessions.list"
 SVC_MEMBER_ADD: Final = "svc.sessions.members.add"
+SVC_MEMBER_REMOVE: Final = "svc.sessions.members.remove"
 SVC_HISTORY: Final = "svc.history"
 SVC_USAGE: Final = "svc.usage"
 

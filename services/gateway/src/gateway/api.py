@@ -135,6 +135,24 @@ async def add_member(
     return answer.session
 
 
+@router.delete("/v1/sessions/{session_id}/members/{user_id}", tags=["sessions"])
+async def remove_member(
+    session_id: str, user_id: str, resources: ResourcesDep, user: UserDep
+) -> rpc.SessionInfo:
+    """The owner removes a member, or a member leaves (`user_id` their own). Their open
+    sockets on the session close with 4403 on every gateway; the owner cannot leave."""
+    request = rpc.MemberRemove(session_id=session_id, user_id=user_id, by=user)
+    answer = await _ask(resources, subjects.SVC_MEMBER_REMOVE, request, rpc.SessionReply)
+    if answer.session is None:
+        error = answer.error
+        codes = {"not_found": 404, "forbidden": 403, "bad_request": 409}
+        raise HTTPException(
+            codes.get(error.code, 503) if error else 503, error.detail if error else "no answer"
+        )
+    await resources.membership.removed(session_id, user_id, answer.session)
+    return answer.session
+
+
 @router.get("/v1/sessions/{session_id}/presence", tags=["sessions"])
 async def presence(session_id: str, resources: ResourcesDep, user: UserDep) -> Present:
     """Participants with at least one open connection to the session, on any gateway."""

@@ -11,6 +11,7 @@ from gateway.bus import Bus
 from gateway.hub import SessionHub
 from gateway.leases import Leases
 from gateway.limits import Limits
+from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.revocations import Revocations
@@ -33,6 +34,7 @@ class Resources:
     submissions: Submissions
     metrics: GatewayMetrics
     revocations: Revocations
+    membership: Membership
 
 
 async def get_resources(request: Request) -> Resources:

@@ -24,6 +24,7 @@ from gateway.deps import Resources, require_operator
 from gateway.hub import SessionHub
 from gateway.leases import Leases
 from gateway.limits import Limits
+from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.revocations import Revocations
@@ -63,6 +64,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         resources = app.state.resources = build_resources(settings, nc, redis, metrics)
         hubs.append(resources.hub)
         await resources.revocations.subscribe()
+        await resources.membership.subscribe()
         background = [
             asyncio.create_task(
                 broker_view.refresh_forever(
@@ -106,6 +108,8 @@ def build_resources(
     bus = Bus(nc, timeout_s=settings.rpc_timeout_s)
     hub = SessionHub(nc, metrics)
     metrics.track(lambda: hub.connections, lambda: hub.sessions)
+    sessions = SessionCache(bus, ttl_s=settings.session_cache_s)
+    revocations = Revocations(redis, nc, refresh_s=settings.revocations_refresh_s)
     return Resources(
         settings=settings,
         auth=Authenticator(
@@ -117,7 +121,7 @@ def build_resources(
         bus=bus,
         hub=hub,
         redis=redis,
-        sessions=SessionCache(bus, ttl_s=settings.session_cache_s),
+        sessions=sessions,
         presence=Presence(redis, ttl_s=settings.presence_ttl_s),
         leases=Leases(redis, ttl_s=settings.presence_ttl_s),
         limits=Limits(
@@ -136,7 +140,8 @@ def build_resources(
             ),
         ),
         metrics=metrics,
-        revocations=Revocations(redis, nc, refresh_s=settings.revocations_refresh_s),
+        revocations=revocations,
+        membership=Membership(nc, sessions, revocations),
     )
 
 

@@ -99,11 +99,16 @@ def decode(raw: bytes | str) -> Revocation | None:
 
 
 class Holder(Protocol):
-    """An open socket, as revocation sees it."""
+    """An open socket: whose token it runs on, and the session it is in."""
 
     principal: Principal
+    session_id: str
 
-    def revoke(self) -> None: ...
+    def revoke(self) -> None:
+        """Close it: its token was revoked."""
+
+    def evict(self) -> None:
+        """Close it: its user is no longer a member of its session."""
 
 
 class Revocations:
@@ -126,6 +131,10 @@ class Revocations:
 
     def hold(self, holder: Holder) -> None:
         self._open.setdefault(holder.principal.user_id, set()).add(holder)
+
+    def holding(self, user_id: str) -> list[Holder]:
+        """The open sockets of `user_id` on this gateway."""
+        return list(self._open.get(user_id, ()))
 
     def release(self, holder: Holder) -> None:
         held = self._open.get(holder.principal.user_id)

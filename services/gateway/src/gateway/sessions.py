@@ -40,6 +40,10 @@ class SessionCache:
         self.put(session_id, info)
         return info
 
+    def forget(self, session_id: str) -> None:
+        """Ask persistence next time (its members changed through another gateway)."""
+        self._entries.pop(session_id, None)
+
     def put(self, session_id: str, info: rpc.SessionInfo | None) -> None:
         self._entries[session_id] = (time.monotonic() + self._ttl_s, info)
         self._entries.move_to_end(session_id)

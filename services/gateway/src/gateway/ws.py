@@ -271,6 +271,10 @@ class Connection:
         """Its token was revoked: close with 4401."""
         self._end(self.protocol.revoked)
 
+    def evict(self) -> None:
+        """Its user is no longer a member of the session: close with 4403."""
+        self._end(self.protocol.evicted)
+
     def _end(self, why: Callable[[], Close]) -> None:
         if self._closing is None and self.protocol.state != "closing":
             self._closing = asyncio.create_task(self.close(why()))

@@ -56,6 +56,12 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
             "adding a member", lambda db: _add_member(db, request), rpc.SessionReply
         )
 
+    @broker.subscriber(subjects.SVC_MEMBER_REMOVE, queue=QUEUE)
+    async def remove_member(request: rpc.MemberRemove) -> rpc.SessionReply:
+        return await answer(
+            "removing a member", lambda db: _remove_member(db, request), rpc.SessionReply
+        )
+
     @broker.subscriber(subjects.SVC_USAGE, queue=QUEUE)
     async def usage_report(request: rpc.UsageRequest) -> rpc.UsageReport:
         return await answer("reading usage", lambda db: usage.report(db, request), rpc.UsageReport)
@@ -83,6 +89,23 @@ class Answerer:
         except SQLAlchemyError:
             log.exception("%s failed", what)
             return reply(error=_UNAVAILABLE)
+
+
+async def _remove_member(db: AsyncSession, request: rpc.MemberRemove) -> rpc.SessionReply:
+    """The owner removes anyone but themself; a member removes themself (leaves)."""
+    info = await repository.get_session(db, request.session_id)
+    if info is None or request.by not in info.members:
+        return rpc.SessionReply(error=_NOT_FOUND)
+    if request.user_id == info.owner:
+        detail = "the owner cannot leave their session"
+        return rpc.SessionReply(error=rpc.RpcError(code="bad_request", detail=detail))
+    if request.by not in (info.owner, request.user_id):
+        detail = "only the owner removes others; a member may leave"
+        return rpc.SessionReply(error=rpc.RpcError(code="forbidden", detail=detail))
+    if not await repository.remove_member(db, request.session_id, request.user_id):
+        return rpc.SessionReply(error=rpc.RpcError(code="not_found", detail="not a member"))
+    await db.commit()
+    return rpc.SessionReply(session=await repository.get_session(db, request.session_id))
 
 
 async def _add_member(db: AsyncSession, request: rpc.MemberAdd) -> rpc.SessionReply:

@@ -104,6 +104,15 @@ async def add_member(db: AsyncSession, session_id: str, user_id: str) -> None:
     await db.exec(upsert(db, "member"), params=values)
 
 
+async def remove_member(db: AsyncSession, session_id: str, user_id: str) -> bool:
+    """Whether `user_id` was a member (and is no longer)."""
+    member = await db.get(Member, (session_id, user_id))
+    if member is None:
+        return False
+    await db.delete(member)
+    return True
+
+
 async def history(db: AsyncSession, request: rpc.HistoryRequest) -> rpc.HistoryPage:
     """Newest first; `next` continues with older messages."""
     query = select(Message).where(col(Message.session_id) == request.session_id)

@@ -1,0 +1,49 @@
+"""A member leaving a session, or removed by its owner, felt on every gateway at once: the
+gateway that made the change announces it on `gateway.members`, and each gateway forgets the
+session's cached members (a connect is checked against persistence again) and closes that
+member's open sockets on the session with 4403."""
+
+import json
+import logging
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from gateway.revocations import Revocations
+from gateway.sessions import SessionCache
+from shared import rpc, subjects
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    def __init__(self, nc: NatsClient, sessions: SessionCache, sockets: Revocations) -> None:
+        self._nc = nc
+        self._sessions = sessions
+        self._sockets = sockets
+
+    async def subscribe(self) -> None:
+        """Apply every announcement from now on (the connection's drain ends it)."""
+        await self._nc.subscribe(subjects.MEMBERSHIP, cb=self._announced)
+
+    async def removed(self, session_id: str, user_id: str, session: rpc.SessionInfo) -> None:
+        """`user_id` is no longer a member of `session` (as persistence now has it)."""
+        self._sessions.put(session_id, session)
+        self._evict(session_id, user_id)
+        change = {"session_id": session_id, "user_id": user_id}
+        await self._nc.publish(subjects.MEMBERSHIP, json.dumps(change).encode())
+
+    async def _announced(self, msg: Msg) -> None:
+        try:
+            change = json.loads(msg.data)
+            session_id, user_id = str(change["session_id"]), str(change["user_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("a membership announcement that does not parse; ignored")
+            return
+        self._sessions.forget(session_id)
+        self._evict(session_id, user_id)
+
+    def _evict(self, session_id: str, user_id: str) -> None:
+        for holder in self._sockets.holding(user_id):
+            if holder.session_id == session_id:
+                holder.evict()
