@@ -371,3 +371,43 @@ async def test_the_session_s_system_prompt_reaches_the_model_from_redis_or_persi
         await redis.aclose()
     assert cached == uncached
     assert cached - plain >= 80
+
+
+async def test_the_owner_changes_a_session_and_the_next_reply_follows(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice, title="before")
+    path = f"/v1/sessions/{sid}"
+    assert (
+        await http.post(f"{path}/members", headers=alice.auth, json={"user_id": bob.user_id})
+    ).status_code == 200
+    prompt = "Answer as a pirate would. " * 16
+
+    async with await connect(system.ws_url, sid, alice) as ws:
+        await next_frame(ws)
+
+        async def prompt_tokens(mid: str) -> int:
+            content = "[fake tokens=1] hi"
+            await ws.send(json.dumps({"type": "message", "message_id": mid, "content": content}))
+            *_, end = await frames_until_end(ws)
+            tokens: int = end["usage"]["prompt_tokens"]
+            return tokens
+
+        plain = await prompt_tokens("m1")
+        assert (await http.patch(path, headers=bob.auth, json={"title": "x"})).status_code == 403
+        assert (await http.patch(path, headers=alice.auth, json={})).status_code == 422
+        changed = await http.patch(
+            path, headers=alice.auth, json={"title": "after", "system_prompt": prompt}
+        )
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["title"], changed.json()["system_prompt"]) == ("after", prompt)
+        pirate = await prompt_tokens("m2")
+        cleared = await http.patch(path, headers=alice.auth, json={"system_prompt": None})
+        assert cleared.json()["system_prompt"] is None
+        assert cleared.json()["title"] == "after"  # what is not given stays
+        back = await prompt_tokens("m3")
+    assert pirate - plain >= 80
+    assert pirate - back >= 60
+    listed = (await http.get("/v1/sessions", headers=bob.auth)).json()["sessions"]
+    assert [s["title"] for s in listed if s["session_id"] == sid] == ["after"]

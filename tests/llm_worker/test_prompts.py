@@ -1,4 +1,4 @@
-"""A session's own system prompt: remembered, then Redis, then persistence (real Redis)."""
+"""A session's own system prompt: Redis, then persistence (real Redis)."""
 
 import uuid
 
@@ -22,13 +22,13 @@ class Persistence:
         return self.prompt
 
 
-async def test_the_prompt_the_gateway_stored_is_read_once_and_remembered(redis: Redis) -> None:
+async def test_the_prompt_the_gateway_stored_is_read_for_every_reply(redis: Redis) -> None:
     sid, persistence = uuid.uuid4().hex, Persistence("never asked")
     await redis.set(keys.session_prompt(sid), "Answer in French.")
     prompts = SystemPrompts(redis, persistence.fetch, default="Be helpful.")
     assert await prompts.of(sid) == "Answer in French."
-    await redis.delete(keys.session_prompt(sid))
-    assert await prompts.of(sid) == "Answer in French."  # a session's prompt never changes
+    await redis.set(keys.session_prompt(sid), "Answer in German.")  # the owner changed it
+    assert await prompts.of(sid) == "Answer in German."
     assert persistence.asked == []
 
 

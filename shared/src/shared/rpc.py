@@ -70,6 +70,17 @@ class SessionPage(_Model):
     error: RpcError | None = None
 
 
+class SessionUpdate(_Model):
+    """`svc.sessions.update`: the owner changes the fields given (None: unchanged)."""
+
+    session_id: str
+    by: str
+    title: str | None = Field(default=None, max_length=200)
+    policy: Policy | None = None
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    """The session's own prompt; "" removes it (the workers' default applies again)."""
+
+
 class MemberRemove(_Model):
     """`svc.sessions.members.remove`: the owner removes a member, or a member leaves."""
 

@@ -26,8 +26,8 @@ ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
 REVOCATIONS: Final = "gateway.revocations"
 MEMBERSHIP: Final = "gateway.members"
-"""Core NATS, gateways only: a member left or was removed from a session; every gateway forgets
-the session's cached members and closes that member's sockets on it."""
+"""Core NATS, gateways only: a session changed (its settings, or a member left or was removed);
+every gateway forgets what it cached of it, and closes a removed member's sockets on it."""
 """Core NATS, gateways only: a token or a user revoked; every gateway closes their sockets."""
 REPUBLISH_DEST: Final = "live.>"
 
@@ -36,6 +36,7 @@ SVC_PING: Final = "svc.ping"
 SVC_SESSION_CREATE: Final = "svc.sessions.create"
 SVC_SESSION_GET: Final = "svc.sessions.get"
 SVC_SESSION_LIST: Final = "svc.sessions.list"
+SVC_SESSION_UPDATE: Final = "svc.sessions.update"
 SVC_MEMBER_ADD: Final = "svc.sessions.members.add"
 SVC_MEMBER_REMOVE: Final = "svc.sessions.members.remove"
 SVC_HISTORY: Final = "svc.history"

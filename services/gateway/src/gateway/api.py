@@ -2,7 +2,7 @@
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
@@ -10,13 +10,12 @@ from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
-from gateway.deps import PrincipalDep, ResourcesDep, UserDep
+from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-T = TypeVar("T", bound=BaseModel)
 
 
 class DevToken(BaseModel):
@@ -69,7 +68,7 @@ async def create_session(
     request = rpc.SessionCreate(
         owner=user, title=body.title, policy=body.policy, system_prompt=body.system_prompt
     )
-    answer = await _ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
+    answer = await ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
     if answer.session is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable")
     sid = answer.session.session_id
@@ -83,32 +82,6 @@ async def create_session(
     except RedisError as exc:
         log.warning("fresh-session mark not set: %s", exc)
     return CreatedSession(session_id=sid)
-
-
-class Sessions(BaseModel):
-    sessions: list[rpc.SessionSummary]
-    next: str | None
-
-
-@router.get("/v1/sessions", tags=["sessions"])
-async def list_sessions(
-    resources: ResourcesDep,
-    user: UserDep,
-    before: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Sessions:
-    """Your sessions, latest activity first: title, owner, your role, member count, when it
-    was created and last written to. Pass `next` back as `before` for the next page."""
-    page = await _ask(
-        resources,
-        subjects.SVC_SESSION_LIST,
-        rpc.SessionList(user_id=user, before=before, limit=limit),
-        rpc.SessionPage,
-    )
-    if page.error is not None:
-        code = 400 if page.error.code == "bad_request" else 503
-        raise HTTPException(code, page.error.detail)
-    return Sessions(sessions=page.sessions, next=page.next)
 
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"])
@@ -135,24 +108,6 @@ async def add_member(
     return answer.session
 
 
-@router.delete("/v1/sessions/{session_id}/members/{user_id}", tags=["sessions"])
-async def remove_member(
-    session_id: str, user_id: str, resources: ResourcesDep, user: UserDep
-) -> rpc.SessionInfo:
-    """The owner removes a member, or a member leaves (`user_id` their own). Their open
-    sockets on the session close with 4403 on every gateway; the owner cannot leave."""
-    request = rpc.MemberRemove(session_id=session_id, user_id=user_id, by=user)
-    answer = await _ask(resources, subjects.SVC_MEMBER_REMOVE, request, rpc.SessionReply)
-    if answer.session is None:
-        error = answer.error
-        codes = {"not_found": 404, "forbidden": 403, "bad_request": 409}
-        raise HTTPException(
-            codes.get(error.code, 503) if error else 503, error.detail if error else "no answer"
-        )
-    await resources.membership.removed(session_id, user_id, answer.session)
-    return answer.session
-
-
 @router.get("/v1/sessions/{session_id}/presence", tags=["sessions"])
 async def presence(session_id: str, resources: ResourcesDep, user: UserDep) -> Present:
     """Participants with at least one open connection to the session, on any gateway."""
@@ -173,7 +128,7 @@ async def get_messages(
 ) -> History:
     """History, newest first; pass `next` back as `before` for older messages."""
     await _member_session(resources, session_id, user)
-    page = await _ask(
+    page = await ask(
         resources,
         subjects.SVC_HISTORY,
         rpc.HistoryRequest(session_id=session_id, before=before, limit=limit),
@@ -201,7 +156,7 @@ async def usage(
     if user_id is not None and user_id != principal.user_id and not principal.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only administrators see others' usage")
     whose = user_id if principal.admin else principal.user_id
-    report = await _ask(
+    report = await ask(
         resources,
         subjects.SVC_USAGE,
         rpc.UsageRequest(user_id=whose, since=_utc(since), until=_utc(until)),
@@ -258,10 +213,3 @@ async def _member_session(resources: ResourcesDep, session_id: str, user: str) -
     if user not in session.members:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member of this session")
     return session
-
-
-async def _ask(resources: ResourcesDep, subject: str, payload: BaseModel, reply: type[T]) -> T:
-    try:
-        return await resources.bus.request(subject, payload, reply)
-    except Unavailable:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{subject} unavailable") from None

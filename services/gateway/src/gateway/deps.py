@@ -1,13 +1,14 @@
 """FastAPI dependencies: the resources made in the lifespan, and the authenticated user."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from gateway.auth import Authenticator, AuthError, Principal, bearer
-from gateway.bus import Bus
+from gateway.bus import Bus, Unavailable
 from gateway.hub import SessionHub
 from gateway.leases import Leases
 from gateway.limits import Limits
@@ -103,3 +104,14 @@ async def get_admin(principal: PrincipalDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+async def ask(resources: Resources, subject: str, payload: BaseModel, reply: type[T]) -> T:
+    """A `svc.*` request for a route; 503 when persistence does not answer."""
+    try:
+        return await resources.bus.request(subject, payload, reply)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{subject} unavailable") from None

@@ -28,6 +28,7 @@ from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
 from gateway.revocations import Revocations
+from gateway.session_routes import router as session_router
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
@@ -96,6 +97,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(session_router)
     app.include_router(pages(metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

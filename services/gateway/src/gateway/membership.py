@@ -1,7 +1,7 @@
-"""A member leaving a session, or removed by its owner, felt on every gateway at once: the
-gateway that made the change announces it on `gateway.members`, and each gateway forgets the
-session's cached members (a connect is checked against persistence again) and closes that
-member's open sockets on the session with 4403."""
+"""A change to a session felt on every gateway at once — its settings changed, or a member
+left or was removed by its owner: the gateway that made it announces it on `gateway.members`,
+and each gateway forgets what it cached of the session (a connect and a message read it from
+persistence again) and closes a removed member's open sockets on it with 4403."""
 
 import json
 import logging
@@ -30,18 +30,27 @@ class Membership:
         """`user_id` is no longer a member of `session` (as persistence now has it)."""
         self._sessions.put(session_id, session)
         self._evict(session_id, user_id)
+        await self._announce(session_id, user_id)
+
+    async def changed(self, session: rpc.SessionInfo) -> None:
+        """`session`'s settings changed (it is as given now)."""
+        self._sessions.put(session.session_id, session)
+        await self._announce(session.session_id, None)
+
+    async def _announce(self, session_id: str, user_id: str | None) -> None:
         change = {"session_id": session_id, "user_id": user_id}
         await self._nc.publish(subjects.MEMBERSHIP, json.dumps(change).encode())
 
     async def _announced(self, msg: Msg) -> None:
         try:
             change = json.loads(msg.data)
-            session_id, user_id = str(change["session_id"]), str(change["user_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("a membership announcement that does not parse; ignored")
+            session_id, user_id = str(change["session_id"]), change.get("user_id")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("a session announcement that does not parse; ignored")
             return
         self._sessions.forget(session_id)
-        self._evict(session_id, user_id)
+        if isinstance(user_id, str):
+            self._evict(session_id, user_id)
 
     def _evict(self, session_id: str, user_id: str) -> None:
         for holder in self._sockets.holding(user_id):

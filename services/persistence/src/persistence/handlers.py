@@ -56,6 +56,12 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
             "adding a member", lambda db: _add_member(db, request), rpc.SessionReply
         )
 
+    @broker.subscriber(subjects.SVC_SESSION_UPDATE, queue=QUEUE)
+    async def update_session(request: rpc.SessionUpdate) -> rpc.SessionReply:
+        return await answer(
+            "updating a session", lambda db: _update_session(db, request), rpc.SessionReply
+        )
+
     @broker.subscriber(subjects.SVC_MEMBER_REMOVE, queue=QUEUE)
     async def remove_member(request: rpc.MemberRemove) -> rpc.SessionReply:
         return await answer(
@@ -89,6 +95,19 @@ class Answerer:
         except SQLAlchemyError:
             log.exception("%s failed", what)
             return reply(error=_UNAVAILABLE)
+
+
+async def _update_session(db: AsyncSession, request: rpc.SessionUpdate) -> rpc.SessionReply:
+    """Only the owner changes a session's settings."""
+    info = await repository.get_session(db, request.session_id)
+    if info is None or request.by not in info.members:
+        return rpc.SessionReply(error=_NOT_FOUND)
+    if request.by != info.owner:
+        detail = "only the owner changes the session"
+        return rpc.SessionReply(error=rpc.RpcError(code="forbidden", detail=detail))
+    await repository.update_session(db, request)
+    await db.commit()
+    return rpc.SessionReply(session=await repository.get_session(db, request.session_id))
 
 
 async def _remove_member(db: AsyncSession, request: rpc.MemberRemove) -> rpc.SessionReply:

@@ -104,6 +104,21 @@ async def add_member(db: AsyncSession, session_id: str, user_id: str) -> None:
     await db.exec(upsert(db, "member"), params=values)
 
 
+async def update_session(db: AsyncSession, request: rpc.SessionUpdate) -> bool:
+    """Apply the fields given; whether the session exists."""
+    row = await db.get(ChatSession, request.session_id)
+    if row is None:
+        return False
+    if request.title is not None:
+        row.title = request.title
+    if request.policy is not None:
+        row.policy = request.policy
+    if request.system_prompt is not None:
+        row.system_prompt = request.system_prompt or None
+    db.add(row)
+    return True
+
+
 async def remove_member(db: AsyncSession, session_id: str, user_id: str) -> bool:
     """Whether `user_id` was a member (and is no longer)."""
     member = await db.get(Member, (session_id, user_id))

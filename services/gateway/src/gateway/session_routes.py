@@ -1,0 +1,101 @@
+"""REST routes over a user's sessions as a whole: listing them, changing one's settings, and
+its members leaving or removed (the rest of the sessions' routes: `gateway.api`)."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+from redis.exceptions import RedisError
+
+from gateway.deps import ResourcesDep, UserDep, ask
+from shared import keys, rpc, subjects
+from shared.events import Policy
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["sessions"])
+ERRORS = {"not_found": 404, "forbidden": 403, "bad_request": 409}
+"""HTTP statuses of persistence's refusals (anything else: 503)."""
+
+
+class Sessions(BaseModel):
+    sessions: list[rpc.SessionSummary]
+    next: str | None
+
+
+@router.get("/v1/sessions")
+async def list_sessions(
+    resources: ResourcesDep,
+    user: UserDep,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Sessions:
+    """Your sessions, latest activity first: title, owner, your role, member count, when it
+    was created and last written to. Pass `next` back as `before` for the next page."""
+    page = await ask(
+        resources,
+        subjects.SVC_SESSION_LIST,
+        rpc.SessionList(user_id=user, before=before, limit=limit),
+        rpc.SessionPage,
+    )
+    if page.error is not None:
+        code = 400 if page.error.code == "bad_request" else 503
+        raise HTTPException(code, page.error.detail)
+    return Sessions(sessions=page.sessions, next=page.next)
+
+
+class SessionChange(BaseModel):
+    title: str | None = Field(default=None, max_length=200)
+    policy: Policy | None = None
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    """The session's own system prompt; null removes it (the workers' default applies)."""
+
+    @model_validator(mode="after")
+    def _something(self) -> "SessionChange":
+        if not self.model_fields_set:
+            raise ValueError("give at least one of title, policy, system_prompt")
+        return self
+
+
+@router.patch("/v1/sessions/{session_id}")
+async def update_session(
+    session_id: str, body: SessionChange, resources: ResourcesDep, user: UserDep
+) -> rpc.SessionInfo:
+    """Change the session's title, policy or system prompt: its owner only. Every gateway
+    applies it to the next message; the workers use a new prompt from the next reply."""
+    prompt = None
+    if "system_prompt" in body.model_fields_set:
+        prompt = body.system_prompt or ""
+    request = rpc.SessionUpdate(
+        session_id=session_id, by=user, title=body.title, policy=body.policy, system_prompt=prompt
+    )
+    session = _session(await ask(resources, subjects.SVC_SESSION_UPDATE, request, rpc.SessionReply))
+    if prompt is not None:
+        try:
+            key = keys.session_prompt(session_id)
+            await resources.redis.set(key, prompt, ex=keys.SESSION_PROMPT_TTL_S)
+        except RedisError as exc:  # workers then ask persistence when the old one expires
+            log.warning("session prompt not cached: %s", exc)
+    await resources.membership.changed(session)
+    return session
+
+
+@router.delete("/v1/sessions/{session_id}/members/{user_id}")
+async def remove_member(
+    session_id: str, user_id: str, resources: ResourcesDep, user: UserDep
+) -> rpc.SessionInfo:
+    """The owner removes a member, or a member leaves (`user_id` their own). Their open
+    sockets on the session close with 4403 on every gateway; the owner cannot leave."""
+    request = rpc.MemberRemove(session_id=session_id, user_id=user_id, by=user)
+    session = _session(await ask(resources, subjects.SVC_MEMBER_REMOVE, request, rpc.SessionReply))
+    await resources.membership.removed(session_id, user_id, session)
+    return session
+
+
+def _session(answer: rpc.SessionReply) -> rpc.SessionInfo:
+    """The session persistence answered with, or its refusal as an HTTP error."""
+    if answer.session is None:
+        error = answer.error
+        code = ERRORS.get(error.code, 503) if error else 503
+        raise HTTPException(code, error.detail if error else "no answer")
+    return answer.session
