@@ -271,3 +271,42 @@ async def test_a_removed_member_s_sockets_close_on_every_gateway_and_members_may
     assert (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()["members"] == [
         alice.user_id
     ]
+
+
+async def test_a_viewer_sees_the_stream_and_sends_nothing(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice, vera = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice)
+    path = f"/v1/sessions/{sid}/members"
+    added = await http.post(
+        path, headers=alice.auth, json={"user_id": vera.user_id, "role": "viewer"}
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["viewers"] == [vera.user_id]
+    listed = (await http.get("/v1/sessions", headers=vera.auth)).json()["sessions"]
+    assert [s["role"] for s in listed] == ["viewer"]
+    async with (
+        await connect(system.ws_url, sid, alice) as owner,
+        await connect(system.ws_url, sid, vera) as viewer,
+    ):
+        for ws in (owner, viewer):
+            assert (await next_frame(ws))["type"] == "ready"
+        say = {"type": "message", "message_id": "v1", "content": "[fake tokens=3]"}
+        await viewer.send(json.dumps(say))
+        refused = await error_of(viewer)
+        assert refused["code"] == "forbidden"
+        await owner.send(json.dumps({**say, "message_id": "o1"}))
+        seen = await frames_until_end(viewer)  # the viewer sees the owner's exchange
+        assert seen[0]["type"] == "message"
+        assert seen[-1]["type"] == "stream_end"
+    stored: list[str] = []
+    for _ in range(50):  # persistence records the exchange right after it ends
+        history = (await http.get(f"/v1/sessions/{sid}/messages", headers=vera.auth)).json()
+        stored = [m["message_id"] for m in history["messages"]]
+        if len(stored) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert stored == ["o1/reply", "o1"]
+    promoted = await http.post(path, headers=alice.auth, json={"user_id": vera.user_id})
+    assert promoted.json()["viewers"] == []  # added again as a member: she may write now

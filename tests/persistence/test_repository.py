@@ -217,3 +217,22 @@ async def test_a_user_s_sessions_are_listed_latest_activity_first_in_pages(
     assert (nobody.sessions, nobody.next) == ([], None)
     assert bad.error is not None
     assert bad.error.code == "bad_request"
+
+
+async def test_a_member_s_role_changes_when_added_again_but_the_owner_s_never(
+    sessions: Sessions,
+) -> None:
+    async with sessions() as db:
+        info = await repository.create_session(db, rpc.SessionCreate(owner="alice"))
+        sid = info.session_id
+        await repository.add_member(db, sid, "vera", "viewer")
+        await repository.add_member(db, sid, "alice", "viewer")  # the owner stays the owner
+        await db.commit()
+        viewing = await repository.get_session(db, sid)
+        await repository.add_member(db, sid, "vera", "member")
+        await db.commit()
+        writing = await repository.get_session(db, sid)
+    assert viewing is not None
+    assert (viewing.members, viewing.viewers) == (["alice", "vera"], ["vera"])
+    assert writing is not None
+    assert (writing.members, writing.viewers) == (["alice", "vera"], [])

@@ -35,11 +35,17 @@ class SessionGet(_Model):
     session_id: str
 
 
+MemberRole = Literal["member", "viewer"]
+"""A `member` reads and writes; a `viewer` reads and sees the stream, but sends nothing."""
+
+
 class MemberAdd(_Model):
     session_id: str
     user_id: str = Field(min_length=1, max_length=128)
     by: str
     """Who asks: only the session's owner may add members."""
+    role: MemberRole = "member"
+    """Adding a member again with another role changes it."""
 
 
 class SessionList(_Model):
@@ -97,6 +103,8 @@ class SessionInfo(_Model):
     created_at: datetime
     policy: Policy = "queue"
     system_prompt: str | None = None
+    viewers: list[str] = Field(default_factory=list)
+    """The members who only read (role `viewer`)."""
 
 
 class SessionReply(_Model):

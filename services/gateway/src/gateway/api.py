@@ -38,6 +38,8 @@ class CreatedSession(BaseModel):
 
 class NewMember(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
+    role: rpc.MemberRole = "member"
+    """`viewer`: reads and sees the stream, sends nothing. Adding again changes the role."""
 
 
 class Present(BaseModel):
@@ -98,7 +100,7 @@ async def add_member(
     if session.owner != user:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner adds members")
     try:
-        answer = await resources.bus.add_member(session_id, body.user_id, user)
+        answer = await resources.bus.add_member(session_id, body.user_id, user, body.role)
     except Unavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
     if answer.session is None:

@@ -77,10 +77,12 @@ class Bus:
             raise Unavailable(answer.error.detail)
         return answer.session
 
-    async def add_member(self, session_id: str, user_id: str, by: str) -> rpc.SessionReply:
+    async def add_member(
+        self, session_id: str, user_id: str, by: str, role: rpc.MemberRole = "member"
+    ) -> rpc.SessionReply:
         return await self.request(
             subjects.SVC_MEMBER_ADD,
-            rpc.MemberAdd(session_id=session_id, user_id=user_id, by=by),
+            rpc.MemberAdd(session_id=session_id, user_id=user_id, by=by, role=role),
             rpc.SessionReply,
         )
 

@@ -22,6 +22,7 @@ from shared.reply_queue import ReplyQueue
 from shared.reply_states import AdmissionLimits, Refused
 
 log = logging.getLogger(__name__)
+VIEWERS_READ = Refusal("forbidden", "a viewer reads the session and sends nothing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Submissions:
         """Store `frame` as `principal`'s message once every limit and the session's policy
         agree (its `message` echo then acknowledges it), or say why not."""
         sid, user = session.session_id, principal.user_id
+        if user in session.viewers:
+            return VIEWERS_READ
         try:
             admission = await self._queue.admit(
                 self.limits,

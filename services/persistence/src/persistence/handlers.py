@@ -136,6 +136,6 @@ async def _add_member(db: AsyncSession, request: rpc.MemberAdd) -> rpc.SessionRe
         return rpc.SessionReply(
             error=rpc.RpcError(code="forbidden", detail="only the owner adds members")
         )
-    await repository.add_member(db, request.session_id, request.user_id)
+    await repository.add_member(db, request.session_id, request.user_id, request.role)
     await db.commit()
     return rpc.SessionReply(session=await repository.get_session(db, request.session_id))

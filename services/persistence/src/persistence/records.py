@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence.models import ChatSession, Member, Message, ModelCallRow, Usage
+from persistence.models import ChatSession, Message, ModelCallRow, Usage
 from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, UserMessage
 
 Key = tuple[str, str]
@@ -211,9 +211,7 @@ _CALL_FIELDS = (
 _STATEMENTS: dict[tuple[str, str], Any] = {}
 
 
-def upsert(
-    db: AsyncSession, kind: Literal["member", "user message", "reply", "usage", "call"]
-) -> Any:
+def upsert(db: AsyncSession, kind: Literal["user message", "reply", "usage", "call"]) -> Any:
     """The idempotent write of `kind`, built once per dialect; its values are bound when it
     runs. (Built per call, the conflict clause's `excluded` columns alone were an eighth of
     persistence's samples in a profile of a 250-session burst.)"""
@@ -222,8 +220,8 @@ def upsert(
     if statement is not None:
         return statement
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    if kind in ("member", "user message"):
-        statement = insert(Member if kind == "member" else Message).on_conflict_do_nothing()
+    if kind == "user message":
+        statement = insert(Message).on_conflict_do_nothing()
     elif kind == "call":
         plain = insert(ModelCallRow)
         statement = plain.on_conflict_do_update(  # an estimate never replaces the attempt's own

@@ -13,7 +13,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence.models import ChatSession, Member, Message, Usage
-from persistence.records import upsert
 from shared import rpc
 from shared.events import Usage as UsageEvent
 
@@ -43,8 +42,15 @@ async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | No
     row = await db.get(ChatSession, session_id)
     if row is None:
         return None
-    members = await db.exec(select(Member.user_id).where(col(Member.session_id) == session_id))
-    return _info(row, sorted(members.all()))
+    members = list(
+        (
+            await db.exec(
+                select(Member.user_id, Member.role).where(col(Member.session_id) == session_id)
+            )
+        ).all()
+    )
+    viewers = sorted(user for user, role in members if role == "viewer")
+    return _info(row, sorted(user for user, _ in members), viewers)
 
 
 async def list_sessions(db: AsyncSession, request: rpc.SessionList) -> rpc.SessionPage:
@@ -98,10 +104,18 @@ def _summary(row: ChatSession, role: str, members: int) -> rpc.SessionSummary:
     )
 
 
-async def add_member(db: AsyncSession, session_id: str, user_id: str) -> None:
-    """Make `user_id` a member (idempotent)."""
-    values = {"session_id": session_id, "user_id": user_id, "role": "member"}
-    await db.exec(upsert(db, "member"), params=values)
+async def add_member(
+    db: AsyncSession, session_id: str, user_id: str, role: rpc.MemberRole = "member"
+) -> None:
+    """Make `user_id` a member with `role` (idempotent; again with another role changes it).
+    The owner's own row is never changed here."""
+    member = await db.get(Member, (session_id, user_id))
+    if member is None:
+        db.add(Member(session_id=session_id, user_id=user_id, role=role))
+    elif member.role != "owner":
+        member.role = role
+        db.add(member)
+    await db.flush()
 
 
 async def update_session(db: AsyncSession, request: rpc.SessionUpdate) -> bool:
@@ -182,8 +196,11 @@ def _history_message(row: Message, usage: UsageEvent | None) -> rpc.HistoryMessa
     )
 
 
-def _info(row: ChatSession, members: list[str]) -> rpc.SessionInfo:
+def _info(
+    row: ChatSession, members: list[str], viewers: list[str] | None = None
+) -> rpc.SessionInfo:
     return rpc.SessionInfo(
+        viewers=viewers or [],
         session_id=row.id,
         owner=row.owner,
         title=row.title,
