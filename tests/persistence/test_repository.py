@@ -236,3 +236,33 @@ async def test_a_member_s_role_changes_when_added_again_but_the_owner_s_never(
     assert (viewing.members, viewing.viewers) == (["alice", "vera"], ["vera"])
     assert writing is not None
     assert (writing.members, writing.viewers) == (["alice", "vera"], [])
+
+
+def test_a_title_is_the_first_line_cut_at_a_word() -> None:
+    assert records.title_from("  How do  I bake\nbread?") == "How do I bake"
+    long = "Explain how the Raft consensus algorithm elects a leader when the network splits"
+    title = records.title_from(long)
+    assert title == "Explain how the Raft consensus algorithm elects a leader…"
+    assert len(title) <= records.TITLE_CHARS
+    assert records.title_from("x" * 100) == "x" * 59 + "…"
+
+
+async def test_an_untitled_session_takes_its_first_message_as_title(sessions: Sessions) -> None:
+    async with sessions() as db:
+        create = repository.create_session
+        untitled = (await create(db, rpc.SessionCreate(owner="alice"))).session_id
+        titled = (await create(db, rpc.SessionCreate(owner="alice", title="Mine"))).session_id
+        await db.commit()
+    await record(
+        sessions,
+        user("m1", untitled, "Plan a trip to Lisbon"),
+        user("m2", untitled, "and Porto"),
+        user("m1", titled, "Something else"),
+    )
+    await record(sessions, user("m3", untitled, "Later message"))
+    async with sessions() as db:
+        first = await repository.get_session(db, untitled)
+        second = await repository.get_session(db, titled)
+    assert first is not None
+    assert second is not None
+    assert (first.title, second.title) == ("Plan a trip to Lisbon", "Mine")

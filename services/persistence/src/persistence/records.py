@@ -43,11 +43,14 @@ class Rows:
     calls: dict[tuple[str, str, int], ReplyEnd | ModelCall] = field(default_factory=dict)
     """Per attempt, the record of its model call (an attempt's own beats an estimate)."""
     active: dict[str, datetime] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+    """Per session, a title from its first user message in the batch (for untitled ones)."""
 
     def add(self, evt: BusEvent, seq: int) -> None:
         match evt:
             case UserMessage():
                 self.users.setdefault((evt.session_id, evt.message_id), _user(evt, seq))
+                self.titles.setdefault(evt.session_id, title_from(evt.content))
                 latest = self.active.get(evt.session_id)
                 if latest is None or latest < evt.created_at:
                     self.active[evt.session_id] = evt.created_at
@@ -95,6 +98,10 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
         await connection.execute(
             _TOUCH, [{"sid": sid, "at": at} for sid, at in rows.active.items()]
         )
+    if rows.titles:
+        titles = [{"sid": sid, "title": title} for sid, title in rows.titles.items() if title]
+        if titles:
+            await connection.execute(_TITLE, titles)
     if rows.replies:
         await connection.execute(upsert(db, "reply"), list(rows.replies.values()))
     if rows.ends:
@@ -104,6 +111,26 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
         calls = [await _model_call(db, evt) for evt in rows.calls.values()]
         await connection.execute(upsert(db, "call"), calls)
 
+
+TITLE_CHARS = 60
+
+
+def title_from(content: str) -> str:
+    """A session's title from its first message: its first line, cut at a word within
+    `TITLE_CHARS` characters (with an ellipsis when cut)."""
+    line = " ".join(content.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[: TITLE_CHARS - 1].rsplit(" ", 1)[0] or line[: TITLE_CHARS - 1]
+    return cut.rstrip(",.;:- ") + "…"
+
+
+_TITLE = (
+    update(ChatSession)
+    .where(col(ChatSession.id) == bindparam("sid"), col(ChatSession.title) == "")
+    .values(title=bindparam("title"))
+)
+"""An untitled session takes the title of its first message; a titled one keeps its own."""
 
 _TOUCH = (
     update(ChatSession)
