@@ -65,3 +65,20 @@ def test_which_limit_a_reply_ran_out_of() -> None:
     assert budgets.exceeded(10, 50) == "session_budget"
     assert not Budgets(daily=0, session=0).any
     assert Budgets(daily=0, session=0).exceeded(10**9, 10**9) is None
+
+
+async def test_without_any_budget_a_reply_reads_only_for_an_override(
+    coordinator: Coordinator,
+) -> None:
+    sent = message()
+    reads = Coordinator.spending_reads(sent, default_daily=0, session_cap=0)
+    assert reads == [("HGET", keys.BUDGETS, sent.participant)]
+    assert not (await coordinator.budgets(sent, default_daily=0, session_cap=0)).any
+    await coordinator.spend(sent, 30)
+    await coordinator.redis.hset(keys.BUDGETS, sent.participant, 25)  # then one is set
+    try:
+        budgets = await coordinator.budgets(sent, default_daily=0, session_cap=0)
+        assert (budgets.daily, budgets.spent_today) == (25, 30)
+        assert budgets.exceeded(budgets.spent_today, budgets.spent_in_session) == "budget"
+    finally:
+        await coordinator.redis.hdel(keys.BUDGETS, sent.participant)

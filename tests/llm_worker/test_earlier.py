@@ -3,7 +3,7 @@ call, theirs as they recorded them, and an estimate of each one lost with its wo
 
 from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
-from llm_worker.earlier import tally
+from llm_worker.earlier import EarlierAttempts
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
@@ -18,6 +18,14 @@ from shared.events import (
     UserMessage,
 )
 from support.llm_mock import RecordingPublisher, chunk, model_over, sse, streaming, usage
+
+
+def tally(events: list[BusEvent], message_id: str, before: int) -> EarlierAttempts:
+    earlier = EarlierAttempts()
+    for event in events:
+        earlier.add(event, message_id, before)
+    return earlier
+
 
 MESSAGE = UserMessage(session_id="s1", message_id="m1", participant="u1", content="hi")
 COUNTER = TokenCounter("gpt-4o-mini")

@@ -1,8 +1,8 @@
 """Request-reply payloads of the `svc.*` subjects served by persistence.
 
-A reply is always a `*Reply` model; a failure sets `error` (code `not_found`,
-`bad_request`, `forbidden` or `internal`) and leaves the result empty, so a caller never has
-to guess from a timeout.
+A reply is always a `*Reply` model; a failure sets `error` (code `not_found`, `bad_request`,
+`forbidden`, `conflict` or `internal`) and leaves the result empty, so a caller never has to
+guess from a timeout.
 """
 
 from datetime import datetime
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Policy, Usage
 
-RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "internal"]
+RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "conflict", "internal"]
 
 
 class _Model(BaseModel):

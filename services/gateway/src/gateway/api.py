@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
-from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask
+from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask, refused
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
@@ -137,8 +137,7 @@ async def get_messages(
         rpc.HistoryPage,
     )
     if page.error is not None:
-        code = 400 if page.error.code == "bad_request" else 503
-        raise HTTPException(code, page.error.detail)
+        raise refused(page.error)
     return History(messages=page.messages, next=page.next)
 
 

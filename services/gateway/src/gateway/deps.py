@@ -19,6 +19,7 @@ from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
+from shared import rpc
 
 
 @dataclass
@@ -115,3 +116,14 @@ async def ask(resources: Resources, subject: str, payload: BaseModel, reply: typ
         return await resources.bus.request(subject, payload, reply)
     except Unavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{subject} unavailable") from None
+
+
+HTTP_STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "conflict": 409}
+"""Persistence's refusals as HTTP statuses (anything else, `internal`: 503)."""
+
+
+def refused(error: rpc.RpcError | None) -> HTTPException:
+    """The HTTP error for a `svc.*` answer that carries no result."""
+    if error is None:
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no answer")
+    return HTTPException(HTTP_STATUS.get(error.code, 503), error.detail)

@@ -4,18 +4,16 @@ its members leaving or removed (the rest of the sessions' routes: `gateway.api`)
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, model_validator
 from redis.exceptions import RedisError
 
-from gateway.deps import ResourcesDep, UserDep, ask
+from gateway.deps import ResourcesDep, UserDep, ask, refused
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["sessions"])
-ERRORS = {"not_found": 404, "forbidden": 403, "bad_request": 409}
-"""HTTP statuses of persistence's refusals (anything else: 503)."""
 
 
 class Sessions(BaseModel):
@@ -39,8 +37,7 @@ async def list_sessions(
         rpc.SessionPage,
     )
     if page.error is not None:
-        code = 400 if page.error.code == "bad_request" else 503
-        raise HTTPException(code, page.error.detail)
+        raise refused(page.error)
     return Sessions(sessions=page.sessions, next=page.next)
 
 
@@ -95,7 +92,5 @@ async def remove_member(
 def _session(answer: rpc.SessionReply) -> rpc.SessionInfo:
     """The session persistence answered with, or its refusal as an HTTP error."""
     if answer.session is None:
-        error = answer.error
-        code = ERRORS.get(error.code, 503) if error else 503
-        raise HTTPException(code, error.detail if error else "no answer")
+        raise refused(answer.error)
     return answer.session

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from shared import keys
 from shared.events import UserMessage
-from shared.redis import Command, text
+from shared.redis import Command, read_all, text
 from shared.reply_queue import ReplyQueue
 
 Limit = Literal["budget", "session_budget"]
@@ -45,15 +45,15 @@ class Budgets:
 
 class Coordinator(ReplyQueue):
     @staticmethod
-    def spending_reads(message: UserMessage) -> list[Command]:
-        """Today's spending of the sender, an administrator's budget for them, and the
-        session's spending."""
-        user = message.participant
-        return [
-            ("GET", keys.budget(user, keys.today())),
-            ("HGET", keys.BUDGETS, user),
-            ("GET", keys.session_spend(message.session_id)),
-        ]
+    def spending_reads(
+        message: UserMessage, *, default_daily: int, session_cap: int
+    ) -> list[Command]:
+        """An administrator's budget for the sender; when a budget applies before any
+        override (`meters`), also the sender's spending today and the session's. Otherwise
+        a reply reads the spending only if an override turns up."""
+        override: Command = ("HGET", keys.BUDGETS, message.participant)
+        metered = meters(message, default_daily=default_daily, session_cap=session_cap)
+        return [override, *_spending(message)] if metered else [override]
 
     async def budgets(
         self,
@@ -67,14 +67,17 @@ class Coordinator(ReplyQueue):
         else `default_daily`; the session's cap. From `read`, the answers to
         `spending_reads`."""
         if read is None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for command in self.spending_reads(message):
-                    pipe.execute_command(*command)
-                read = await pipe.execute()
-        today, override, in_session = read
+            reads = self.spending_reads(
+                message, default_daily=default_daily, session_cap=session_cap
+            )
+            read = await read_all(self.redis, reads)
+        override, *spent = read
         daily = default_daily if message.daily_budget is None else message.daily_budget
         if override is not None:
             daily = int(text(override))
+        if not spent and (daily or session_cap):  # an override on an unmetered deployment
+            spent = await read_all(self.redis, _spending(message))
+        today, in_session = spent or (0, 0)
         return Budgets(daily, session_cap, int(today or 0), int(in_session or 0))
 
     async def spend(self, message: UserMessage, tokens: int) -> tuple[int, int]:
@@ -88,3 +91,17 @@ class Coordinator(ReplyQueue):
             pipe.expire(session, keys.SESSION_SPEND_TTL_S)
             spent_today, _, in_session, _ = await pipe.execute()
         return int(spent_today), int(in_session)
+
+
+def _spending(message: UserMessage) -> list[Command]:
+    """The sender's spending today, and the session's."""
+    return [
+        ("GET", keys.budget(message.participant, keys.today())),
+        ("GET", keys.session_spend(message.session_id)),
+    ]
+
+
+def meters(message: UserMessage, *, default_daily: int, session_cap: int) -> bool:
+    """Whether a budget applies to `message`'s reply before any override is read: a default
+    daily budget, a session cap, or the sender's token claim."""
+    return bool(default_daily or session_cap or message.daily_budget is not None)

@@ -1,10 +1,9 @@
 """What the stream holds of a message's earlier attempts, for the attempt that retries it: which
 started, which recorded their model call (a reply end, or a `ModelCall`), what each recorded,
-and how many deltas each published. Pure: `lost_calls` reads the events, `replies` bills
+and how many deltas each published. Pure: `earlier_reader` reads the events, `replies` bills
 what this tells."""
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.events import (
@@ -53,13 +52,6 @@ class EarlierAttempts:
     def lost(self) -> dict[int, int]:
         """Attempts that started and recorded nothing, with the deltas each published."""
         return {a: self.deltas[a] for a in sorted(self.started - self.ended)}
-
-
-def tally(events: Iterable[BusEvent], message_id: str, before: int) -> EarlierAttempts:
-    earlier = EarlierAttempts()
-    for event in events:
-        earlier.add(event, message_id, before)
-    return earlier
 
 
 def _estimate(event: ReplyEnd | ModelCall) -> bool:

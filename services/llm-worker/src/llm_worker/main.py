@@ -12,7 +12,7 @@ from llm_worker import handlers
 from llm_worker.cancels import CancelRegistry
 from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
-from llm_worker.lost_calls import EarlierReader
+from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.prompts import SystemPrompts
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher

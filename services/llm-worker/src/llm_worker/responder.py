@@ -20,7 +20,7 @@ from llm_worker.cancels import CancelRegistry, StopSignal
 from llm_worker.context import ContextStore, Turn, before, fit_prompt
 from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
-from llm_worker.lost_calls import EarlierReader
+from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
@@ -178,7 +178,11 @@ class Responder:
         message, counted = delivery.message, delivery.attempt
         sid, mid = message.session_id, message.message_id
         reads = StartReads(
-            spent=self._coord.spending_reads(message),
+            spent=self._coord.spending_reads(
+                message,
+                default_daily=self._settings.daily_token_budget,
+                session_cap=self._settings.session_token_budget,
+            ),
             context=self._context.reads(sid),
             prompt=self._prompts.reads(sid),
         )

@@ -117,7 +117,7 @@ async def _remove_member(db: AsyncSession, request: rpc.MemberRemove) -> rpc.Ses
         return rpc.SessionReply(error=_NOT_FOUND)
     if request.user_id == info.owner:
         detail = "the owner cannot leave their session"
-        return rpc.SessionReply(error=rpc.RpcError(code="bad_request", detail=detail))
+        return rpc.SessionReply(error=rpc.RpcError(code="conflict", detail=detail))
     if request.by not in (info.owner, request.user_id):
         detail = "only the owner removes others; a member may leave"
         return rpc.SessionReply(error=rpc.RpcError(code="forbidden", detail=detail))
