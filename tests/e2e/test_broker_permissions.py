@@ -78,6 +78,20 @@ async def test_a_worker_cannot_post_user_messages(as_user: dict[str, Client]) ->
     assert ack.seq > 0
 
 
+async def test_a_worker_reads_every_models_queue_and_not_persistences(
+    as_user: dict[str, Client],
+) -> None:
+    worker = as_user["worker"]
+    await worker.nc.publish(subjects.chat_in(uuid.uuid4().hex, "large"), b'{"forged": true}')
+    for consumer in ("llm-workers", "llm-workers-large", "persistence", "usage-webhook"):
+        await worker.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.CHAT.{consumer}", b"1")
+    await worker.nc.flush()
+    await asyncio.sleep(0.3)
+    violations = [e for e in worker.errors if "permissions violation" in e]
+    assert len(violations) == 3, worker.errors
+    assert all("in.large" in e or "persistence" in e or "usage-webhook" in e for e in violations)
+
+
 async def test_a_gateway_cannot_forge_replies(as_user: dict[str, Client]) -> None:
     sid = uuid.uuid4().hex
     gateway = as_user["gateway"]

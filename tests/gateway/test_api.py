@@ -28,6 +28,7 @@ from gateway.submissions import Submissions
 from shared import rpc, subjects
 from shared.reply_queue import ReplyQueue
 from shared.reply_states import AdmissionLimits
+from shared.settings import catalogue
 
 
 class Persistence:
@@ -99,10 +100,13 @@ async def api(persistence: Persistence) -> AsyncIterator[httpx.AsyncClient]:
         presence=Presence(nobody, ttl_s=30),
         leases=Leases(nobody, ttl_s=30),
         limits=Limits(nobody, connections_per_user=2, connection_ttl_s=30),
-        submissions=Submissions(ReplyQueue(nobody), bus, AdmissionLimits(20, 4, 0)),
+        submissions=Submissions(
+            ReplyQueue(nobody), bus, AdmissionLimits(20, 4, 0), catalogue(settings)
+        ),
         metrics=GatewayMetrics(),
         revocations=Revocations(nobody, cast(Any, None)),
         membership=cast(Any, None),
+        models=catalogue(settings),
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

@@ -57,6 +57,14 @@ async def test_request_asks_for_usage_and_bounds_tokens() -> None:
     assert seen[0]["stream"] is True
     assert seen[0]["stream_options"] == {"include_usage": True}
     assert seen[0]["max_tokens"] == 42
+    assert "temperature" not in seen[0]  # the model server's default
+    _ = [
+        p
+        async for p in stream_completion(
+            client, model="m", messages=[], max_tokens=42, temperature=0.3
+        )
+    ]
+    assert seen[1]["temperature"] == 0.3
 
 
 @pytest.mark.parametrize(

@@ -34,3 +34,11 @@ def test_a_family_is_a_subject_without_its_session() -> None:
     assert subjects.family("live.s1.out.token") == "live.*.out.token"
     assert subjects.family("svc.sessions.get") == "svc.sessions.get"
     assert subjects.family("chat.s1") == "chat.s1"  # not a session subject: as it is
+
+
+def test_each_model_but_the_default_has_a_queue_of_its_own() -> None:
+    assert subjects.chat_in("s1", "") == "chat.s1.in"
+    assert subjects.chat_in("s1", "local") == "chat.s1.in.local"
+    assert subjects.pool_in("") == subjects.ALL_IN
+    assert subjects.pool_in("local") == "chat.*.in.local"
+    assert subjects.split("chat.s1.in.local") == ("s1", "in.local")

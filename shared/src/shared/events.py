@@ -42,7 +42,8 @@ class Usage(BaseModel):
 
 
 class UserMessage(Event):
-    """`chat.<sid>.in`: a participant's message, stored before the gateway acknowledges it."""
+    """`chat.<sid>.in` (for the default model) or `chat.<sid>.in.<model>`: a participant's
+    message, stored before the gateway acknowledges it."""
 
     type: Literal["user_message"] = "user_message"
     participant: str
@@ -52,6 +53,11 @@ class UserMessage(Event):
     daily_budget: int | None = Field(default=None, ge=0)
     """The sender's daily token budget as their token's claim gives it (None: no claim; an
     administrator's override and the deployment's default are read by the worker)."""
+    model: str | None = Field(default=None, max_length=48)
+    """The catalogue's id of the model to answer with (None: the default model); its
+    parameters below are the session's when the message was sent (None: the model's own)."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Policy, Usage
+from shared.models import MAX_TEMPERATURE, MODEL_ID_PATTERN
 
 RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "conflict", "internal"]
 
@@ -24,7 +25,16 @@ class RpcError(_Model):
     detail: str
 
 
-class SessionCreate(_Model):
+class ModelSettings(_Model):
+    """A session's model (a catalogue id; None: the default) and its parameters (None: the
+    model's own); checked against the catalogue by the gateway."""
+
+    model: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
+    temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class SessionCreate(ModelSettings):
     owner: str
     title: str = Field(default="", max_length=200)
     policy: Policy = "queue"
@@ -62,8 +72,10 @@ class SessionSummary(_Model):
     title: str
     owner: str
     role: str
-    """The asker's role in it: `owner` or `member`."""
+    """The asker's role in it: `owner`, `member` or `viewer`."""
     members: int
+    model: str | None = None
+    """The catalogue's id of its model (None: the default)."""
     created_at: datetime
     last_active_at: datetime
     """Its newest user message's time, or its creation."""
@@ -76,8 +88,12 @@ class SessionPage(_Model):
     error: RpcError | None = None
 
 
-class SessionUpdate(_Model):
-    """`svc.sessions.update`: the owner changes the fields given (None: unchanged)."""
+Resettable = Literal["model", "temperature", "max_tokens"]
+
+
+class SessionUpdate(ModelSettings):
+    """`svc.sessions.update`: the owner changes the fields given (None: unchanged), and puts
+    those in `reset` back to their defaults."""
 
     session_id: str
     by: str
@@ -85,6 +101,7 @@ class SessionUpdate(_Model):
     policy: Policy | None = None
     system_prompt: str | None = Field(default=None, max_length=20_000)
     """The session's own prompt; "" removes it (the workers' default applies again)."""
+    reset: list[Resettable] = Field(default_factory=list)
 
 
 class MemberRemove(_Model):
@@ -95,7 +112,7 @@ class MemberRemove(_Model):
     by: str
 
 
-class SessionInfo(_Model):
+class SessionInfo(ModelSettings):
     session_id: str
     owner: str
     title: str

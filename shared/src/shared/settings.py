@@ -3,10 +3,14 @@
 Settings are read once, in a service's entry point, and passed in; nothing imports a global.
 """
 
+import json
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, TypeAdapter
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.models import Catalogue, ModelSpec
 
 _PLACEHOLDERS = (
     "changeme",
@@ -55,12 +59,41 @@ class TokenwireSettings(BaseSettings):
     `tokenwire_daily_tokens` claim, and an administrator's override, take its place."""
     session_token_budget: int = Field(default=0, ge=0)
     """Tokens one session may spend in all (every user's replies in it); 0 means no cap."""
+    llm_model: str = "tokenwire-fake"
+    """The model when `TOKENWIRE_MODELS` lists none: its name as the model server knows it."""
+    llm_max_tokens: int = Field(default=1024, ge=1)
+    """A reply's length when neither its model nor its session sets one: no reply runs
+    unbounded."""
+    max_context_tokens: int = Field(default=8000, ge=256)
+    """Prompt budget when a model names no context window: the oldest turns are dropped until
+    the system prompt and the turns fit."""
+    models: list[ModelSpec] = Field(default_factory=list)
+    """The catalogue (JSON list; the first is the default); see `shared.models`."""
+    models_file: Path | None = None
+    """A JSON file with the catalogue, read when `TOKENWIRE_MODELS` is not set."""
     metrics_port: int = Field(default=0, ge=0, le=65535)
     """Workers and persistence serve Prometheus `/metrics` on this port (0: not served); the
     gateway serves it on its own port."""
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+
+def catalogue(settings: TokenwireSettings) -> Catalogue:
+    """The deployment's models: `TOKENWIRE_MODELS`, `TOKENWIRE_MODELS_FILE`, or the one
+    `TOKENWIRE_LLM_MODEL`. Raises `ValueError` for a file that is no list of models."""
+    specs = settings.models
+    if not specs and settings.models_file is not None:
+        specs = _SPECS.validate_python(json.loads(settings.models_file.read_text()))
+    return Catalogue.of(
+        specs,
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
+        prompt_tokens=settings.max_context_tokens,
+    )
+
+
+_SPECS: TypeAdapter[list[ModelSpec]] = TypeAdapter(list[ModelSpec])
 
 
 def nats_servers(url: str) -> list[str]:

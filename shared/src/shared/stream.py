@@ -24,7 +24,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 
 from shared import subjects
-from shared.settings import TokenwireSettings, nats_servers
+from shared.settings import TokenwireSettings, catalogue, nats_servers
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,24 @@ def chat_stream_config(*, replicas: int = 1, max_age_s: float = 7 * 24 * 3600) -
     )
 
 
-def worker_consumer_config(*, ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
-    """`llm-workers`: a work queue over user messages shared by every worker.
+def worker_consumer(pool: str = "") -> str:
+    """The work queue of the model `pool`: `llm-workers` for the default model,
+    `llm-workers-<model>` for another."""
+    return f"{WORKER_CONSUMER}-{pool}" if pool else WORKER_CONSUMER
+
+
+def worker_consumer_config(
+    *, ack_wait_s: float, max_deliver: int, pool: str = ""
+) -> ConsumerConfig:
+    """`llm-workers` (`-<model>`): a work queue over the user messages for one model, shared
+    by the workers that serve it.
 
     Created before the first message is accepted (see `prepare`), so `ALL` means every
     message since: none is skipped because no worker was running yet.
     """
     return ConsumerConfig(
-        durable_name=WORKER_CONSUMER,
-        filter_subject=subjects.ALL_IN,
+        durable_name=worker_consumer(pool),
+        filter_subject=subjects.pool_in(pool),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,
@@ -71,6 +80,7 @@ def persistence_consumer_config(*, ack_wait_s: float = 30.0) -> ConsumerConfig:
         durable_name=PERSISTENCE_CONSUMER,
         filter_subjects=[
             subjects.ALL_IN,
+            subjects.ALL_IN_POOLS,
             subjects.ALL_OUT_END,
             subjects.ALL_OUT_ERROR,
             subjects.ALL_OUT_CALL,
@@ -122,9 +132,16 @@ async def prepare(settings: TokenwireSettings, *, name: str) -> None:
 
 
 def consumer_configs(settings: TokenwireSettings) -> tuple[ConsumerConfig, ...]:
+    """Every model's work queue, and persistence's consumer."""
+    models = catalogue(settings)
     return (
-        worker_consumer_config(
-            ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
+        *(
+            worker_consumer_config(
+                ack_wait_s=settings.worker_ack_wait_s,
+                max_deliver=settings.worker_max_deliver,
+                pool=models.pool(model.id),
+            )
+            for model in models.models
         ),
         persistence_consumer_config(),
     )

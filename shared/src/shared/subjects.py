@@ -1,6 +1,8 @@
 """Every NATS subject tokenwire uses, spelled once.
 
-Stored in the `CHAT` stream: `chat.<sid>.in` and `chat.<sid>.out.{start,token,end,error}`.
+Stored in the `CHAT` stream: `chat.<sid>.in` (messages for the default model),
+`chat.<sid>.in.<model>` (for another model of the catalogue) and
+`chat.<sid>.out.{start,token,end,error,call}`.
 The stream republishes them to `live.<sid>.…` with the stream sequence in `Nats-Sequence`.
 Core NATS only (not stored): `chat.<sid>.cancel`, `.typing`, `.presence`.
 Request-reply served by persistence: `svc.*`. Between gateways: `gateway.revocations`,
@@ -17,18 +19,21 @@ SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 # Wildcards used by stream, consumers and gateways.
-STORED: Final = ("chat.*.in", "chat.*.out.>")
+STORED: Final = ("chat.*.in", "chat.*.in.*", "chat.*.out.>")
 ALL_IN: Final = "chat.*.in"
+"""Messages for the default model."""
+ALL_IN_POOLS: Final = "chat.*.in.*"
+"""Messages for the catalogue's other models."""
 ALL_OUT_END: Final = "chat.*.out.end"
 ALL_OUT_ERROR: Final = "chat.*.out.error"
 ALL_OUT_CALL: Final = "chat.*.out.call"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
 REVOCATIONS: Final = "gateway.revocations"
+"""Core NATS, gateways only: a token or a user revoked; every gateway closes their sockets."""
 MEMBERSHIP: Final = "gateway.members"
 """Core NATS, gateways only: a session changed (its settings, or a member left or was removed);
 every gateway forgets what it cached of it, and closes a removed member's sockets on it."""
-"""Core NATS, gateways only: a token or a user revoked; every gateway closes their sockets."""
 REPUBLISH_DEST: Final = "live.>"
 
 # Request-reply services (persistence, queue group `persistence`).
@@ -61,8 +66,14 @@ def is_session_id(value: str) -> bool:
     return _SESSION_ID.match(value) is not None
 
 
-def chat_in(session_id: str) -> str:
-    return f"chat.{session_id}.in"
+def chat_in(session_id: str, pool: str = "") -> str:
+    """Where a message for the model `pool` goes ("": the default model's queue)."""
+    return f"chat.{session_id}.in.{pool}" if pool else f"chat.{session_id}.in"
+
+
+def pool_in(pool: str) -> str:
+    """Every session's messages for the model `pool` ("": the default model)."""
+    return f"chat.*.in.{pool}" if pool else ALL_IN
 
 
 def out_start(session_id: str) -> str:

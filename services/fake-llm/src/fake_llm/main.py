@@ -37,6 +37,12 @@ class StreamRecord:
     """The client went away before the last chunk: a cancel that really stopped the model."""
     prompt: str = ""
     """The last message's content (its first 200 characters): tests count calls per message."""
+    model: str = ""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    """The request's parameters, as it gave them."""
+    system: str = ""
+    """The first message's content when it is the system prompt (its first 200 characters)."""
 
 
 def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
@@ -71,7 +77,7 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
                 _whole(completion_id, model, "".join(pieces), finish, prompt, count)
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        record = _record(completion_id, request, messages, len(pieces))
+        record = _record(completion_id, request, body, messages, len(pieces))
         streams.append(record)
         return StreamingResponse(
             _stream(completion_id, model, pieces, finish, prompt, plan, include_usage, record),
@@ -97,14 +103,21 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
 
 
 def _record(
-    completion_id: str, request: Request, messages: list[Any], planned: int
+    completion_id: str, request: Request, body: dict[str, Any], messages: list[Any], planned: int
 ) -> StreamRecord:
     last = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    first = messages[0] if isinstance(messages[0], dict) else {}
+    system = first.get("content") if first.get("role") == "system" else None
+    temperature, max_tokens = body.get("temperature"), body.get("max_tokens")
     return StreamRecord(
         completion_id,
         request.headers.get("x-tokenwire-worker", ""),
         planned,
         prompt=last[:200] if isinstance(last, str) else "",
+        model=str(body.get("model") or ""),
+        temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        max_tokens=int(max_tokens) if isinstance(max_tokens, int) else None,
+        system=system[:200] if isinstance(system, str) else "",
     )
 
 

@@ -10,7 +10,8 @@ from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
-from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask, refused
+from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask, member_session, refused
+from gateway.model_routes import checked
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
@@ -30,6 +31,12 @@ class NewSession(BaseModel):
     `reject`ed, or is answered in `parallel`."""
     system_prompt: str | None = Field(default=None, max_length=20_000)
     """Replaces the workers' system prompt in this session."""
+    model: str | None = None
+    """An id from `GET /v1/models` (default: the first)."""
+    temperature: float | None = None
+    """0 to 2 (default: the model server's)."""
+    max_tokens: int | None = None
+    """A reply's length at most (default: the model's)."""
 
 
 class CreatedSession(BaseModel):
@@ -67,8 +74,15 @@ async def create_session(
 ) -> CreatedSession:
     """Create a session; the caller becomes its owner."""
     body = body or NewSession()
+    checked(resources.models, body.model, body.temperature, body.max_tokens)
     request = rpc.SessionCreate(
-        owner=user, title=body.title, policy=body.policy, system_prompt=body.system_prompt
+        owner=user,
+        title=body.title,
+        policy=body.policy,
+        system_prompt=body.system_prompt,
+        model=body.model,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
     )
     answer = await ask(resources, subjects.SVC_SESSION_CREATE, request, rpc.SessionReply)
     if answer.session is None:
@@ -88,7 +102,7 @@ async def create_session(
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"])
 async def get_session(session_id: str, resources: ResourcesDep, user: UserDep) -> rpc.SessionInfo:
-    return await _member_session(resources, session_id, user)
+    return await member_session(resources, session_id, user)
 
 
 @router.post("/v1/sessions/{session_id}/members", tags=["sessions"])
@@ -96,7 +110,7 @@ async def add_member(
     session_id: str, body: NewMember, resources: ResourcesDep, user: UserDep
 ) -> rpc.SessionInfo:
     """Add a participant; only the session's owner may. Adding a member twice is harmless."""
-    session = await _member_session(resources, session_id, user)
+    session = await member_session(resources, session_id, user)
     if session.owner != user:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner adds members")
     try:
@@ -113,7 +127,7 @@ async def add_member(
 @router.get("/v1/sessions/{session_id}/presence", tags=["sessions"])
 async def presence(session_id: str, resources: ResourcesDep, user: UserDep) -> Present:
     """Participants with at least one open connection to the session, on any gateway."""
-    await _member_session(resources, session_id, user)
+    await member_session(resources, session_id, user)
     try:
         return Present(participants=await resources.presence.who(session_id))
     except RedisError:
@@ -129,7 +143,7 @@ async def get_messages(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> History:
     """History, newest first; pass `next` back as `before` for older messages."""
-    await _member_session(resources, session_id, user)
+    await member_session(resources, session_id, user)
     page = await ask(
         resources,
         subjects.SVC_HISTORY,
@@ -200,17 +214,3 @@ async def _redis_ok(resources: ResourcesDep) -> bool:
         return bool(await resources.redis.ping())
     except Exception:  # any failure means "not ready", reported in the body
         return False
-
-
-async def _member_session(resources: ResourcesDep, session_id: str, user: str) -> rpc.SessionInfo:
-    if not subjects.is_session_id(session_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
-    try:
-        session = await resources.sessions.get(session_id)
-    except Unavailable:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
-    if session is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
-    if user not in session.members:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member of this session")
-    return session

@@ -24,14 +24,14 @@ class Bus:
         self._timeout_s = timeout_s
 
     async def store_user_message(
-        self, event: UserMessage, headers: dict[str, str] | None = None
+        self, event: UserMessage, headers: dict[str, str] | None = None, pool: str = ""
     ) -> tuple[int, bool]:
-        """Store `event` in the stream; returns its sequence and whether it was new (a resend
-        within the dedup window is stored once). Raises `Unavailable` when the stream does not
-        confirm in time."""
+        """Store `event` in the stream, in the queue of the model `pool`; returns its sequence
+        and whether it was new (a resend within the dedup window is stored once). Raises
+        `Unavailable` when the stream does not confirm in time."""
         try:
             ack = await self.js.publish(
-                subjects.chat_in(event.session_id),
+                subjects.chat_in(event.session_id, pool),
                 event.model_dump_json().encode(),
                 headers={
                     **(headers or {}),

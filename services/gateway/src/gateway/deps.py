@@ -19,7 +19,8 @@ from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.submissions import Submissions
-from shared import rpc
+from shared import rpc, subjects
+from shared.models import Catalogue
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Resources:
     metrics: GatewayMetrics
     revocations: Revocations
     membership: Membership
+    models: Catalogue
 
 
 async def get_resources(request: Request) -> Resources:
@@ -127,3 +129,18 @@ def refused(error: rpc.RpcError | None) -> HTTPException:
     if error is None:
         return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no answer")
     return HTTPException(HTTP_STATUS.get(error.code, 503), error.detail)
+
+
+async def member_session(resources: Resources, session_id: str, user: str) -> rpc.SessionInfo:
+    """The session `user` is a member of; 404 (no such session), 403 (not a member) or 503."""
+    if not subjects.is_session_id(session_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
+    try:
+        session = await resources.sessions.get(session_id)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
+    if session is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such session")
+    if user not in session.members:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member of this session")
+    return session

@@ -26,6 +26,7 @@ from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
+from gateway.model_routes import router as models_router
 from gateway.presence import Presence
 from gateway.revocations import Revocations
 from gateway.session_routes import router as session_router
@@ -36,6 +37,7 @@ from shared import stream, subjects, telemetry
 from shared.redis import redis_client
 from shared.reply_queue import ReplyQueue
 from shared.reply_states import AdmissionLimits
+from shared.settings import catalogue
 
 STATIC = Path(__file__).parent / "static"
 OPS_PAGE = STATIC / "ops.html"
@@ -95,10 +97,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         summary="Real-time LLM chat over WebSocket, streamed through NATS JetStream.",
         lifespan=lifespan,
     )
-    app.include_router(router)
-    app.include_router(admin_router)
-    app.include_router(session_router)
-    app.include_router(pages(metrics))
+    for routes in (router, admin_router, session_router, models_router, pages(metrics)):
+        app.include_router(routes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -112,6 +112,7 @@ def build_resources(
     metrics.track(lambda: hub.connections, lambda: hub.sessions)
     sessions = SessionCache(bus, ttl_s=settings.session_cache_s)
     revocations = Revocations(redis, nc, refresh_s=settings.revocations_refresh_s)
+    models = catalogue(settings)
     return Resources(
         settings=settings,
         auth=Authenticator(
@@ -140,10 +141,12 @@ def build_resources(
                 daily_token_budget=settings.daily_token_budget,
                 session_token_budget=settings.session_token_budget,
             ),
+            models,
         ),
         metrics=metrics,
         revocations=revocations,
         membership=Membership(nc, sessions, revocations),
+        models=models,
     )
 
 

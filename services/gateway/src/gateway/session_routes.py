@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, model_validator
 from redis.exceptions import RedisError
 
-from gateway.deps import ResourcesDep, UserDep, ask, refused
+from gateway.deps import ResourcesDep, UserDep, ask, member_session, refused
+from gateway.model_routes import checked
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
@@ -46,27 +47,51 @@ class SessionChange(BaseModel):
     policy: Policy | None = None
     system_prompt: str | None = Field(default=None, max_length=20_000)
     """The session's own system prompt; null removes it (the workers' default applies)."""
+    model: str | None = None
+    """An id from `GET /v1/models`; null: the default model."""
+    temperature: float | None = None
+    """0 to 2; null: the model server's default."""
+    max_tokens: int | None = None
+    """A reply's length at most; null: the model's default."""
 
     @model_validator(mode="after")
     def _something(self) -> "SessionChange":
         if not self.model_fields_set:
-            raise ValueError("give at least one of title, policy, system_prompt")
+            raise ValueError(f"give at least one of {', '.join(SessionChange.model_fields)}")
         return self
+
+    def update(self, session_id: str, by: str) -> rpc.SessionUpdate:
+        given = self.model_fields_set
+        prompt = (self.system_prompt or "") if "system_prompt" in given else None
+        reset: list[rpc.Resettable] = [
+            name
+            for name in ("model", "temperature", "max_tokens")
+            if name in given and getattr(self, name) is None
+        ]
+        return rpc.SessionUpdate(
+            session_id=session_id,
+            by=by,
+            title=self.title,
+            policy=self.policy,
+            system_prompt=prompt,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            reset=reset,
+        )
 
 
 @router.patch("/v1/sessions/{session_id}")
 async def update_session(
     session_id: str, body: SessionChange, resources: ResourcesDep, user: UserDep
 ) -> rpc.SessionInfo:
-    """Change the session's title, policy or system prompt: its owner only. Every gateway
-    applies it to the next message; the workers use a new prompt from the next reply."""
-    prompt = None
-    if "system_prompt" in body.model_fields_set:
-        prompt = body.system_prompt or ""
-    request = rpc.SessionUpdate(
-        session_id=session_id, by=user, title=body.title, policy=body.policy, system_prompt=prompt
-    )
+    """Change the session's title, policy, system prompt, model or parameters: its owner
+    only. Every gateway applies them to the next message; the workers use a new prompt from
+    the next reply."""
+    await _check_settings(resources, session_id, user, body)
+    request = body.update(session_id, user)
     session = _session(await ask(resources, subjects.SVC_SESSION_UPDATE, request, rpc.SessionReply))
+    prompt = request.system_prompt
     if prompt is not None:
         try:
             key = keys.session_prompt(session_id)
@@ -87,6 +112,20 @@ async def remove_member(
     session = _session(await ask(resources, subjects.SVC_MEMBER_REMOVE, request, rpc.SessionReply))
     await resources.membership.removed(session_id, user_id, session)
     return session
+
+
+async def _check_settings(
+    resources: ResourcesDep, session_id: str, user: str, change: SessionChange
+) -> None:
+    """422 for a model or parameters the catalogue cannot take, as they would be after the
+    change (a new `max_tokens` is held to the session's model, new or not)."""
+    given = change.model_fields_set
+    if not {"model", "temperature", "max_tokens"} & given:
+        return
+    current = await member_session(resources, session_id, user)
+    model = change.model if "model" in given else current.model
+    max_tokens = change.max_tokens if "max_tokens" in given else current.max_tokens
+    checked(resources.models, model, change.temperature, max_tokens)
 
 
 def _session(answer: rpc.SessionReply) -> rpc.SessionInfo:

@@ -18,6 +18,7 @@ from gateway.refusal import CANCEL_UNCHECKED, NOT_STORED, Refusal
 from shared import rpc, telemetry
 from shared.events import UserMessage
 from shared.frames import MessageFrame
+from shared.models import Catalogue
 from shared.reply_queue import ReplyQueue
 from shared.reply_states import AdmissionLimits, Refused
 
@@ -34,9 +35,12 @@ class Stored:
 
 
 class Submissions:
-    def __init__(self, queue: ReplyQueue, bus: Bus, limits: AdmissionLimits) -> None:
+    def __init__(
+        self, queue: ReplyQueue, bus: Bus, limits: AdmissionLimits, models: Catalogue
+    ) -> None:
         self._queue = queue
         self._bus = bus
+        self._models = models
         self.limits = limits
 
     async def submit(
@@ -66,7 +70,9 @@ class Submissions:
             await self._bus.cancel(sid, admission.interrupted)
         try:
             seq, new = await self._bus.store_user_message(
-                _event(session, principal, frame), headers=telemetry.trace_headers()
+                _event(session, principal, frame),
+                headers=telemetry.trace_headers(),
+                pool=self._models.pool(session.model),
             )
         except Unavailable as exc:
             log.warning("message refused, not stored: %s", exc)
@@ -142,4 +148,7 @@ def _event(session: rpc.SessionInfo, principal: Principal, frame: MessageFrame) 
         content=frame.content,
         reply=frame.reply,
         policy=session.policy,
+        model=session.model,
+        temperature=session.temperature,
+        max_tokens=session.max_tokens,
     )

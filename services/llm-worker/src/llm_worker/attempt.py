@@ -13,7 +13,6 @@ from llm_worker.cancels import StopReason
 from llm_worker.completions import ChatMessage, UpstreamError
 from llm_worker.earlier import EarlierAttempts
 from llm_worker.pricing import cost_usd
-from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from shared.events import (
     Billed,
@@ -27,6 +26,7 @@ from shared.events import (
     Usage,
     UserMessage,
 )
+from shared.models import Price
 from shared.reply_states import Beginning, Line
 
 AfterBegin = Literal["ack", "leave", "wait", "stream"]
@@ -107,6 +107,7 @@ class ReplyJob:
     max_tokens: int
     earlier: EarlierAttempts | None = None
     """What the stream held of earlier attempts, for a retry: their calls are billed too."""
+    temperature: float | None = None
 
     def start(self) -> ReplyStart:
         m = self.message

@@ -128,15 +128,19 @@ async def stream_completion(
     model: str,
     messages: list[ChatMessage],
     max_tokens: int,
+    temperature: float | None = None,
 ) -> AsyncGenerator[Piece, None]:
-    """Stream one completion; the upstream request is closed when the caller stops iterating."""
-    request = {
+    """Stream one completion; the upstream request is closed when the caller stops iterating.
+    Without `temperature`, the model server's default applies."""
+    request: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "max_tokens": max_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if temperature is not None:
+        request["temperature"] = temperature
     try:
         async with server.stream(request) as response:
             body = response.aiter_bytes()

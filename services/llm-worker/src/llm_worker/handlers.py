@@ -1,4 +1,5 @@
-"""The worker's handlers: user messages from the `llm-workers` consumer, and cancels."""
+"""The worker's handlers: user messages from the work queues of the models it serves
+(`llm-workers`, `llm-workers-<model>`), and cancels."""
 
 import asyncio
 import contextlib
@@ -16,7 +17,7 @@ from llm_worker.responder import RETRY_DELAY_MAX_S, Responder
 from llm_worker.settings import WorkerSettings
 from shared import subjects
 from shared.events import UserMessage
-from shared.stream import WORKER_CONSUMER, worker_consumer_config
+from shared.stream import worker_consumer, worker_consumer_config
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
@@ -38,8 +39,14 @@ async def the_message(msg: NatsMessage) -> NatsMessage:
     return msg
 
 
-def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder) -> None:
-    subscribers = pull_loops(broker, settings)
+def register(
+    broker: NatsBroker, settings: WorkerSettings, responder: Responder, models: list[str]
+) -> None:
+    """Handle the messages for `models` (catalogue ids), and every cancel."""
+    pools = [responder.providers.catalogue.pool(model) for model in models]
+    subscribers = [
+        loop for pool in pools for loop in pull_loops(broker, settings, pool, len(pools))
+    ]
 
     async def on_user_message(msg: NatsMessage) -> None:
         try:
@@ -83,26 +90,31 @@ def register(broker: NatsBroker, settings: WorkerSettings, responder: Responder)
         responder.cancels.cancel(session_id, msg.raw_message.data.decode(errors="replace"))
 
 
-def pull_loops(broker: NatsBroker, settings: WorkerSettings) -> list[Any]:
-    """Several pull loops on the one durable consumer, sharing the worker's concurrency: each
-    fetch is a round trip, and one loop alone made a burst of messages wait in line for their
-    turn to be fetched. One message a fetch: nats-py's fetch of a larger batch holds the first
-    message of a lingering pull until the batch fills or the pull expires."""
-    fetchers = max(1, min(settings.worker_fetchers, settings.worker_concurrency))
+def pull_loops(
+    broker: NatsBroker, settings: WorkerSettings, pool: str = "", pools: int = 1
+) -> list[Any]:
+    """Several pull loops on the durable consumer of the model `pool`, sharing the worker's
+    concurrency with the other `pools`: each fetch is a round trip, and one loop alone made a
+    burst of messages wait in line for their turn to be fetched. One message a fetch:
+    nats-py's fetch of a larger batch holds the first message of a lingering pull until the
+    batch fills or the pull expires."""
+    fetchers = max(1, min(settings.worker_fetchers, settings.worker_concurrency) // pools)
     return [
         broker.subscriber(
-            subjects.ALL_IN,
+            subjects.pool_in(pool),
             stream=JStream(subjects.STREAM, declare=False),
-            durable=WORKER_CONSUMER,
+            durable=worker_consumer(pool),
             config=worker_consumer_config(
-                ack_wait_s=settings.worker_ack_wait_s, max_deliver=settings.worker_max_deliver
+                ack_wait_s=settings.worker_ack_wait_s,
+                max_deliver=settings.worker_max_deliver,
+                pool=pool,
             ),
             pull_sub=PullSub(batch_size=1, timeout=5.0),
-            max_workers=-(-settings.worker_concurrency // fetchers),
+            max_workers=-(-settings.worker_concurrency // (fetchers * pools)),
             ack_policy=AckPolicy.MANUAL,
             inbox_prefix=f"{subjects.inbox('llm-worker')}.".encode(),
             decoder=the_message,
-            include_in_schema=i == 0,  # one channel in the AsyncAPI document
+            include_in_schema=i == 0 and not pool,  # one channel in the AsyncAPI document
         )
         for i in range(fetchers)
     ]

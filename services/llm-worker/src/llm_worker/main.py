@@ -15,6 +15,7 @@ from llm_worker.coordination import Coordinator
 from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
 from llm_worker.prompts import SystemPrompts
+from llm_worker.providers import Providers
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
@@ -32,22 +33,25 @@ WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 """Sent as `X-Tokenwire-Worker` with every model request, for the model server's logs."""
 
 
-def model_server(settings: WorkerSettings) -> ModelServer:
-    """The configured model server (OpenAI's API when only a key is set); local servers need
-    no key.
+def model_servers(settings: WorkerSettings) -> Providers:
+    """The models this worker serves, on their servers (OpenAI's API when only a key is set);
+    local servers need no key.
 
     Its transport is httpx's own. aiohttp read a streamed chunk for less CPU (worker 265
     against 327 µs a paced token, through the openai SDK's `DefaultAioHttpClient`), but with
     it one model call in a CI run of the fault suite hung until its 60 s timeout; see
     docs/benchmarks.md."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    return ModelServer(
-        settings.openai_base_url,
-        key,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
-        headers={"X-Tokenwire-Worker": WORKER_ID},
-    )
+
+    def server(base_url: str | None, key: str | None) -> ModelServer:
+        return ModelServer(
+            base_url,
+            key,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            headers={"X-Tokenwire-Worker": WORKER_ID},
+        )
+
+    return Providers.build(settings, server)
 
 
 def fence_ttl_s(settings: WorkerSettings) -> int:
@@ -73,11 +77,11 @@ def create_app(
         graceful_timeout=settings.drain_timeout_s,
         apply_types=False,  # see handlers.the_message
     )
-    llm = client or model_server(settings)
+    llm = Providers.one_server(settings, client) if client else model_servers(settings)
     own_redis = redis is None
     redis = redis or redis_client(settings.redis_url, timeout_s=5)
     responder = build_responder(settings, broker, llm, redis, metrics, publisher)
-    handlers.register(broker, settings, responder)
+    handlers.register(broker, settings, responder, llm.ids())
 
     async def setup() -> None:
         dump_tasks_on_sigusr1()
@@ -96,7 +100,7 @@ def create_app(
 def build_responder(
     settings: WorkerSettings,
     broker: NatsBroker,
-    llm: ModelServer,
+    llm: Providers,
     redis: Redis,
     metrics: WorkerMetrics,
     publisher: ReplyPublisher | None,

@@ -2,8 +2,8 @@
 
 from collections.abc import Mapping
 
-from llm_worker.settings import Price
 from shared.events import Usage
+from shared.models import Price
 
 
 def cost_usd(prices: Mapping[str, Price], model: str, usage: Usage) -> float | None:

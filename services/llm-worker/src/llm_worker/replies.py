@@ -21,10 +21,10 @@ from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, st
 from llm_worker.coordination import Limit
 from llm_worker.earlier import EarlierAttempts
 from llm_worker.publisher import ReplyPublisher
-from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
 from llm_worker.upstream import ModelServer
 from shared.events import CallOutcome, ModelCall, ReplyEnd, ReplyError, Usage
+from shared.models import Price
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,11 @@ class _Reply:
         job, progress, watch = self.job, self.progress, self.watch
         counter = self.streaming.counter
         pieces = stream_completion(
-            self.streaming.client, model=job.model, messages=job.prompt, max_tokens=job.max_tokens
+            self.streaming.client,
+            model=job.model,
+            messages=job.prompt,
+            max_tokens=job.max_tokens,
+            temperature=job.temperature,
         )
         async with contextlib.aclosing(pieces):  # closing it closes the upstream stream
             async for piece in pieces:

@@ -6,6 +6,7 @@ protocol, and the context, the prompt and the budget around the stream.
 attempt has the reply (the stale worker leaves the message to it).
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,21 +15,21 @@ from typing import Literal
 from redis.exceptions import RedisError
 
 from llm_worker import attempt as decide
-from llm_worker.attempt import ReplyJob
 from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
-from llm_worker.context import ContextStore, Turn, before, fit_prompt
+from llm_worker.context import ContextStore, Turn, before
 from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
 from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
+from llm_worker.model_call import prepare, user_turn
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
+from llm_worker.providers import Providers, Served
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.start_reads import Answers, StartReads
-from llm_worker.tokens import TokenCounter
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
@@ -45,7 +46,7 @@ class Responder:
     def __init__(
         self,
         settings: WorkerSettings,
-        client: ModelServer,
+        client: ModelServer | Providers,
         publisher: Callable[[], ReplyPublisher],
         coordinator: Coordinator,
         context: ContextStore,
@@ -54,13 +55,15 @@ class Responder:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._settings = settings
-        self._client = client
+        self.providers = (
+            client if isinstance(client, Providers) else Providers.one_server(settings, client)
+        )
+        """The models this worker serves (`client`: one server for the catalogue's models)."""
         self._publisher = publisher
         self._coord = coordinator
         self._context = context
         self._prompts = prompts
         self.cancels = cancels
-        self._counter = TokenCounter(settings.llm_model)
         self.metrics = metrics or WorkerMetrics()
         self.metrics.active.set_function(lambda: len(self.cancels))
         self._bookkeeping = Bookkeeping()
@@ -73,7 +76,7 @@ class Responder:
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
-        await self._context.append(message.session_id, _user_turn(message))
+        await self._context.append(message.session_id, user_turn(message))
 
     async def respond(self, delivery: Delivery) -> bool:
         began, read = await self._begin(delivery)
@@ -123,7 +126,7 @@ class Responder:
         sid, mid = message.session_id, message.message_id
         terminal: ReplyEnd | ReplyError
         if stop.reason == "cancelled":
-            terminal = decide.cancelled_before_start(message, attempt, self._settings.llm_model)
+            terminal = decide.cancelled_before_start(message, attempt, self._model_name(message))
             await self._publisher().end(terminal)
         else:
             answer = await self._answer(delivery, stop, read)
@@ -134,7 +137,7 @@ class Responder:
         # says (a redelivery would stream the reply again); bookkeeping Redis missed is
         # retried in the background.
         turns = (
-            (_user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text))
+            (user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text))
             if isinstance(terminal, ReplyEnd)
             else ()
         )
@@ -248,28 +251,22 @@ class Responder:
         )
         if spent := budgets.exceeded(budgets.spent_today, budgets.spent_in_session):
             return await self._refuse(delivery, "budget_exceeded", budgets.spent(spent))
+        served = self.providers.of(message.model)
+        if served is None:
+            text = f"this worker does not serve model {message.model!r}"
+            return await self._refuse(delivery, "unknown_model", text)
         sid = message.session_id
         turns = before(await self._context.turns(sid, read.get("context")), message.message_id)
-        prompt = fit_prompt(
-            await self._prompts.of(sid, read.get("prompt")),
-            turns,
-            _user_turn(message),
-            self._counter,
-            settings.max_context_tokens,
-        )
-        limit = settings.max_context_tokens
-        if self._counter.at_most(prompt) > limit and self._counter.count_messages(prompt) > limit:
-            text = "the message is longer than the model's context allows"
-            return await self._refuse(delivery, "context_too_long", text)
-        earlier = None
+        prompt = await self._prompts.of(sid, read.get("prompt"))
+        job = prepare(message, delivery.attempt, served, prompt, turns)
+        if isinstance(job, str):
+            return await self._refuse(delivery, "context_too_long", job)
         if delivery.attempt > 1 and self.earlier is not None:
             earlier = await self.earlier.read(message, delivery.seq, delivery.attempt)
-        job = ReplyJob(
-            message, delivery.attempt, prompt, settings.llm_model, settings.llm_max_tokens, earlier
-        )
+            job = dataclasses.replace(job, earlier=earlier)
         watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budgets)
         async with self._upstream.call():
-            terminal = await generate_reply(job, self._streaming(), stop, watch)
+            terminal = await generate_reply(job, self._streaming(served), stop, watch)
         overloaded = isinstance(terminal, ReplyError) and terminal.code == "upstream_rate_limited"
         await self._upstream.report(overloaded=overloaded)
         if budgets.any and isinstance(terminal, ReplyEnd):
@@ -277,21 +274,20 @@ class Responder:
             await self._coord.spend(message, unmetered)
         return terminal
 
+    def _model_name(self, message: UserMessage) -> str:
+        model = self.providers.catalogue.get(message.model)
+        return model.name if model else message.model or ""
+
     async def _refuse(self, delivery: Delivery, code: str, text: str) -> ReplyError:
         error = decide.refusal(delivery.message, delivery.attempt, code, text, retryable=False)
         await self._publisher().end(error)
         return error
 
-    def _streaming(self) -> Streaming:
-        settings = self._settings
+    def _streaming(self, served: Served) -> Streaming:
         return Streaming(
-            self._client,
+            served.server,
             self._publisher(),
-            self._counter,
-            settings.prices,
-            settings.worker_coalesce_ms / 1000,
+            served.counter,
+            self.providers.prices,
+            self._settings.worker_coalesce_ms / 1000,
         )
-
-
-def _user_turn(message: UserMessage) -> Turn:
-    return Turn(message.message_id, "user", message.content)

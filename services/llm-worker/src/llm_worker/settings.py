@@ -2,29 +2,20 @@
 
 from typing import Self
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
+from shared.models import Price
 from shared.settings import TokenwireSettings
 
-
-class Price(BaseModel):
-    """US dollars per million tokens."""
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+__all__ = ["Price", "WorkerSettings"]
 
 
 class WorkerSettings(TokenwireSettings):
-    llm_model: str = "tokenwire-fake"
-    llm_max_tokens: int = Field(default=1024, ge=1)
-    """Sent as `max_tokens` on every request: no reply runs unbounded."""
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0)
     """Retries of 408, 409, 429, 5xx, timeouts and connection errors before the first token,
     with exponential backoff and jitter, honouring `Retry-After` (see `llm_worker.upstream`)."""
     system_prompt: str = "You are a helpful assistant."
-    max_context_tokens: int = Field(default=8000, ge=256)
-    """Prompt budget: the oldest turns are dropped until system prompt and turns fit."""
     context_turns: int = Field(default=40, ge=0)
     """Recent turns kept per session in Redis (and read from history on a cache miss)."""
     context_ttl_s: int = Field(default=24 * 3600, ge=60)
@@ -44,8 +35,12 @@ class WorkerSettings(TokenwireSettings):
     then costs every process after the worker a token event per 2 or 3 tokens."""
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM: how long held replies may finish before they are handed back."""
+    worker_models: str = ""
+    """The ids of the catalogue's models this worker serves, comma-separated (empty: all of
+    them): it takes messages from those models' queues only."""
     prices: dict[str, Price] = Field(default_factory=dict)
-    """Per model, e.g. `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""
+    """Per model name, for models the catalogue gives no `price`, e.g.
+    `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "TOKENWIRE_OPENAI_API_KEY")
     )
@@ -55,7 +50,10 @@ class WorkerSettings(TokenwireSettings):
 
     @model_validator(mode="after")
     def _needs_a_model_server(self) -> Self:
-        if self.openai_api_key is None and self.openai_base_url is None:
+        own_servers = self.models_file is not None or (
+            self.models and all(m.base_url for m in self.models)
+        )
+        if self.openai_api_key is None and self.openai_base_url is None and not own_servers:
             raise ValueError(
                 "set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any OpenAI-compatible server)"
             )

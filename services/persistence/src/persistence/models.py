@@ -23,7 +23,16 @@ class ChatSession(SQLModel, table=True):
     policy: str = Field(default="queue", max_length=16)
     """What a message does while a reply streams: `queue`, `interrupt`, `reject`, `parallel`."""
     system_prompt: str | None = None
+    model: str | None = Field(default=None, max_length=48)
+    """The catalogue's id of its model (None: the default model)."""
+    temperature: float | None = None
+    max_tokens: int | None = None
     created_at: datetime = Field(sa_column=_timestamp())
+    deleted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    """Set when its owner deleted it: its rows are gone, and events still in flight for it are
+    dropped rather than recorded."""
     last_active_at: datetime = Field(sa_column=_timestamp(index=True))
     """The newest user message's time (or creation): retention prunes by it."""
 

@@ -29,6 +29,9 @@ async def create_session(db: AsyncSession, request: rpc.SessionCreate) -> rpc.Se
         title=request.title,
         policy=request.policy,
         system_prompt=request.system_prompt,
+        model=request.model,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
         created_at=now,
         last_active_at=now,
     )
@@ -99,6 +102,7 @@ def _summary(row: ChatSession, role: str, members: int) -> rpc.SessionSummary:
         owner=row.owner,
         role=role,
         members=members,
+        model=row.model,
         created_at=_aware(row.created_at),
         last_active_at=_aware(row.last_active_at),
     )
@@ -129,6 +133,11 @@ async def update_session(db: AsyncSession, request: rpc.SessionUpdate) -> bool:
         row.policy = request.policy
     if request.system_prompt is not None:
         row.system_prompt = request.system_prompt or None
+    for name in ("model", "temperature", "max_tokens"):
+        if name in request.reset:
+            setattr(row, name, None)
+        elif (value := getattr(request, name)) is not None:
+            setattr(row, name, value)
     db.add(row)
     return True
 
@@ -208,6 +217,9 @@ def _info(
         created_at=_aware(row.created_at),
         policy=row.policy,  # type: ignore[arg-type]
         system_prompt=row.system_prompt,
+        model=row.model,
+        temperature=row.temperature,
+        max_tokens=row.max_tokens,
     )
 
 
