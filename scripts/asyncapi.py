@@ -86,7 +86,14 @@ def contract_doc() -> dict[str, Any]:
             subjects.chat_in(sid),
             events.UserMessage,
             "gateway",
-            "llm-worker, persistence",
+            "llm-worker (llm-workers), persistence",
+        ),
+        (
+            "userMessageForModel",
+            subjects.chat_in(sid, "{model}"),
+            events.UserMessage,
+            "gateway",
+            "llm-worker (llm-workers-{model}), persistence",
         ),
         ("replyStart", subjects.out_start(sid), events.ReplyStart, "llm-worker", live),
         ("replyToken", subjects.out_token(sid), events.ReplyToken, "llm-worker", live),
@@ -96,6 +103,14 @@ def contract_doc() -> dict[str, Any]:
             subjects.out_error(sid),
             events.ReplyError,
             "llm-worker",
+            f"{live}, persistence",
+        ),
+        ("modelCall", subjects.out_call(sid), events.ModelCall, "llm-worker", "persistence"),
+        (
+            "systemMessage",
+            subjects.system(sid),
+            events.SystemMessage,
+            "gateway",
             f"{live}, persistence",
         ),
     ]
@@ -135,7 +150,10 @@ def contract_doc() -> dict[str, Any]:
     services: list[tuple[str, str, type[BaseModel], type[BaseModel]]] = [
         ("sessionCreate", subjects.SVC_SESSION_CREATE, rpc.SessionCreate, rpc.SessionReply),
         ("sessionGet", subjects.SVC_SESSION_GET, rpc.SessionGet, rpc.SessionReply),
+        ("sessionList", subjects.SVC_SESSION_LIST, rpc.SessionList, rpc.SessionPage),
+        ("sessionUpdate", subjects.SVC_SESSION_UPDATE, rpc.SessionUpdate, rpc.SessionReply),
         ("memberAdd", subjects.SVC_MEMBER_ADD, rpc.MemberAdd, rpc.SessionReply),
+        ("memberRemove", subjects.SVC_MEMBER_REMOVE, rpc.MemberRemove, rpc.SessionReply),
         ("history", subjects.SVC_HISTORY, rpc.HistoryRequest, rpc.HistoryPage),
         ("usage", subjects.SVC_USAGE, rpc.UsageRequest, rpc.UsageReport),
     ]

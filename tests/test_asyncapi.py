@@ -38,15 +38,21 @@ def test_the_contract_names_every_subject_family() -> None:
         subjects.out_token,
         subjects.out_end,
         subjects.out_error,
+        subjects.out_call,
+        subjects.system,
         subjects.cancel,
         subjects.typing,
         subjects.presence,
     ):
         assert build(sid) in addresses
+    assert subjects.chat_in(sid, "{model}") in addresses
     for service in (
         subjects.SVC_SESSION_CREATE,
         subjects.SVC_SESSION_GET,
+        subjects.SVC_SESSION_LIST,
+        subjects.SVC_SESSION_UPDATE,
         subjects.SVC_MEMBER_ADD,
+        subjects.SVC_MEMBER_REMOVE,
         subjects.SVC_HISTORY,
         subjects.SVC_USAGE,
     ):

@@ -1,6 +1,7 @@
 """Conversations with real processes: a catalogue of two models, each with a worker pool of
 its own, and sessions that choose their model and parameters."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -8,7 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection
 
+from shared import keys
 from support.client import User, connect, dev_user, frames_until_end, new_session, next_frame
 from support.system import System, system_with_own_nats
 
@@ -133,3 +137,150 @@ async def test_a_model_or_parameters_the_catalogue_cannot_take_are_refused(
     assert (longer.json()["model"], longer.json()["max_tokens"]) == ("large", 9000)
     others = await http.patch(url, headers=bob.auth, json={"model": "small"})
     assert others.status_code == 403
+
+
+async def command(
+    ws: ClientConnection, content: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Send a command; its result, and the frames that came before it (progress, and system
+    messages)."""
+    mid = uuid.uuid4().hex
+    await ws.send(json.dumps({"type": "message", "message_id": mid, "content": content}))
+    before: list[dict[str, Any]] = []
+    while (frame := await next_frame(ws))["type"] != "command_result":
+        before.append(frame)
+    assert frame["message_id"] == mid
+    return frame, before
+
+
+async def system_message(ws: ClientConnection) -> dict[str, Any]:
+    while (frame := await next_frame(ws))["type"] != "message":
+        pass
+    assert frame["role"] == "system"
+    return frame
+
+
+async def test_commands_change_the_session_and_every_member_sees_it(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice, title="")
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        helped, _ = await command(ws, "/help")
+        assert helped["ok"]
+        assert "/model [id | default]" in helped["text"]
+        assert {c["name"] for c in helped["data"]["commands"]} >= {"model", "export", "clear"}
+        unknown, _ = await command(ws, "/frobnicate")
+        assert (unknown["ok"], unknown["text"]) == (
+            False,
+            "unknown command /frobnicate; /help lists them",
+        )
+
+        invited, before = await command(ws, f"/invite {bob.user_id}")
+        assert invited["ok"], invited
+        note = before[-1] if before else await system_message(ws)
+        assert (note["role"], note["participant"]) == ("system", alice.user_id)
+        assert note["content"] == f"{alice.user_id} invited {bob.user_id}"
+
+        async with await connect(system.ws_url, sid, bob) as other:
+            assert (await next_frame(other))["type"] == "ready"
+            refused, _ = await command(other, "/model large")
+            assert (refused["ok"], refused["text"]) == (
+                False,
+                "only the session's owner can /model",
+            )
+            shown, _ = await command(other, "/model")
+            assert (shown["ok"], shown["data"]["model"]) == (True, "small")
+
+            changed, _ = await command(ws, "/model large")
+            assert changed["ok"], changed
+            assert (
+                changed["text"]
+                == f"{alice.user_id} switched the model to tokenwire-fake-large (large)"
+            )
+            seen = await system_message(other)  # bob's socket sees what alice did
+            assert seen["content"] == changed["text"]
+            too_hot, _ = await command(ws, "/temperature 7")
+            assert (
+                too_hot["text"]
+                == "the temperature is between 0 and 2; usage: /temperature [0-2 | default]"
+            )
+            assert (await command(ws, "/temperature 0.25"))[0]["ok"]
+            assert (await command(ws, "/title Lisbon"))[0]["ok"]
+
+            # bob's next message uses what alice set, though his socket opened before
+            prompt = f"[fake tokens=2] {uuid.uuid4().hex}"
+            await other.send(json.dumps({"type": "message", "message_id": "b1", "content": prompt}))
+            frames = await frames_until_end(other)
+            assert frames[-1]["type"] == "stream_end"
+            call = await call_for(llm, prompt)
+            assert (call["model"], call["temperature"]) == ("tokenwire-fake-large", 0.25)
+
+    info = (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()
+    assert (info["title"], info["model"], info["temperature"]) == ("Lisbon", "large", 0.25)
+    history = (await http.get(f"/v1/sessions/{sid}/messages", headers=bob.auth)).json()
+    notes = [m["content"] for m in history["messages"] if m["role"] == "system"]
+    assert notes[-1] == f"{alice.user_id} invited {bob.user_id}"  # newest first
+    assert len(notes) == 4  # invite, model, temperature, title: looking changes nothing
+
+
+async def test_usage_members_and_export(system: System, http: httpx.AsyncClient) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice, title="Export me")
+    frames = await reply_to(system, sid, alice, "[fake tokens=4] hello")
+    assert frames[-1]["type"] == "stream_end"
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        used, _ = await command(ws, "/usage")
+        for _ in range(15):  # persistence records the reply a moment after its end streams
+            if used["data"]["totals"]["replies"]:
+                break
+            await asyncio.sleep(0.2)
+            used, _ = await command(ws, "/usage")
+        assert used["ok"]
+        assert used["data"]["totals"]["replies"] == 1
+        assert used["data"]["billed"]["calls"] == 1
+        assert used["text"].startswith("this session: 1 replies, ")
+        members, _ = await command(ws, "/members")
+        assert members["data"]["members"] == [
+            {"user_id": alice.user_id, "role": "owner", "online": True}
+        ]
+        exported, before = await command(ws, "/export")
+    assert exported["ok"], exported
+    progress = [f for f in before if f["type"] == "progress"]
+    assert progress[-1]["percent"] == 100
+    assert [f["percent"] for f in progress] == sorted(f["percent"] for f in progress)
+    markdown = exported["data"]["markdown"]
+    assert markdown.startswith("# Export me\n")
+    assert "hello" in markdown
+    assert exported["data"]["filename"] == "Export-me.md"
+    download = await http.get(f"/v1/sessions/{sid}/export", headers=alice.auth)
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/markdown")
+    assert download.text.split("\n", 3)[3] == markdown.split("\n", 3)[3]  # all but the time
+
+
+async def test_clear_starts_the_context_afresh(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient, redis_url: str
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    await reply_to(system, sid, alice, "[fake tokens=2] first")
+    second = f"[fake tokens=2] {uuid.uuid4().hex}"
+    await reply_to(system, sid, alice, second)
+    assert (await call_for(llm, second))["messages"] == 4  # system, first, its reply, second
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        cleared, _ = await command(ws, "/clear")
+    assert cleared["ok"], cleared
+    third = f"[fake tokens=2] {uuid.uuid4().hex}"
+    await reply_to(system, sid, alice, third)
+    assert (await call_for(llm, third))["messages"] == 2  # system, third
+    # The workers' cache gone (expired, or Redis restarted): history starts after the clear too.
+    redis = Redis.from_url(redis_url)
+    await redis.delete(keys.context(sid), keys.fresh_session(sid))
+    await redis.aclose()
+    fourth = f"[fake tokens=2] {uuid.uuid4().hex}"
+    await reply_to(system, sid, alice, fourth)
+    assert (await call_for(llm, fourth))["messages"] == 4  # system, third, its reply, fourth

@@ -14,6 +14,7 @@ from gateway.connection import (
     ConnectionProtocol,
     Reauthenticate,
     Relay,
+    RunCommand,
     Submit,
     cursor,
 )
@@ -154,6 +155,16 @@ def test_client_frames_become_commands() -> None:
     assert isinstance(pong, str)
     assert json.loads(pong) == {"type": "pong"}
     assert connection.receive('{"type":"auth","token":"t"}') == Reauthenticate("t")
+
+
+def test_a_message_that_starts_with_a_slash_is_a_command() -> None:
+    connection = live()
+    command = connection.receive('{"type":"message","message_id":"m2","content":"/model large"}')
+    assert isinstance(command, RunCommand)
+    assert command.frame.content == "/model large"
+    escaped = connection.receive('{"type":"message","message_id":"m3","content":"//etc is"}')
+    assert isinstance(escaped, Submit)
+    assert escaped.frame.content == "/etc is"
 
 
 def test_a_bad_frame_gets_an_error_frame_and_the_connection_stays_live() -> None:

@@ -144,8 +144,21 @@ class ModelCall(Event):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class SystemMessage(Event):
+    """`chat.<sid>.system`: what a command did to the session (its model changed, a member
+    invited, the context cleared), posted by the gateway that ran it; every member sees it and
+    history keeps it, the model never does. `message_id` is the command's."""
+
+    type: Literal["system_message"] = "system_message"
+    participant: str
+    """Who ran the command."""
+    command: str = Field(max_length=32)
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 BusEvent = Annotated[
-    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError | ModelCall,
+    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError | ModelCall | SystemMessage,
     Field(discriminator="type"),
 ]
 

@@ -132,6 +132,8 @@ class ChatMessageFrame(_Frame):
     message_id: str
     participant: str
     content: str
+    role: Literal["user", "system"] = "user"
+    """`system`: what a command did to the session (`participant` ran it)."""
 
 
 class StreamStartFrame(_Frame):
@@ -197,6 +199,27 @@ class AuthenticatedFrame(_Frame):
     """The new token's `exp` (seconds since the epoch): the socket closes with 4401 then."""
 
 
+class CommandResultFrame(_Frame):
+    """To the sender of a command (a `message` whose content starts with `/`) only."""
+
+    type: Literal["command_result"] = "command_result"
+    message_id: str
+    command: str
+    ok: bool
+    text: str
+    data: dict[str, Any] | None = None
+
+
+class ProgressFrame(_Frame):
+    """A long command's progress, before its `command_result`."""
+
+    type: Literal["progress"] = "progress"
+    message_id: str
+    command: str
+    percent: int = Field(ge=0, le=100)
+    label: str
+
+
 class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -215,6 +238,8 @@ ServerFrame = Annotated[
     | PresenceFrame
     | PongFrame
     | AuthenticatedFrame
+    | CommandResultFrame
+    | ProgressFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]

@@ -37,6 +37,12 @@ def fresh_session(session_id: str) -> str:
     return f"tw:fresh:{session_id}"
 
 
+def context(session_id: str) -> str:
+    """A session's recent turns for the workers (`llm_worker.context`); the gateway deletes it
+    when the context is cleared."""
+    return f"tw:ctx:{session_id}"
+
+
 SESSION_PROMPT_TTL_S = 7 * 24 * 3600
 
 

@@ -134,11 +134,17 @@ class HistoryRequest(_Model):
     before: str | None = None
     """Cursor from a previous page's `next`; None starts at the newest message."""
     limit: int = Field(default=50, ge=1, le=200)
+    for_context: bool = False
+    """Only what a reply may see: the messages since the session's context was last cleared
+    (`/clear`)."""
+    count: bool = False
+    """Also count the session's messages (`HistoryPage.total`)."""
 
 
 class HistoryMessage(_Model):
     message_id: str
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
+    """`system`: what a command did (`participant` ran it)."""
     participant: str
     content: str
     status: Literal["complete", "cancelled", "error", "budget", "session_budget"]
@@ -153,12 +159,16 @@ class HistoryMessage(_Model):
 class HistoryPage(_Model):
     messages: list[HistoryMessage] = Field(default_factory=list)
     next: str | None = None
+    total: int | None = None
+    """How many messages the session has, when asked (`HistoryRequest.count`)."""
     error: RpcError | None = None
 
 
 class UsageRequest(_Model):
     user_id: str | None
     """Whose usage; None for everyone's (the gateway allows that to administrators only)."""
+    session_id: str | None = None
+    """One session's only (with `user_id` None: every member's in it)."""
     since: datetime | None = None
     until: datetime | None = None
     """Half-open range [since, until) of reply times."""

@@ -2,7 +2,7 @@
 
 Stored in the `CHAT` stream: `chat.<sid>.in` (messages for the default model),
 `chat.<sid>.in.<model>` (for another model of the catalogue) and
-`chat.<sid>.out.{start,token,end,error,call}`.
+`chat.<sid>.out.{start,token,end,error,call}` and `chat.<sid>.system` (what a command did).
 The stream republishes them to `live.<sid>.…` with the stream sequence in `Nats-Sequence`.
 Core NATS only (not stored): `chat.<sid>.cancel`, `.typing`, `.presence`.
 Request-reply served by persistence: `svc.*`. Between gateways: `gateway.revocations`,
@@ -19,7 +19,7 @@ SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 # Wildcards used by stream, consumers and gateways.
-STORED: Final = ("chat.*.in", "chat.*.in.*", "chat.*.out.>")
+STORED: Final = ("chat.*.in", "chat.*.in.*", "chat.*.out.>", "chat.*.system")
 ALL_IN: Final = "chat.*.in"
 """Messages for the default model."""
 ALL_IN_POOLS: Final = "chat.*.in.*"
@@ -27,6 +27,7 @@ ALL_IN_POOLS: Final = "chat.*.in.*"
 ALL_OUT_END: Final = "chat.*.out.end"
 ALL_OUT_ERROR: Final = "chat.*.out.error"
 ALL_OUT_CALL: Final = "chat.*.out.call"
+ALL_SYSTEM: Final = "chat.*.system"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
 REVOCATIONS: Final = "gateway.revocations"
@@ -95,6 +96,11 @@ def out_error(session_id: str) -> str:
 def out_call(session_id: str) -> str:
     """A model call for billing (`ModelCall`): stored, never shown to clients."""
     return f"chat.{session_id}.out.call"
+
+
+def system(session_id: str) -> str:
+    """A system message (`SystemMessage`): stored, shown to every member."""
+    return f"chat.{session_id}.system"
 
 
 def cancel(session_id: str) -> str:

@@ -43,6 +43,8 @@ class StreamRecord:
     """The request's parameters, as it gave them."""
     system: str = ""
     """The first message's content when it is the system prompt (its first 200 characters)."""
+    messages: int = 0
+    """How many messages the prompt had."""
 
 
 def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
@@ -118,6 +120,7 @@ def _record(
         temperature=float(temperature) if isinstance(temperature, int | float) else None,
         max_tokens=int(max_tokens) if isinstance(max_tokens, int) else None,
         system=system[:200] if isinstance(system, str) else "",
+        messages=len(messages),
     )
 
 

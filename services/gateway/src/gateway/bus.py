@@ -8,7 +8,7 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from shared import rpc, subjects
-from shared.events import PresenceChange, TypingRelay, UserMessage
+from shared.events import PresenceChange, SystemMessage, TypingRelay, UserMessage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -41,6 +41,18 @@ class Bus:
         except (nats.errors.Error, TimeoutError) as exc:
             raise Unavailable(f"message not stored: {type(exc).__name__}") from exc
         return ack.seq, not ack.duplicate
+
+    async def post_system(self, event: SystemMessage) -> None:
+        """Store a system message (once, however often it is posted within the dedup window);
+        raises `Unavailable`."""
+        try:
+            await self.js.publish(
+                subjects.system(event.session_id),
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": f"{event.session_id}:{event.message_id}:system"},
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"system message not stored: {type(exc).__name__}") from exc
 
     async def cancel(self, session_id: str, message_id: str) -> None:
         await self.nc.publish(subjects.cancel(session_id), message_id.encode())

@@ -10,6 +10,7 @@ cursor, client text, the outbox's items and marks, the token's expiry, a submiss
 from dataclasses import dataclass
 from typing import Literal, assert_never
 
+from gateway.commands import is_command, unescaped
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outgoing, coalesce
 from gateway.refusal import Refusal
@@ -50,6 +51,13 @@ class Submit:
 
 
 @dataclass(frozen=True, slots=True)
+class RunCommand:
+    """Run the command the message carries (`gateway.command_runner`): it is not stored."""
+
+    frame: MessageFrame
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     message_id: str
 
@@ -68,7 +76,7 @@ class Reauthenticate:
     token: str
 
 
-Command = Submit | Cancel | Relay | Reauthenticate
+Command = Submit | RunCommand | Cancel | Relay | Reauthenticate
 Output = str | Close | Command
 """A frame to send (its text), a close, or a command for the bus."""
 
@@ -177,7 +185,8 @@ class ConnectionProtocol:
 
     def receive(self, raw: str | bytes) -> Output | None:
         """What to do for one client frame: an `error` frame for a bad one (the connection
-        stays open), `pong` for `ping`, or a command."""
+        stays open), `pong` for `ping`, or a command. A message that starts with `/` is a chat
+        command; one that starts with `//` is the message with one `/` less."""
         try:
             frame = parse_client_frame(raw, max_bytes=self._max_frame_bytes)
         except FrameError as exc:
@@ -185,8 +194,10 @@ class ConnectionProtocol:
             return ErrorFrame(code=exc.code, detail=exc.detail).model_dump_json()
         self._metrics.frames_in.labels(frame.type).inc()
         match frame:
+            case MessageFrame() if is_command(frame.content):
+                return RunCommand(frame)
             case MessageFrame():
-                return Submit(frame)
+                return Submit(frame.model_copy(update={"content": unescaped(frame.content)}))
             case CancelFrame():
                 return Cancel(frame.message_id)
             case TypingFrame():

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.events import BusEvent, ReplyStart, ReplyToken, UserMessage
+from shared.events import BusEvent, ReplyStart, ReplyToken, SystemMessage, UserMessage
 from shared.frames import StreamTokenFrame
 
 
@@ -36,7 +36,7 @@ class AttemptFilter:
 
     def admit(self, item: Outgoing) -> bool:
         event = item.event
-        if event is None or isinstance(event, UserMessage):
+        if event is None or isinstance(event, UserMessage | SystemMessage):
             return True
         message_id, attempt, starts = event.message_id, event.attempt, isinstance(event, ReplyStart)
         newest = self._newest.get(message_id, 0)

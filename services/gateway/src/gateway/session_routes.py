@@ -1,19 +1,19 @@
 """REST routes over a user's sessions as a whole: listing them, changing one's settings, and
 its members leaving or removed (the rest of the sessions' routes: `gateway.api`)."""
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, model_validator
-from redis.exceptions import RedisError
 
+from gateway import export, session_changes
+from gateway.bus import Unavailable
 from gateway.deps import ResourcesDep, UserDep, ask, member_session, refused
 from gateway.model_routes import checked
-from shared import keys, rpc, subjects
+from shared import rpc, subjects
 from shared.events import Policy
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["sessions"])
 
 
@@ -89,17 +89,11 @@ async def update_session(
     only. Every gateway applies them to the next message; the workers use a new prompt from
     the next reply."""
     await _check_settings(resources, session_id, user, body)
-    request = body.update(session_id, user)
-    session = _session(await ask(resources, subjects.SVC_SESSION_UPDATE, request, rpc.SessionReply))
-    prompt = request.system_prompt
-    if prompt is not None:
-        try:
-            key = keys.session_prompt(session_id)
-            await resources.redis.set(key, prompt, ex=keys.SESSION_PROMPT_TTL_S)
-        except RedisError as exc:  # workers then ask persistence when the old one expires
-            log.warning("session prompt not cached: %s", exc)
-    await resources.membership.changed(session)
-    return session
+    try:
+        answer = await session_changes.change(resources, body.update(session_id, user))
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
+    return _session(answer)
 
 
 @router.delete("/v1/sessions/{session_id}/members/{user_id}")
@@ -126,6 +120,29 @@ async def _check_settings(
     model = change.model if "model" in given else current.model
     max_tokens = change.max_tokens if "max_tokens" in given else current.max_tokens
     checked(resources.models, model, change.temperature, max_tokens)
+
+
+@router.get(
+    "/v1/sessions/{session_id}/export",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def export_session(session_id: str, resources: ResourcesDep, user: UserDep) -> Response:
+    """The session as Markdown (its newest 5,000 messages), for any member: what `/export`
+    sends, as a download."""
+    session = await member_session(resources, session_id, user)
+    try:
+        messages, total = await export.read(resources.bus, session_id)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "history unavailable") from None
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    name = export.filename(session)
+    return Response(
+        export.markdown(session, messages, total),
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _session(answer: rpc.SessionReply) -> rpc.SessionInfo:

@@ -10,6 +10,7 @@ from shared.events import (
     ReplyError,
     ReplyStart,
     ReplyToken,
+    SystemMessage,
     UserMessage,
     parse_event,
 )
@@ -78,5 +79,13 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
             )
         case ModelCall():
             return None
+        case SystemMessage():
+            return ChatMessageFrame(
+                seq=seq,
+                message_id=event.message_id,
+                participant=event.participant,
+                content=event.content,
+                role="system",
+            )
         case _:
             assert_never(event)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import assert_never
 
@@ -18,6 +19,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
+from gateway import command_runner, commands
+from gateway.arrivals import arrive, depart
 from gateway.auth import Principal
 from gateway.bus import Unavailable
 from gateway.connection import (
@@ -27,6 +30,7 @@ from gateway.connection import (
     Output,
     Reauthenticate,
     Relay,
+    RunCommand,
     Submit,
     cursor,
 )
@@ -37,8 +41,7 @@ from gateway.origins import origin_allowed
 from gateway.outbox import Outbox, Outgoing
 from gateway.refusal import Refusal
 from gateway.replay import replay
-from shared import keys, rpc, telemetry
-from shared.events import PresenceChange
+from shared import rpc, telemetry
 from shared.frames import SUBPROTOCOL, AuthenticatedFrame
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ class Connection:
         self.present = False
         """Whether the connection is recorded in the session's presence."""
         self._closing: asyncio.Task[None] | None = None
+        self.pace = commands.Pace()
+        """The chat commands it may run a minute."""
 
     async def serve(self, cursor_param: str | None) -> None:
         """Count the connection against its user's limit, then run it."""
@@ -118,7 +123,7 @@ class Connection:
         try:
             await self.run(cursor_param)
         finally:
-            await self._leave()
+            await depart(self.r, self.session_id, self.user, self.id, present=self.present)
 
     async def run(self, cursor_param: str | None) -> None:
         hub, bus = self.r.hub, self.r.bus
@@ -131,7 +136,7 @@ class Connection:
                 await self.send(frame)
             if self.protocol.replay_after is not None:
                 await self._replay(self.protocol.replay_after, head)
-            self.present = await self._enter()
+            self.present = await arrive(self.r, self.session_id, self.user, self.id)
             self.r.leases.hold(lease)
             self.protocol.go_live()
             self._wake_sender()  # for what queued up meanwhile
@@ -208,9 +213,18 @@ class Connection:
                     "tokenwire.message",
                     attributes={"session_id": self.session_id, "message_id": frame.message_id},
                 ):
-                    result = await self.r.submissions.submit(self.session, self.principal, frame)
+                    session = await self._current()
+                    result = await self.r.submissions.submit(session, self.principal, frame)
                 if (refusal := self.protocol.submitted(result)) is not None:
                     await self.send(refusal)
+            case RunCommand(frame):
+                if not self.pace.allow(time.monotonic()):
+                    text = f"at most {self.pace.limit} commands a minute"
+                    name = commands.parse(frame.content).name
+                    await self.send(commands.result(frame.message_id, name, False, text))
+                    return
+                session = await self._current()
+                await command_runner.run(self.r, session, self.principal, frame, self.send)
             case Cancel(message_id):
                 denied = await self.r.submissions.cancel(self.session, self.principal, message_id)
                 if denied is not None:
@@ -224,35 +238,12 @@ class Connection:
             case _:
                 assert_never(output)
 
-    async def _enter(self) -> bool:
-        """Record presence; announce the user if this is their first connection here."""
-        try:
-            first = await self.r.presence.enter(self.session_id, self.user, self.id)
-        except RedisError as exc:
-            log.warning("presence unavailable: %s", exc)
-            return False
-        if first:
-            await self.r.bus.announce(
-                self.session_id,
-                PresenceChange(participant=self.user, state="joined", origin=self.id),
-            )
-        return True
-
-    async def _leave(self) -> None:
-        """Give back the connection's slot, and its presence if it had one: one round trip."""
-        slot = keys.connections(self.user)
-        try:
-            if not self.present:
-                await self.r.limits.close_connection(self.user, self.id)
-                return
-            last = await self.r.presence.leave(self.session_id, self.user, self.id, also_from=slot)
-        except RedisError as exc:
-            log.warning("the connection's slot and presence stay until they expire: %s", exc)
-            return
-        if last:
-            await self.r.bus.announce(
-                self.session_id, PresenceChange(participant=self.user, state="left", origin=self.id)
-            )
+    async def _current(self) -> rpc.SessionInfo:
+        """The session as this gateway knows it now: its settings may have changed since the
+        connection opened (kept as it was while persistence does not answer)."""
+        with contextlib.suppress(Unavailable):
+            self.session = await self.r.sessions.get(self.session_id) or self.session
+        return self.session
 
     async def _reauthenticate(self, token: str) -> None:
         principal = await renewed(self.r.auth, self.r.revocations, self.principal, token)

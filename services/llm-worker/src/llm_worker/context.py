@@ -93,7 +93,10 @@ class ContextStore:
         if self._max_turns == 0:
             return []
         # Redis keeps no empty list: [] is a miss.
-        return [("LRANGE", _key(session_id), 0, -1), ("EXISTS", keys.fresh_session(session_id))]
+        return [
+            ("LRANGE", keys.context(session_id), 0, -1),
+            ("EXISTS", keys.fresh_session(session_id)),
+        ]
 
     async def turns(self, session_id: str, read: Sequence[Any] | None = None) -> list[Turn]:
         """The session's recent turns, oldest first; from `read`, the answers to `reads`,
@@ -122,7 +125,11 @@ class ContextStore:
             return None
         encoded = [json.dumps(t.__dict__) for t in turns]
         return ListAppend(
-            _key(session_id), encoded, self._max_turns, self._ttl_s, keys.fresh_session(session_id)
+            keys.context(session_id),
+            encoded,
+            self._max_turns,
+            self._ttl_s,
+            keys.fresh_session(session_id),
         )
 
     async def append(self, session_id: str, *turns: Turn) -> None:
@@ -140,7 +147,9 @@ class ContextStore:
     async def _from_history(self, session_id: str) -> list[Turn]:
         try:
             page = await self._history(
-                rpc.HistoryRequest(session_id=session_id, limit=min(self._max_turns, 200))
+                rpc.HistoryRequest(
+                    session_id=session_id, limit=min(self._max_turns, 200), for_context=True
+                )
             )
         except Exception as exc:  # context is an aid: a reply goes on without it
             log.warning("history unavailable for context: %s", exc)
@@ -148,12 +157,9 @@ class ContextStore:
         return [
             Turn(m.message_id, m.role, m.content)
             for m in reversed(page.messages)
-            if m.status in ("complete", "cancelled", "budget", "session_budget")
+            if m.role != "system"
+            and m.status in ("complete", "cancelled", "budget", "session_budget")
         ]
-
-
-def _key(session_id: str) -> str:
-    return f"tw:ctx:{session_id}"
 
 
 def _decode(raw: bytes | str) -> Turn:

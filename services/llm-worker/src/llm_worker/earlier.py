@@ -13,6 +13,7 @@ from shared.events import (
     ReplyError,
     ReplyStart,
     ReplyToken,
+    SystemMessage,
     Usage,
     UserMessage,
 )
@@ -30,7 +31,7 @@ class EarlierAttempts:
 
     def add(self, event: BusEvent, message_id: str, before: int) -> None:
         """Take one stored event into account, if it is of `message_id` before `before`."""
-        if isinstance(event, UserMessage) or event.message_id != message_id:
+        if isinstance(event, UserMessage | SystemMessage) or event.message_id != message_id:
             return
         attempt = event.attempt
         if not 0 < attempt < before:

@@ -33,6 +33,10 @@ class ChatSession(SQLModel, table=True):
     )
     """Set when its owner deleted it: its rows are gone, and events still in flight for it are
     dropped rather than recorded."""
+    context_since: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    """When its context was last cleared (`/clear`): replies see no message before."""
     last_active_at: datetime = Field(sa_column=_timestamp(index=True))
     """The newest user message's time (or creation): retention prunes by it."""
 

@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence.models import ChatSession, Message, ModelCallRow, Usage
-from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, UserMessage
+from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, SystemMessage, UserMessage
 
 Key = tuple[str, str]
 """(session id, message id)"""
@@ -45,6 +45,8 @@ class Rows:
     active: dict[str, datetime] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
     """Per session, a title from its first user message in the batch (for untitled ones)."""
+    cleared: dict[str, datetime] = field(default_factory=dict)
+    """Per session, when its context was last cleared in the batch."""
 
     def add(self, evt: BusEvent, seq: int) -> None:
         match evt:
@@ -64,6 +66,10 @@ class Rows:
                     self._call(evt)
             case ModelCall():
                 self._call(evt)
+            case SystemMessage():
+                self.users.setdefault((evt.session_id, evt.message_id), _system(evt, seq))
+                if evt.command == "clear":
+                    self.cleared[evt.session_id] = evt.created_at
             case _:
                 pass  # start and token events are not recorded: the end carries the reply.
 
@@ -102,6 +108,9 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
         titles = [{"sid": sid, "title": title} for sid, title in rows.titles.items() if title]
         if titles:
             await connection.execute(_TITLE, titles)
+    if rows.cleared:
+        cleared = [{"sid": sid, "at": at} for sid, at in rows.cleared.items()]
+        await connection.execute(_CLEARED, cleared)
     if rows.replies:
         await connection.execute(upsert(db, "reply"), list(rows.replies.values()))
     if rows.ends:
@@ -132,6 +141,12 @@ _TITLE = (
 )
 """An untitled session takes the title of its first message; a titled one keeps its own."""
 
+_CLEARED = (
+    update(ChatSession)
+    .where(col(ChatSession.id) == bindparam("sid"))
+    .values(context_since=bindparam("at"))
+)
+
 _TOUCH = (
     update(ChatSession)
     .where(
@@ -142,7 +157,7 @@ _TOUCH = (
 )
 
 
-def _user(evt: UserMessage, seq: int) -> dict[str, Any]:
+def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:
     return {
         "session_id": evt.session_id,
         "message_id": evt.message_id,
@@ -156,6 +171,10 @@ def _user(evt: UserMessage, seq: int) -> dict[str, Any]:
         "seq": seq,
         "created_at": evt.created_at,
     }
+
+
+def _system(evt: SystemMessage, seq: int) -> dict[str, Any]:
+    return {**_user(evt, seq), "role": "system"}
 
 
 def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:

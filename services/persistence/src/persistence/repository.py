@@ -154,6 +154,10 @@ async def remove_member(db: AsyncSession, session_id: str, user_id: str) -> bool
 async def history(db: AsyncSession, request: rpc.HistoryRequest) -> rpc.HistoryPage:
     """Newest first; `next` continues with older messages."""
     query = select(Message).where(col(Message.session_id) == request.session_id)
+    if request.for_context:
+        session = await db.get(ChatSession, request.session_id)
+        if session is not None and session.context_since is not None:
+            query = query.where(col(Message.created_at) > session.context_since)
     if request.before is not None:
         if not request.before.isdigit():
             return rpc.HistoryPage(error=rpc.RpcError(code="bad_request", detail="bad cursor"))
@@ -162,9 +166,14 @@ async def history(db: AsyncSession, request: rpc.HistoryRequest) -> rpc.HistoryP
     rows = list((await db.exec(query)).all())
     usage = await _usage_for(db, request.session_id, [r.in_reply_to for r in rows if r.in_reply_to])
     page = rows[: request.limit]
+    total = None
+    if request.count:
+        counted = select(func.count()).where(col(Message.session_id) == request.session_id)
+        total = int((await db.exec(counted)).one())
     return rpc.HistoryPage(
         messages=[_history_message(r, usage.get(r.in_reply_to or "")) for r in page],
         next=str(page[-1].id) if len(rows) > request.limit else None,
+        total=total,
     )
 
 
@@ -192,7 +201,7 @@ async def _usage_for(
 def _history_message(row: Message, usage: UsageEvent | None) -> rpc.HistoryMessage:
     return rpc.HistoryMessage(
         message_id=row.message_id,
-        role="assistant" if row.role == "assistant" else "user",
+        role=row.role if row.role in ("assistant", "system") else "user",  # type: ignore[arg-type]
         participant=row.participant,
         content=row.content,
         status=row.status,  # type: ignore[arg-type]

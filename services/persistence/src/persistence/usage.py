@@ -28,6 +28,8 @@ def _filters(table: Any, request: rpc.UsageRequest) -> list[ColumnElement[bool]]
     filters: list[ColumnElement[bool]] = []
     if request.user_id is not None:
         filters.append(col(table.user_id) == request.user_id)
+    if request.session_id is not None:
+        filters.append(col(table.session_id) == request.session_id)
     if request.since is not None:
         filters.append(col(table.created_at) >= request.since)
     if request.until is not None:

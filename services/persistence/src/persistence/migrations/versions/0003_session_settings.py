@@ -1,4 +1,4 @@
-"""session settings: a session's model and parameters, and deletion
+"""session settings: a session's model and parameters, its context's start, and deletion
 
 Revision ID: 0003
 Revises: 0002
@@ -20,13 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Add `model`, `temperature`, `max_tokens` and `deleted_at` to `sessions` (all null:
-    the catalogue's default model with its own parameters, and not deleted)."""
+    """Add `model`, `temperature`, `max_tokens`, `context_since` and `deleted_at` to
+    `sessions` (all null: the catalogue's default model with its own parameters, a context
+    never cleared, not deleted)."""
     text = sqlmodel.sql.sqltypes.AutoString
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("model", text(length=48), nullable=True))
         batch_op.add_column(sa.Column("temperature", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("max_tokens", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("context_since", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
 
 
@@ -34,6 +36,7 @@ def downgrade() -> None:
     """Drop them."""
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("deleted_at")
+        batch_op.drop_column("context_since")
         batch_op.drop_column("max_tokens")
         batch_op.drop_column("temperature")
         batch_op.drop_column("model")
