@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from nats.js.errors import NotFoundError
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from shared import keys
+from gateway import session_changes
+from shared import keys, subjects
 from support.client import User, connect, dev_user, frames_until_end, new_session, next_frame
 from support.system import System, system_with_own_nats
 
@@ -284,3 +288,155 @@ async def test_clear_starts_the_context_afresh(
     fourth = f"[fake tokens=2] {uuid.uuid4().hex}"
     await reply_to(system, sid, alice, fourth)
     assert (await call_for(llm, fourth))["messages"] == 4  # system, third, its reply, fourth
+
+
+async def test_a_regenerated_reply_is_a_new_version_that_later_replies_see(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice)
+    await http.post(
+        f"/v1/sessions/{sid}/members",
+        headers=alice.auth,
+        json={"user_id": bob.user_id, "role": "viewer"},
+    )
+    question = f"[fake tokens=6] {uuid.uuid4().hex}"
+    first = await reply_to(system, sid, alice, question)
+    mid, first_text = first[0]["message_id"], first[-1]["text"]
+    url = f"/v1/sessions/{sid}/messages/{mid}/regenerate"
+    assert (
+        await http.patch(f"/v1/sessions/{sid}", headers=alice.auth, json={"max_tokens": 2})
+    ).status_code == 200
+
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        made = await http.post(url, headers=alice.auth)
+        assert made.status_code == 202, made.text
+        assert (made.json()["message_id"], made.json()["version"]) == (f"{mid}~v2", 2)
+        frames = await frames_until_end(ws)
+    start, end = frames[0], frames[-1]
+    assert (start["type"], start["message_id"], start["version"], start["regenerates"]) == (
+        "stream_start",
+        f"{mid}~v2",
+        2,
+        mid,
+    )
+    assert all(f["type"] != "message" for f in frames)  # no second copy of the question
+    assert end["type"] == "stream_end"
+    second_text = end["text"]
+    assert second_text != first_text  # two tokens now
+    calls = [s for s in (await llm.get("/v1/_fake/streams")).json() if s["prompt"] == question]
+    assert [c["messages"] for c in calls] == [2, 2]  # each version sees what came before only
+
+    history = (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).json()
+    replies = [m for m in history["messages"] if m["role"] == "assistant"]
+    assert [(m["in_reply_to"], m["version"], m["current"], m["content"]) for m in replies] == [
+        (mid, 2, True, second_text),
+        (mid, 1, False, first_text),
+    ]
+    assert [m["message_id"] for m in history["messages"] if m["role"] == "user"] == [mid]
+
+    follow_up = f"[fake tokens=2] {uuid.uuid4().hex}"
+    await reply_to(system, sid, alice, follow_up)
+    assert (await call_for(llm, follow_up))["previous"] == second_text  # the current version
+
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        retried, _ = await command(ws, "/retry")
+        assert retried["ok"], retried
+        assert (retried["data"]["regenerates"], retried["data"]["version"]) == (
+            retried["data"]["message_id"].split("~")[0],
+            2,
+        )
+        assert (await frames_until_end(ws))[0]["regenerates"] == retried["data"]["regenerates"]
+
+    unknown = await http.post(f"/v1/sessions/{sid}/messages/nope/regenerate", headers=alice.auth)
+    assert unknown.status_code == 404
+    viewer = await http.post(url, headers=bob.auth)
+    assert viewer.status_code == 403
+
+
+async def closed_with(ws: ClientConnection, within_s: float = 5.0) -> tuple[int, str]:
+    """The code and reason the server closes `ws` with."""
+
+    async def until_closed() -> None:
+        async with asyncio.timeout(within_s):
+            while True:
+                await ws.recv()
+
+    with pytest.raises(ConnectionClosed) as closed:
+        await until_closed()
+    received = closed.value.rcvd
+    assert received is not None
+    return received.code, received.reason
+
+
+async def test_deleting_a_session_takes_its_history_and_stream_and_stops_its_replies(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice, title="Secret plans")
+    await http.post(
+        f"/v1/sessions/{sid}/members", headers=alice.auth, json={"user_id": bob.user_id}
+    )
+    assert (await http.delete(f"/v1/sessions/{sid}", headers=bob.auth)).status_code == 403
+    prompt = f"[fake tokens=400 delay_ms=10] {uuid.uuid4().hex}"
+    async with (
+        await connect(system.ws_url, sid, alice) as mine,
+        await connect(system.ws_url, sid, bob) as theirs,
+    ):
+        for ws in (mine, theirs):
+            assert (await next_frame(ws))["type"] == "ready"
+        await mine.send(json.dumps({"type": "message", "message_id": "m1", "content": prompt}))
+        while (await next_frame(mine))["type"] != "stream_token":
+            pass
+        deleted = await http.delete(f"/v1/sessions/{sid}", headers=alice.auth)
+        assert deleted.status_code == 204, deleted.text
+        assert await closed_with(mine) == (4403, "the session was deleted")
+        assert await closed_with(theirs) == (4403, "the session was deleted")
+
+    assert (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).status_code == 404
+    assert (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).status_code == 404
+    listed = (await http.get("/v1/sessions", headers=alice.auth)).json()["sessions"]
+    assert sid not in [s["session_id"] for s in listed]
+    assert (await http.delete(f"/v1/sessions/{sid}", headers=alice.auth)).status_code == 404
+    for _ in range(50):  # the model's stream was closed: the reply stopped
+        call = await call_for(llm, prompt)
+        if call["ended"]:
+            break
+        await asyncio.sleep(0.1)
+    assert call["closed_early"], call
+    await asyncio.sleep(session_changes.PURGE_AGAIN_S + 1)  # what the stopped reply stored, too
+    nc = await nats.connect(
+        system.named("gateway").env["TOKENWIRE_NATS_URL"], inbox_prefix=subjects.inbox("gateway")
+    )
+    try:
+        js = nc.jetstream()
+        with pytest.raises(NotFoundError):
+            await js.get_last_msg(subjects.STREAM, subjects.session_stored(sid), direct=True)
+    finally:
+        await nc.close()
+    usage = (await http.get("/v1/usage", headers=alice.auth)).json()
+    assert usage["billed"]["calls"] == 1  # the call the deleted session made is still billed
+
+
+async def test_in_a_group_the_model_sees_who_said_what(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient
+) -> None:
+    alice, bob = await dev_user(http), await dev_user(http)
+    sid = await new_session(http, alice)
+    await http.post(
+        f"/v1/sessions/{sid}/members", headers=alice.auth, json={"user_id": bob.user_id}
+    )
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        aside = {"type": "message", "message_id": "a1", "content": "Not fish.", "reply": False}
+        await ws.send(json.dumps(aside))
+        echo = await next_frame(ws)
+        assert (echo["type"], echo["message_id"]) == ("message", "a1")
+    question = f"[fake tokens=2] {uuid.uuid4().hex}"
+    await asyncio.sleep(0.5)  # the worker adds the aside to the context as it comes
+    await reply_to(system, sid, bob, question)
+    call = await call_for(llm, f"{bob.user_id}: {question}")
+    assert call["previous"] == f"{alice.user_id}: Not fish."  # no reply was asked for it
+    assert call["messages"] == 3

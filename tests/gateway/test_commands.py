@@ -26,6 +26,7 @@ from shared import rpc
         ("/max_tokens default", Change("max_tokens", None)),
         ("/title Trip to Lisbon", Change("title", "Trip to Lisbon")),
         ("/title", Show("title")),
+        ("/retry", Simple("retry")),
         ("/clear", Simple("clear")),
         ("/usage", Simple("usage")),
         ("/members", Simple("members")),

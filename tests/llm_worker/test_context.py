@@ -145,3 +145,26 @@ async def test_a_fresh_session_skips_history_until_its_first_turns(redis: Redis)
     await redis.delete(f"tw:ctx:{sid}")  # the cache expired: history is asked again
     assert await store.turns(sid) == []
     assert len(asked) == 1
+
+
+def test_with_more_than_one_person_each_user_message_says_who_wrote_it() -> None:
+    earlier = [
+        Turn("m1", "user", "Where should we eat?", "alice"),
+        Turn("m1/reply", "assistant", "Somewhere near.", ""),
+        Turn("m2", "user", "Not fish, please.", "bob"),
+    ]
+    prompt = fit_prompt("S", earlier, Turn("m3", "user", "Fine by me.", "alice"), COUNTER, 8000)
+    assert [m["content"] for m in prompt] == [
+        "S",
+        "alice: Where should we eat?",
+        "Somewhere near.",
+        "bob: Not fish, please.",
+        "alice: Fine by me.",
+    ]
+    alone = fit_prompt("S", earlier[:2], Turn("m3", "user", "Thanks.", "alice"), COUNTER, 8000)
+    assert [m["content"] for m in alone] == [
+        "S",
+        "Where should we eat?",
+        "Somewhere near.",
+        "Thanks.",
+    ]

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import records, repository
+from persistence import history, records, repository
 from persistence.models import ChatSession, Message
 from persistence.models import Usage as UsageRow
 from shared import rpc
@@ -70,7 +70,7 @@ async def test_only_the_latest_attempt_is_the_reply(sessions: Sessions) -> None:
     await record(sessions, user("m1"), end("m1", 2, "second"))
     await record(sessions, end("m1", 1, "first, redelivered late"))
     async with sessions() as db:
-        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+        page = await history.page(db, rpc.HistoryRequest(session_id="s1"))
     reply = page.messages[0]
     assert (reply.content, reply.attempt, reply.in_reply_to) == ("second", 2, "m1")
     assert reply.usage is not None
@@ -88,7 +88,7 @@ async def test_an_error_then_a_successful_retry_keeps_the_reply(sessions: Sessio
     )
     await record(sessions, user("m1"), error, end("m1", 2, "fine"))
     async with sessions() as db:
-        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+        page = await history.page(db, rpc.HistoryRequest(session_id="s1"))
     assert [(m.role, m.status, m.content) for m in page.messages] == [
         ("assistant", "complete", "fine"),
         ("user", "complete", "hi"),
@@ -112,7 +112,7 @@ async def test_one_batch_keeps_what_writing_its_events_one_by_one_keeps(
         user("m2", sid="s2"),
     )
     async with sessions() as db:
-        page = await repository.history(db, rpc.HistoryRequest(session_id="s1"))
+        page = await history.page(db, rpc.HistoryRequest(session_id="s1"))
     assert [(m.role, m.content, m.attempt) for m in page.messages] == [
         ("assistant", "second, stored again", 2),
         ("user", "hi", None),
@@ -155,7 +155,7 @@ async def test_history_pages_newest_first(sessions: Sessions) -> None:
     before = None
     async with sessions() as db:
         while True:
-            page = await repository.history(
+            page = await history.page(
                 db, rpc.HistoryRequest(session_id="s1", before=before, limit=2)
             )
             seen += [m.message_id for m in page.messages]
@@ -167,7 +167,7 @@ async def test_history_pages_newest_first(sessions: Sessions) -> None:
 
 async def test_a_bad_cursor_is_a_bad_request(sessions: Sessions) -> None:
     async with sessions() as db:
-        page = await repository.history(db, rpc.HistoryRequest(session_id="s1", before="x"))
+        page = await history.page(db, rpc.HistoryRequest(session_id="s1", before="x"))
     assert page.error is not None
     assert page.error.code == "bad_request"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import records, repository, usage
+from persistence import history, records, repository, usage
 from shared import rpc
 from shared.events import ReplyEnd, SystemMessage, Usage, UserMessage
 
@@ -76,8 +76,8 @@ async def test_system_messages_are_history_and_a_clear_starts_the_context(
         user(sid, "m3", T0 + timedelta(seconds=4)),
     )
     async with sessions() as db:
-        everything = await repository.history(db, rpc.HistoryRequest(session_id=sid, count=True))
-        context = await repository.history(db, rpc.HistoryRequest(session_id=sid, for_context=True))
+        everything = await history.page(db, rpc.HistoryRequest(session_id=sid, count=True))
+        context = await history.page(db, rpc.HistoryRequest(session_id=sid, for_context=True))
     assert [(m.message_id, m.role) for m in everything.messages] == [
         ("m3", "user"),
         ("c2", "system"),

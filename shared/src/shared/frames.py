@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.events import MAX_CONTENT_CHARS, FinishReason, Usage
+from shared.versions import REPLY_ID_PATTERN
 
 SUBPROTOCOL = "tokenwire.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
@@ -63,7 +64,8 @@ class MessageFrame(_ClientFrame):
 
 class CancelFrame(_ClientFrame):
     type: Literal["cancel"]
-    message_id: str = Field(pattern=MESSAGE_ID_PATTERN)
+    message_id: str = Field(pattern=REPLY_ID_PATTERN)
+    """A message's id, or a version's (`m~v2`: see `stream_start.version`)."""
 
 
 class TypingFrame(_ClientFrame):
@@ -142,6 +144,10 @@ class StreamStartFrame(_Frame):
     message_id: str
     attempt: int
     model: str
+    version: int = 1
+    """2, 3…: a regenerated reply, a new version of the reply to `regenerates`; its events'
+    `message_id` is the version's own (`<regenerates>~v<version>`)."""
+    regenerates: str | None = None
 
 
 class StreamTokenFrame(_Frame):

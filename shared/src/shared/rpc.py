@@ -104,6 +104,14 @@ class SessionUpdate(ModelSettings):
     reset: list[Resettable] = Field(default_factory=list)
 
 
+class SessionDelete(_Model):
+    """`svc.sessions.delete`: the owner deletes the session; its messages and members go
+    (usage and model calls stay: they are the account of what was spent)."""
+
+    session_id: str
+    by: str
+
+
 class MemberRemove(_Model):
     """`svc.sessions.members.remove`: the owner removes a member, or a member leaves."""
 
@@ -154,6 +162,24 @@ class HistoryMessage(_Model):
     usage: Usage | None
     seq: int | None
     created_at: datetime
+    version: int = 1
+    """Of a reply: 2, 3… for a regenerated one (`in_reply_to` is the same user message)."""
+    current: bool = True
+    """Of a reply: whether it is the newest version (the one later replies see)."""
+
+
+class MessageGet(_Model):
+    """`svc.messages.get`: one user message, and how many versions its reply has."""
+
+    session_id: str
+    message_id: str
+
+
+class MessageInfo(_Model):
+    message: HistoryMessage | None = None
+    versions: int = 0
+    """How many versions of its reply have been recorded (0: none yet)."""
+    error: RpcError | None = None
 
 
 class HistoryPage(_Model):

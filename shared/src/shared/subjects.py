@@ -43,9 +43,11 @@ SVC_SESSION_CREATE: Final = "svc.sessions.create"
 SVC_SESSION_GET: Final = "svc.sessions.get"
 SVC_SESSION_LIST: Final = "svc.sessions.list"
 SVC_SESSION_UPDATE: Final = "svc.sessions.update"
+SVC_SESSION_DELETE: Final = "svc.sessions.delete"
 SVC_MEMBER_ADD: Final = "svc.sessions.members.add"
 SVC_MEMBER_REMOVE: Final = "svc.sessions.members.remove"
 SVC_HISTORY: Final = "svc.history"
+SVC_MESSAGE_GET: Final = "svc.messages.get"
 SVC_USAGE: Final = "svc.usage"
 
 
@@ -101,6 +103,11 @@ def out_call(session_id: str) -> str:
 def system(session_id: str) -> str:
     """A system message (`SystemMessage`): stored, shown to every member."""
     return f"chat.{session_id}.system"
+
+
+EVERY_REPLY: Final = "*"
+"""The payload of a cancel that stops every reply of the session (it was deleted); any other
+payload is one message id."""
 
 
 def cancel(session_id: str) -> str:

@@ -45,6 +45,8 @@ class StreamRecord:
     """The first message's content when it is the system prompt (its first 200 characters)."""
     messages: int = 0
     """How many messages the prompt had."""
+    previous: str = ""
+    """The message before the last (its first 200 characters): the answer the model sees."""
 
 
 def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -> Starlette:
@@ -121,7 +123,13 @@ def _record(
         max_tokens=int(max_tokens) if isinstance(max_tokens, int) else None,
         system=system[:200] if isinstance(system, str) else "",
         messages=len(messages),
+        previous=_text(messages[-2]) if len(messages) > 1 else "",
     )
+
+
+def _text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content[:200] if isinstance(content, str) else ""
 
 
 async def healthz(_: Request) -> Response:

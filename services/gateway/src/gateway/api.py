@@ -10,8 +10,18 @@ from redis.exceptions import RedisError
 
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
-from gateway.deps import PrincipalDep, ResourcesDep, UserDep, ask, member_session, refused
+from gateway.deps import (
+    PrincipalDep,
+    ResourcesDep,
+    UserDep,
+    ask,
+    member_session,
+    refusal_http,
+    refused,
+)
 from gateway.model_routes import checked
+from gateway.refusal import Refusal
+from gateway.regenerate import regenerate
 from shared import keys, rpc, subjects
 from shared.events import Policy
 
@@ -122,6 +132,36 @@ async def add_member(
         raise HTTPException(code, answer.error.detail if answer.error else "no answer")
     resources.sessions.put(session_id, answer.session)
     return answer.session
+
+
+class NewVersion(BaseModel):
+    message_id: str
+    """The new version's own id (`<message_id>~v<version>`): its events carry it."""
+    version: int
+    seq: int
+
+
+@router.post(
+    "/v1/sessions/{session_id}/messages/{message_id}/regenerate",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["sessions"],
+)
+async def regenerate_reply(
+    session_id: str, message_id: str, resources: ResourcesDep, principal: PrincipalDep
+) -> NewVersion:
+    """A new version of the reply to `message_id`: it streams to every client of the session
+    like any reply (`stream_start` with `version` and `regenerates`), and history keeps every
+    version. 404: no such message; 409: its reply has not ended yet; 429: a limit."""
+    session = await member_session(resources, session_id, principal.user_id)
+    try:
+        made = await regenerate(
+            resources.bus, resources.submissions, session, principal, message_id
+        )
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "history unavailable") from None
+    if isinstance(made, Refusal):
+        raise refusal_http(made)
+    return NewVersion(message_id=made.message_id, version=made.version, seq=made.seq)
 
 
 @router.get("/v1/sessions/{session_id}/presence", tags=["sessions"])

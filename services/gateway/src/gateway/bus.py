@@ -54,6 +54,13 @@ class Bus:
         except (nats.errors.Error, TimeoutError) as exc:
             raise Unavailable(f"system message not stored: {type(exc).__name__}") from exc
 
+    async def purge_session(self, session_id: str) -> None:
+        """Delete every stored event of the session from the stream; raises `Unavailable`."""
+        try:
+            await self.js.purge_stream(subjects.STREAM, subject=subjects.session_stored(session_id))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"stream not purged: {type(exc).__name__}") from exc
+
     async def cancel(self, session_id: str, message_id: str) -> None:
         await self.nc.publish(subjects.cancel(session_id), message_id.encode())
 

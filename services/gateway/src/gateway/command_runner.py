@@ -16,6 +16,8 @@ from gateway.auth import Principal
 from gateway.bus import Unavailable
 from gateway.commands import Change, Help, Invite, Request, Show, Simple
 from gateway.deps import Resources
+from gateway.refusal import Refusal
+from gateway.regenerate import regenerate
 from shared import rpc, subjects
 from shared.events import SystemMessage
 from shared.frames import MessageFrame
@@ -36,7 +38,7 @@ async def run(
     """Run the command `frame` carries and send its result; a dependency that does not answer
     makes it fail with a message saying so (nothing was changed, or the change stands)."""
     invocation = commands.parse(frame.content)
-    command = _Command(resources, session, principal.user_id, frame.message_id, invocation.name)
+    command = _Command(resources, session, principal, frame.message_id, invocation.name)
     try:
         await command.run(invocation.request, send)
     except (Unavailable, RedisError) as exc:
@@ -47,9 +49,15 @@ async def run(
 
 class _Command:
     def __init__(
-        self, r: Resources, session: rpc.SessionInfo, user: str, message_id: str, name: str
+        self,
+        r: Resources,
+        session: rpc.SessionInfo,
+        principal: Principal,
+        message_id: str,
+        name: str,
     ) -> None:
-        self.r, self.session, self.user = r, session, user
+        self.r, self.session, self.principal = r, session, principal
+        self.user = principal.user_id
         self.message_id, self.name = message_id, name
 
     def result(self, ok: bool, text: str, data: dict[str, object] | None = None) -> str:
@@ -72,6 +80,8 @@ class _Command:
                 await send(await self._invite(user_id, role))
             case Simple("export"):
                 await self._export(send)
+            case Simple("retry"):
+                await send(await self._retry())
             case Simple("clear"):
                 await send(await self._clear())
             case Simple("usage"):
@@ -121,6 +131,26 @@ class _Command:
         note = f"{self.user} invited {user_id}" + (" as a viewer" if role == "viewer" else "")
         await self._post(note)
         return self.result(True, note, {"user_id": user_id, "role": role})
+
+    async def _retry(self) -> str:
+        sid = self.session.session_id
+        recent = rpc.HistoryRequest(session_id=sid, limit=50)
+        page = await self.r.bus.request(subjects.SVC_HISTORY, recent, rpc.HistoryPage)
+        last = next((m for m in page.messages if m.role == "assistant" and m.in_reply_to), None)
+        if last is None or last.in_reply_to is None:
+            return self.result(False, "there is no reply to regenerate yet")
+        made = await regenerate(
+            self.r.bus, self.r.submissions, self.session, self.principal, last.in_reply_to
+        )
+        if isinstance(made, Refusal):
+            return self.result(False, made.detail)
+        text = f"regenerating the reply to {last.in_reply_to} (version {made.version})"
+        data: dict[str, object] = {
+            "message_id": made.message_id,
+            "version": made.version,
+            "regenerates": last.in_reply_to,
+        }
+        return self.result(True, text, data)
 
     async def _clear(self) -> str:
         if self.user in self.session.viewers:

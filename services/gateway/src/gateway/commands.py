@@ -31,6 +31,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("temperature", "/temperature [0-2 | default]", "shows or sets the temperature"),
     Spec("max_tokens", "/max_tokens [n | default]", "shows or sets a reply's length at most"),
     Spec("title", "/title [text]", "shows the title; with text, renames the session"),
+    Spec("retry", "/retry", "regenerates the last reply, as a new version of it"),
     Spec("clear", "/clear", "later replies no longer see the turns before (history keeps them)"),
     Spec("usage", "/usage", "this session's tokens and cost"),
     Spec("members", "/members", "who is in the session, their roles, and who is here now"),
@@ -67,9 +68,9 @@ class Invite:
 
 @dataclass(frozen=True, slots=True)
 class Simple:
-    """A command without arguments: `clear`, `usage`, `members`, `export`."""
+    """A command without arguments: `retry`, `clear`, `usage`, `members`, `export`."""
 
-    name: Literal["clear", "usage", "members", "export"]
+    name: Literal["retry", "clear", "usage", "members", "export"]
 
 
 Request = Help | Show | Change | Invite | Simple
@@ -113,7 +114,7 @@ def _request(name: str, args: str) -> Request | str:
             return _setting(name, args)
         case "invite":
             return _invite(args)
-        case "clear" | "usage" | "members" | "export":
+        case "retry" | "clear" | "usage" | "members" | "export":
             return Simple(name) if not args else f"/{name} takes no argument"
     return f"unknown command /{name}"
 

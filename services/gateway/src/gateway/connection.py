@@ -232,9 +232,9 @@ class ConnectionProtocol:
         """The token expired: the client reconnects with a fresh one."""
         return self._close(CLOSE_UNAUTHORIZED, "token expired")
 
-    def evicted(self) -> Close:
-        """The user left the session or was removed from it."""
-        return self._close(CLOSE_FORBIDDEN, "no longer a member of the session")
+    def evicted(self, reason: str = "no longer a member of the session") -> Close:
+        """The user left the session or was removed from it, or the session was deleted."""
+        return self._close(CLOSE_FORBIDDEN, reason)
 
     def revoked(self) -> Close:
         """The token was revoked: the client signs in again."""

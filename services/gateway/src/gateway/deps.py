@@ -15,6 +15,7 @@ from gateway.limits import Limits
 from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
 from gateway.presence import Presence
+from gateway.refusal import Refusal
 from gateway.revocations import Revocations
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
@@ -129,6 +130,24 @@ def refused(error: rpc.RpcError | None) -> HTTPException:
     if error is None:
         return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no answer")
     return HTTPException(HTTP_STATUS.get(error.code, 503), error.detail)
+
+
+REFUSAL_STATUS = {
+    "bad_frame": 404,
+    "forbidden": 403,
+    "busy": 409,
+    "rate_limited": 429,
+    "budget_exceeded": 429,
+}
+"""A refusal's HTTP status on a REST route (`bad_frame`: what was named does not exist;
+anything else: 503)."""
+
+
+def refusal_http(refusal: Refusal) -> HTTPException:
+    headers = None
+    if refusal.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, round(refusal.retry_after_s)))}
+    return HTTPException(REFUSAL_STATUS.get(refusal.code, 503), refusal.detail, headers=headers)
 
 
 async def member_session(resources: Resources, session_id: str, user: str) -> rpc.SessionInfo:

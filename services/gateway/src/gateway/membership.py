@@ -1,7 +1,8 @@
-"""A change to a session felt on every gateway at once — its settings changed, or a member
-left or was removed by its owner: the gateway that made it announces it on `gateway.members`,
-and each gateway forgets what it cached of the session (a connect and a message read it from
-persistence again) and closes a removed member's open sockets on it with 4403."""
+"""A change to a session felt on every gateway at once — its settings changed, a member left
+or was removed by its owner, or the owner deleted it: the gateway that made it announces it on
+`gateway.members`, and each gateway forgets what it cached of the session (a connect and a
+message read it from persistence again) and closes with 4403 a removed member's open sockets
+on it, or every socket on a deleted session."""
 
 import json
 import logging
@@ -32,13 +33,21 @@ class Membership:
         self._evict(session_id, user_id)
         await self._announce(session_id, user_id)
 
+    async def deleted(self, session_id: str) -> None:
+        """The session is gone: every socket on it closes."""
+        self._sessions.put(session_id, None)
+        self._evict_all(session_id)
+        await self._announce(session_id, None, deleted=True)
+
     async def changed(self, session: rpc.SessionInfo) -> None:
         """`session`'s settings changed (it is as given now)."""
         self._sessions.put(session.session_id, session)
         await self._announce(session.session_id, None)
 
-    async def _announce(self, session_id: str, user_id: str | None) -> None:
-        change = {"session_id": session_id, "user_id": user_id}
+    async def _announce(
+        self, session_id: str, user_id: str | None, *, deleted: bool = False
+    ) -> None:
+        change = {"session_id": session_id, "user_id": user_id, "deleted": deleted}
         await self._nc.publish(subjects.MEMBERSHIP, json.dumps(change).encode())
 
     async def _announced(self, msg: Msg) -> None:
@@ -49,8 +58,15 @@ class Membership:
             log.warning("a session announcement that does not parse; ignored")
             return
         self._sessions.forget(session_id)
-        if isinstance(user_id, str):
+        if change.get("deleted") is True:
+            self._evict_all(session_id)
+        elif isinstance(user_id, str):
             self._evict(session_id, user_id)
+
+    def _evict_all(self, session_id: str) -> None:
+        for holder in self._sockets.everyone():
+            if holder.session_id == session_id:
+                holder.evict("the session was deleted")
 
     def _evict(self, session_id: str, user_id: str) -> None:
         for holder in self._sockets.holding(user_id):

@@ -107,8 +107,9 @@ class Holder(Protocol):
     def revoke(self) -> None:
         """Close it: its token was revoked."""
 
-    def evict(self) -> None:
-        """Close it: its user is no longer a member of its session."""
+    def evict(self, reason: str = "no longer a member of the session") -> None:
+        """Close it (4403): its user is no longer a member of its session, or the session
+        was deleted."""
 
 
 class Revocations:
@@ -135,6 +136,10 @@ class Revocations:
     def holding(self, user_id: str) -> list[Holder]:
         """The open sockets of `user_id` on this gateway."""
         return list(self._open.get(user_id, ()))
+
+    def everyone(self) -> list[Holder]:
+        """Every open socket of this gateway."""
+        return [holder for holders in self._open.values() for holder in holders]
 
     def release(self, holder: Holder) -> None:
         held = self._open.get(holder.principal.user_id)

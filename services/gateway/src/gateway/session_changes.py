@@ -2,15 +2,21 @@
 (and refuses anyone but the owner), the workers' copy of its prompt is written to Redis, and
 every gateway forgets what it cached of it."""
 
+import asyncio
 import logging
 
 from redis.exceptions import RedisError
 
+from gateway.bus import Unavailable
 from gateway.deps import Resources
 from shared import keys, rpc, subjects
 from shared.events import SystemMessage
 
 log = logging.getLogger(__name__)
+PURGE_AGAIN_S = 5.0
+"""A deleted session's stream is purged again after this: what replies stopped by the delete
+stored meanwhile (their ends) goes too."""
+_later: set[asyncio.Task[None]] = set()
 
 
 async def change(resources: Resources, request: rpc.SessionUpdate) -> rpc.SessionReply:
@@ -53,3 +59,33 @@ async def post(resources: Resources, message: SystemMessage) -> None:
     """Store a system message: every member sees it, history keeps it. Raises
     `gateway.bus.Unavailable`."""
     await resources.bus.post_system(message)
+
+
+async def delete(resources: Resources, session_id: str, by: str) -> rpc.SessionReply:
+    """Delete the session (the owner's right, checked by persistence): every socket on it
+    closes with 4403 on every gateway, its replies in flight stop, and its stored events and
+    the workers' copies of its context and prompt go. Raises `gateway.bus.Unavailable` when
+    persistence does not answer (then nothing was deleted)."""
+    asked = rpc.SessionDelete(session_id=session_id, by=by)
+    answer = await resources.bus.request(subjects.SVC_SESSION_DELETE, asked, rpc.SessionReply)
+    if answer.session is None:
+        return answer
+    await resources.membership.deleted(session_id)
+    await resources.bus.cancel(session_id, subjects.EVERY_REPLY)
+    await _purge(resources, session_id)
+    try:
+        await resources.redis.delete(keys.context(session_id), keys.session_prompt(session_id))
+    except RedisError as exc:  # they expire on their own
+        log.warning("a deleted session's keys stay until they expire: %s", exc)
+    task = asyncio.create_task(_purge(resources, session_id, after_s=PURGE_AGAIN_S))
+    _later.add(task)
+    task.add_done_callback(_later.discard)
+    return answer
+
+
+async def _purge(resources: Resources, session_id: str, after_s: float = 0.0) -> None:
+    await asyncio.sleep(after_s)
+    try:
+        await resources.bus.purge_session(session_id)
+    except Unavailable as exc:  # the stream's retention removes them in the end
+        log.warning("stored events of deleted session %s not purged: %s", session_id, exc)

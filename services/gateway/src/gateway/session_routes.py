@@ -96,6 +96,18 @@ async def update_session(
     return _session(answer)
 
 
+@router.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_session(session_id: str, resources: ResourcesDep, user: UserDep) -> None:
+    """Delete the session: its owner only. Its history and stored stream events go, every
+    socket on it closes with 4403, and replies in flight stop; its usage stays on the account."""
+    await member_session(resources, session_id, user)
+    try:
+        answer = await session_changes.delete(resources, session_id, user)
+    except Unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
+    _session(answer)
+
+
 @router.delete("/v1/sessions/{session_id}/members/{user_id}")
 async def remove_member(
     session_id: str, user_id: str, resources: ResourcesDep, user: UserDep

@@ -3,6 +3,7 @@
 from typing import assert_never
 
 from gateway.outbox import Outgoing
+from shared import versions
 from shared.events import (
     BusEvent,
     ModelCall,
@@ -42,6 +43,8 @@ def outgoing_for_event(data: bytes, seq: int) -> Outgoing | None:
 
 def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
     match event:
+        case UserMessage() if "~" in event.message_id:
+            return None  # asks for a new version of a reply: the reply's frames show it
         case UserMessage():
             return ChatMessageFrame(
                 seq=seq,
@@ -50,8 +53,14 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
                 content=event.content,
             )
         case ReplyStart():
+            asked, version = versions.split(event.message_id)
             return StreamStartFrame(
-                seq=seq, message_id=event.message_id, attempt=event.attempt, model=event.model
+                seq=seq,
+                message_id=event.message_id,
+                attempt=event.attempt,
+                model=event.model,
+                version=version,
+                regenerates=asked if version > 1 else None,
             )
         case ReplyToken():  # the hot path: fields of a validated event need no second check
             return StreamTokenFrame.model_construct(

@@ -262,9 +262,10 @@ class Connection:
         """Its token was revoked: close with 4401."""
         self._end(self.protocol.revoked)
 
-    def evict(self) -> None:
-        """Its user is no longer a member of the session: close with 4403."""
-        self._end(self.protocol.evicted)
+    def evict(self, reason: str = "no longer a member of the session") -> None:
+        """Its user is no longer a member of the session, or the session was deleted: close
+        with 4403."""
+        self._end(lambda: self.protocol.evicted(reason))
 
     def _end(self, why: Callable[[], Close]) -> None:
         if self._closing is None and self.protocol.state != "closing":

@@ -5,6 +5,8 @@ import asyncio
 import time
 from typing import Literal
 
+from shared import subjects
+
 StopReason = Literal["cancelled", "budget", "session_budget", "fenced"]
 
 
@@ -60,8 +62,13 @@ class CancelRegistry:
             signal.set("fenced")
 
     def cancel(self, session_id: str, message_id: str) -> bool:
-        """Stop every attempt at the reply this worker holds; True when it held one."""
-        attempts = self._held.get((session_id, message_id), {})
-        for signal in attempts.values():
-            signal.set("cancelled")
-        return bool(attempts)
+        """Stop every attempt at the reply this worker holds (`*`: at every reply of the
+        session, which was deleted); True when it held one."""
+        if message_id == subjects.EVERY_REPLY:
+            held = [attempts for (sid, _), attempts in self._held.items() if sid == session_id]
+        else:
+            held = [self._held.get((session_id, message_id), {})]
+        for attempts in held:
+            for signal in attempts.values():
+                signal.set("cancelled")
+        return any(held)

@@ -10,7 +10,7 @@ none to fetch.
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -31,6 +31,8 @@ class Turn:
     id: str
     role: Literal["user", "assistant"]
     content: str
+    by: str = field(default="", compare=False)
+    """Who said it (a user turn's participant); not part of what a turn is equal by."""
 
 
 def fit_prompt(
@@ -60,13 +62,17 @@ def fit_prompt(
 
 
 def _prompt(system_prompt: str, turns: Sequence[Turn], message: Turn) -> list[ChatMessage]:
+    """The chat messages; when more than one person speaks in them, each user message starts
+    with its author's name (`alice: …`), so that the model knows who said what."""
+    speakers = {t.by for t in (*turns, message) if t.role == "user"}
+    named = len(speakers) > 1
     prompt: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
-    for turn in turns:
+    for turn in (*turns, message):
         if turn.role == "assistant":
             prompt.append({"role": "assistant", "content": turn.content})
         else:
-            prompt.append({"role": "user", "content": turn.content})
-    prompt.append({"role": "user", "content": message.content})
+            content = f"{turn.by}: {turn.content}" if named and turn.by else turn.content
+            prompt.append({"role": "user", "content": content})
     return prompt
 
 
@@ -79,11 +85,26 @@ def before(turns: Sequence[Turn], message_id: str) -> list[Turn]:
     return list(turns)
 
 
+_REPLACE = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i, raw in ipairs(items) do
+  local ok, turn = pcall(cjson.decode, raw)
+  if ok and turn['id'] == ARGV[1] then
+    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+"""Replace the turn with id ARGV[1] by ARGV[2], in place; 0 when the list does not hold it."""
+
+
 class ContextStore:
     def __init__(
         self, redis: Redis, history: HistoryFetcher, *, max_turns: int, ttl_s: int
     ) -> None:
         self._redis = redis
+        self._replace = redis.register_script(_REPLACE)
         self._history = history
         self._max_turns = max_turns
         self._ttl_s = ttl_s
@@ -123,7 +144,7 @@ class ContextStore:
         nothing to append."""
         if not turns or self._max_turns == 0:
             return None
-        encoded = [json.dumps(t.__dict__) for t in turns]
+        encoded = [_encode(t) for t in turns]
         return ListAppend(
             keys.context(session_id),
             encoded,
@@ -144,6 +165,17 @@ class ContextStore:
         except RedisError as exc:
             log.warning("context cache not updated: %s", exc)
 
+    async def replace(self, session_id: str, turn: Turn) -> None:
+        """Put `turn` where the turn with its id is (a regenerated reply takes its first
+        version's place); nothing when the cached turns do not hold it: they are read from
+        history then, which has the newest version (best effort, like `append`)."""
+        if self._max_turns == 0:
+            return
+        try:
+            await self._replace(keys=[keys.context(session_id)], args=[turn.id, _encode(turn)])
+        except RedisError as exc:
+            log.warning("context cache not updated: %s", exc)
+
     async def _from_history(self, session_id: str) -> list[Turn]:
         try:
             page = await self._history(
@@ -155,13 +187,17 @@ class ContextStore:
             log.warning("history unavailable for context: %s", exc)
             return []
         return [
-            Turn(m.message_id, m.role, m.content)
+            Turn(m.message_id, m.role, m.content, m.participant if m.role == "user" else "")
             for m in reversed(page.messages)
             if m.role != "system"
             and m.status in ("complete", "cancelled", "budget", "session_budget")
         ]
 
 
+def _encode(turn: Turn) -> str:
+    return json.dumps(turn.__dict__)
+
+
 def _decode(raw: bytes | str) -> Turn:
     data = json.loads(raw)
-    return Turn(str(data["id"]), data["role"], str(data["content"]))
+    return Turn(str(data["id"]), data["role"], str(data["content"]), str(data.get("by", "")))

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from llm_worker.attempt import ReplyJob
 from llm_worker.context import Turn, fit_prompt
 from llm_worker.providers import Served
-from shared.events import UserMessage
+from shared import versions
+from shared.events import ReplyEnd, ReplyError, UserMessage
 
 TOO_LONG = "the message is longer than the model's context allows"
 
@@ -27,5 +28,20 @@ def prepare(
     )
 
 
+def context_update(
+    message: UserMessage, terminal: ReplyEnd | ReplyError
+) -> tuple[tuple[Turn, ...], Turn | None]:
+    """What the session's context gains from an answered message: a reply's exchange, appended;
+    or, for a new version of a reply, its answer in place of the first's (returned apart). An
+    error adds nothing."""
+    if not isinstance(terminal, ReplyEnd):
+        return (), None
+    asked, version = versions.split(message.message_id)
+    answer = Turn(f"{asked}/reply", "assistant", terminal.text)
+    if version > 1:
+        return (), answer
+    return (user_turn(message), answer), None
+
+
 def user_turn(message: UserMessage) -> Turn:
-    return Turn(message.message_id, "user", message.content)
+    return Turn(message.message_id, "user", message.content, message.participant)

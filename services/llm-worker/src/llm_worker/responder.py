@@ -17,12 +17,12 @@ from redis.exceptions import RedisError
 from llm_worker import attempt as decide
 from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
-from llm_worker.context import ContextStore, Turn, before
+from llm_worker.context import ContextStore, before
 from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
 from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
-from llm_worker.model_call import prepare, user_turn
+from llm_worker.model_call import context_update, prepare, user_turn
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
 from llm_worker.providers import Providers, Served
@@ -33,6 +33,7 @@ from llm_worker.start_reads import Answers, StartReads
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
+from shared import versions
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.reply_states import Beginning
 
@@ -136,12 +137,8 @@ class Responder:
         # The terminal event is stored: from here on the message is acked whatever Redis
         # says (a redelivery would stream the reply again); bookkeeping Redis missed is
         # retried in the background.
-        turns = (
-            (user_turn(message), Turn(f"{mid}/reply", "assistant", terminal.text))
-            if isinstance(terminal, ReplyEnd)
-            else ()
-        )
-        then = self._context.appending(sid, *turns)
+        appended, replaced = context_update(message, terminal)
+        then = self._context.appending(sid, *appended)
         if not await self._bookkeeping.eventually(
             lambda: self._coord.finish(
                 sid, mid, attempt, place=delivery.place, answered=True, then=then
@@ -154,6 +151,8 @@ class Responder:
                 extra=delivery.log_context(),
             )
             return "superseded"
+        if replaced is not None:
+            await self._context.replace(sid, replaced)
         self._count(terminal, stop)
         return "answered"
 
@@ -256,7 +255,8 @@ class Responder:
             text = f"this worker does not serve model {message.model!r}"
             return await self._refuse(delivery, "unknown_model", text)
         sid = message.session_id
-        turns = before(await self._context.turns(sid, read.get("context")), message.message_id)
+        asked, _ = versions.split(message.message_id)  # a new version sees what its first saw
+        turns = before(await self._context.turns(sid, read.get("context")), asked)
         prompt = await self._prompts.of(sid, read.get("prompt"))
         job = prepare(message, delivery.attempt, served, prompt, turns)
         if isinstance(job, str):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence import repository, usage
+from persistence import history, repository, usage
 from shared import rpc, subjects
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,38 @@ def register(broker: NatsBroker, sessions: async_sessionmaker[AsyncSession]) -> 
             "updating a session", lambda db: _update_session(db, request), rpc.SessionReply
         )
 
+    @broker.subscriber(subjects.SVC_SESSION_DELETE, queue=QUEUE)
+    async def delete_session(request: rpc.SessionDelete) -> rpc.SessionReply:
+        return await answer(
+            "deleting a session", lambda db: _delete_session(db, request), rpc.SessionReply
+        )
+
     @broker.subscriber(subjects.SVC_MEMBER_REMOVE, queue=QUEUE)
     async def remove_member(request: rpc.MemberRemove) -> rpc.SessionReply:
         return await answer(
             "removing a member", lambda db: _remove_member(db, request), rpc.SessionReply
         )
 
+    _register_reads(broker, answer)
+
+
+def _register_reads(broker: NatsBroker, answer: "Answerer") -> None:
+    """The handlers that only read: usage, history, one message."""
+
     @broker.subscriber(subjects.SVC_USAGE, queue=QUEUE)
     async def usage_report(request: rpc.UsageRequest) -> rpc.UsageReport:
         return await answer("reading usage", lambda db: usage.report(db, request), rpc.UsageReport)
 
     @broker.subscriber(subjects.SVC_HISTORY, queue=QUEUE)
-    async def history(request: rpc.HistoryRequest) -> rpc.HistoryPage:
+    async def history_page(request: rpc.HistoryRequest) -> rpc.HistoryPage:
         return await answer(
-            "reading history", lambda db: repository.history(db, request), rpc.HistoryPage
+            "reading history", lambda db: history.page(db, request), rpc.HistoryPage
+        )
+
+    @broker.subscriber(subjects.SVC_MESSAGE_GET, queue=QUEUE)
+    async def message(request: rpc.MessageGet) -> rpc.MessageInfo:
+        return await answer(
+            "reading a message", lambda db: history.message(db, request), rpc.MessageInfo
         )
 
 
@@ -108,6 +126,19 @@ async def _update_session(db: AsyncSession, request: rpc.SessionUpdate) -> rpc.S
     await repository.update_session(db, request)
     await db.commit()
     return rpc.SessionReply(session=await repository.get_session(db, request.session_id))
+
+
+async def _delete_session(db: AsyncSession, request: rpc.SessionDelete) -> rpc.SessionReply:
+    """Only the owner deletes a session; the answer is the session as it was."""
+    info = await repository.get_session(db, request.session_id)
+    if info is None or request.by not in info.members:
+        return rpc.SessionReply(error=_NOT_FOUND)
+    if request.by != info.owner:
+        detail = "only the owner deletes the session"
+        return rpc.SessionReply(error=rpc.RpcError(code="forbidden", detail=detail))
+    await repository.delete_session(db, request.session_id)
+    await db.commit()
+    return rpc.SessionReply(session=info)
 
 
 async def _remove_member(db: AsyncSession, request: rpc.MemberRemove) -> rpc.SessionReply:

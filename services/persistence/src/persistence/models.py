@@ -68,6 +68,9 @@ class Message(SQLModel, table=True):
     model: str | None = Field(default=None, max_length=200)
     seq: int | None = None
     """Stream sequence of the event this row was written from."""
+    version: int | None = None
+    """Of a reply: 2, 3… for a regenerated one (None: the first), whose `message_id` is
+    `<user message id>~v<version>/reply`."""
     created_at: datetime = Field(sa_column=_timestamp())
 
 

@@ -13,14 +13,15 @@ activity. A profile had a reply's four statements at over a tenth of persistence
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence.models import ChatSession, Message, ModelCallRow, Usage
+from persistence.models import ChatSession, Message
+from persistence.upserts import upsert
+from shared import versions
 from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, SystemMessage, UserMessage
 
 Key = tuple[str, str]
@@ -51,8 +52,9 @@ class Rows:
     def add(self, evt: BusEvent, seq: int) -> None:
         match evt:
             case UserMessage():
-                self.users.setdefault((evt.session_id, evt.message_id), _user(evt, seq))
-                self.titles.setdefault(evt.session_id, title_from(evt.content))
+                if versions.split(evt.message_id)[1] == 1:  # a version's asks no new row
+                    self.users.setdefault((evt.session_id, evt.message_id), _user(evt, seq))
+                    self.titles.setdefault(evt.session_id, title_from(evt.content))
                 latest = self.active.get(evt.session_id)
                 if latest is None or latest < evt.created_at:
                     self.active[evt.session_id] = evt.created_at
@@ -72,6 +74,24 @@ class Rows:
                     self.cleared[evt.session_id] = evt.created_at
             case _:
                 pass  # start and token events are not recorded: the end carries the reply.
+
+    async def drop_deleted(self, db: AsyncSession) -> None:
+        """Forget what a deleted session's events would write, but their usage and model
+        calls: a reply still in flight when its session was deleted is billed all the same."""
+        sids = {sid for sid, _ in self.users} | {sid for sid, _ in self.replies} | set(self.active)
+        if not sids:
+            return
+        deleted = await db.exec(
+            select(col(ChatSession.id)).where(
+                col(ChatSession.id).in_(sids), col(ChatSession.deleted_at).is_not(None)
+            )
+        )
+        for sid in deleted.all():
+            for keyed in (self.users, self.replies):
+                for key in [k for k in keyed if k[0] == sid]:
+                    del keyed[key]
+            for by_session in (self.active, self.titles, self.cleared):
+                by_session.pop(sid, None)
 
     def _call(self, evt: ReplyEnd | ModelCall) -> None:
         key = (evt.session_id, evt.message_id, evt.attempt)
@@ -97,6 +117,7 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
     rows = Rows()
     for evt, seq in events:
         rows.add(evt, seq)
+    await rows.drop_deleted(db)
     connection = await db.connection()
     if rows.users:
         await connection.execute(upsert(db, "user message"), list(rows.users.values()))
@@ -170,6 +191,7 @@ def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:
         "model": None,
         "seq": seq,
         "created_at": evt.created_at,
+        "version": None,
     }
 
 
@@ -185,6 +207,7 @@ def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
     else:
         status, participant, model = "error", "assistant", None
         content = f"[{evt.code}] {evt.message}"
+    asked, version = versions.split(evt.message_id)
     return {
         "session_id": evt.session_id,
         "message_id": reply_id(evt.message_id),
@@ -192,11 +215,12 @@ def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
         "participant": participant,
         "content": content,
         "status": status,
-        "in_reply_to": evt.message_id,
+        "in_reply_to": asked,
         "attempt": evt.attempt,
         "model": model,
         "seq": seq,
         "created_at": evt.created_at,
+        "version": version if version > 1 else None,
     }
 
 
@@ -243,45 +267,3 @@ async def _asker(db: AsyncSession, evt: ReplyEnd | ModelCall) -> str | None:
         )
     )
     return asker.one_or_none()
-
-
-_REPLY_FIELDS = ("attempt", "participant", "content", "status", "model", "seq", "created_at")
-_USAGE_FIELDS = (
-    *("user_id", "model", "attempt", "prompt_tokens", "completion_tokens", "total_tokens"),
-    *("estimated", "cost_usd", "ttft_ms", "duration_ms", "created_at"),
-)
-_CALL_FIELDS = (
-    *("user_id", "model", "prompt_tokens", "completion_tokens", "total_tokens", "estimated"),
-    *("cost_usd", "outcome", "created_at"),
-)
-_STATEMENTS: dict[tuple[str, str], Any] = {}
-
-
-def upsert(db: AsyncSession, kind: Literal["user message", "reply", "usage", "call"]) -> Any:
-    """The idempotent write of `kind`, built once per dialect; its values are bound when it
-    runs. (Built per call, the conflict clause's `excluded` columns alone were an eighth of
-    persistence's samples in a profile of a 250-session burst.)"""
-    dialect = db.get_bind().dialect.name
-    statement = _STATEMENTS.get((dialect, kind))
-    if statement is not None:
-        return statement
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    if kind == "user message":
-        statement = insert(Message).on_conflict_do_nothing()
-    elif kind == "call":
-        plain = insert(ModelCallRow)
-        statement = plain.on_conflict_do_update(  # an estimate never replaces the attempt's own
-            index_elements=["session_id", "message_id", "attempt"],
-            set_={name: plain.excluded[name] for name in _CALL_FIELDS},
-            where=(plain.excluded.outcome != "lost") | (col(ModelCallRow.outcome) == "lost"),
-        )
-    else:
-        table, fields = (Message, _REPLY_FIELDS) if kind == "reply" else (Usage, _USAGE_FIELDS)
-        plain = insert(table)
-        statement = plain.on_conflict_do_update(
-            index_elements=["session_id", "message_id"],
-            set_={name: plain.excluded[name] for name in fields},
-            where=col(table.attempt) <= plain.excluded.attempt,
-        )
-    _STATEMENTS[(dialect, kind)] = statement
-    return statement

@@ -8,13 +8,12 @@ reply's attempts only the latest is kept. Events are written by `persistence.rec
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from persistence.models import ChatSession, Member, Message, Usage
+from persistence.models import ChatSession, Member, Message
 from shared import rpc
-from shared.events import Usage as UsageEvent
 
 
 def new_session_id() -> str:
@@ -42,8 +41,9 @@ async def create_session(db: AsyncSession, request: rpc.SessionCreate) -> rpc.Se
 
 
 async def get_session(db: AsyncSession, session_id: str) -> rpc.SessionInfo | None:
+    """The session; None when there is none, or it was deleted."""
     row = await db.get(ChatSession, session_id)
-    if row is None:
+    if row is None or row.deleted_at is not None:
         return None
     members = list(
         (
@@ -80,7 +80,7 @@ async def list_sessions(db: AsyncSession, request: rpc.SessionList) -> rpc.Sessi
     last = page[-1][0] if page and len(rows) > request.limit else None
     return rpc.SessionPage(
         sessions=[_summary(row, role, counts.get(row.id, 0)) for row, role in page],
-        next=f"{_aware(last.last_active_at).isoformat()}|{last.id}" if last else None,
+        next=f"{aware(last.last_active_at).isoformat()}|{last.id}" if last else None,
     )
 
 
@@ -103,8 +103,8 @@ def _summary(row: ChatSession, role: str, members: int) -> rpc.SessionSummary:
         role=role,
         members=members,
         model=row.model,
-        created_at=_aware(row.created_at),
-        last_active_at=_aware(row.last_active_at),
+        created_at=aware(row.created_at),
+        last_active_at=aware(row.last_active_at),
     )
 
 
@@ -142,6 +142,18 @@ async def update_session(db: AsyncSession, request: rpc.SessionUpdate) -> bool:
     return True
 
 
+async def delete_session(db: AsyncSession, session_id: str) -> None:
+    """Delete its messages and members; the session's row stays as a tombstone (no title, no
+    prompt), so that events still in flight are not recorded (`records`), until retention
+    prunes it. Usage and model calls stay. The caller commits."""
+    await db.exec(delete(Message).where(col(Message.session_id) == session_id))
+    await db.exec(delete(Member).where(col(Member.session_id) == session_id))
+    row = await db.get(ChatSession, session_id)
+    if row is not None:
+        row.deleted_at, row.title, row.system_prompt = _now(), "", None
+        db.add(row)
+
+
 async def remove_member(db: AsyncSession, session_id: str, user_id: str) -> bool:
     """Whether `user_id` was a member (and is no longer)."""
     member = await db.get(Member, (session_id, user_id))
@@ -149,69 +161,6 @@ async def remove_member(db: AsyncSession, session_id: str, user_id: str) -> bool
         return False
     await db.delete(member)
     return True
-
-
-async def history(db: AsyncSession, request: rpc.HistoryRequest) -> rpc.HistoryPage:
-    """Newest first; `next` continues with older messages."""
-    query = select(Message).where(col(Message.session_id) == request.session_id)
-    if request.for_context:
-        session = await db.get(ChatSession, request.session_id)
-        if session is not None and session.context_since is not None:
-            query = query.where(col(Message.created_at) > session.context_since)
-    if request.before is not None:
-        if not request.before.isdigit():
-            return rpc.HistoryPage(error=rpc.RpcError(code="bad_request", detail="bad cursor"))
-        query = query.where(col(Message.id) < int(request.before))
-    query = query.order_by(col(Message.id).desc()).limit(request.limit + 1)
-    rows = list((await db.exec(query)).all())
-    usage = await _usage_for(db, request.session_id, [r.in_reply_to for r in rows if r.in_reply_to])
-    page = rows[: request.limit]
-    total = None
-    if request.count:
-        counted = select(func.count()).where(col(Message.session_id) == request.session_id)
-        total = int((await db.exec(counted)).one())
-    return rpc.HistoryPage(
-        messages=[_history_message(r, usage.get(r.in_reply_to or "")) for r in page],
-        next=str(page[-1].id) if len(rows) > request.limit else None,
-        total=total,
-    )
-
-
-async def _usage_for(
-    db: AsyncSession, session_id: str, message_ids: list[str]
-) -> dict[str, UsageEvent]:
-    if not message_ids:
-        return {}
-    rows = await db.exec(
-        select(Usage).where(
-            col(Usage.session_id) == session_id, col(Usage.message_id).in_(message_ids)
-        )
-    )
-    return {
-        u.message_id: UsageEvent(
-            prompt_tokens=u.prompt_tokens,
-            completion_tokens=u.completion_tokens,
-            total_tokens=u.total_tokens,
-            estimated=u.estimated,
-        )
-        for u in rows.all()
-    }
-
-
-def _history_message(row: Message, usage: UsageEvent | None) -> rpc.HistoryMessage:
-    return rpc.HistoryMessage(
-        message_id=row.message_id,
-        role=row.role if row.role in ("assistant", "system") else "user",  # type: ignore[arg-type]
-        participant=row.participant,
-        content=row.content,
-        status=row.status,  # type: ignore[arg-type]
-        in_reply_to=row.in_reply_to,
-        attempt=row.attempt,
-        model=row.model,
-        usage=usage,
-        seq=row.seq,
-        created_at=_aware(row.created_at),
-    )
 
 
 def _info(
@@ -223,7 +172,7 @@ def _info(
         owner=row.owner,
         title=row.title,
         members=members,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         policy=row.policy,  # type: ignore[arg-type]
         system_prompt=row.system_prompt,
         model=row.model,
@@ -236,6 +185,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)

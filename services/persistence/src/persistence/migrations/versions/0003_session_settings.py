@@ -1,4 +1,5 @@
-"""session settings: a session's model and parameters, its context's start, and deletion
+"""session settings: a session's model and parameters, its context's start, and deletion; reply
+versions
 
 Revision ID: 0003
 Revises: 0002
@@ -22,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     """Add `model`, `temperature`, `max_tokens`, `context_since` and `deleted_at` to
     `sessions` (all null: the catalogue's default model with its own parameters, a context
-    never cleared, not deleted)."""
+    never cleared, not deleted); and `version` to `messages` (null: a reply's first)."""
     text = sqlmodel.sql.sqltypes.AutoString
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("model", text(length=48), nullable=True))
@@ -30,10 +31,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("max_tokens", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("context_since", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("version", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     """Drop them."""
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("version")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("deleted_at")
         batch_op.drop_column("context_since")
