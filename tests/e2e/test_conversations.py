@@ -79,6 +79,12 @@ async def test_the_models_are_listed_default_first(http: httpx.AsyncClient) -> N
         16000,
         False,
     )
+    for _ in range(70):  # gateways read who serves what every 5 s
+        if (small["workers"], large["workers"]) == (1, 1):
+            break
+        await asyncio.sleep(0.1)
+        small, large = (await http.get("/v1/models", headers=alice.auth)).json()["models"]
+    assert (small["workers"], large["workers"]) == (1, 1)  # one worker in each pool
 
 
 async def test_a_sessions_model_and_parameters_reach_its_model_call(
@@ -157,6 +163,20 @@ async def command(
     return frame, before
 
 
+async def replies_recorded(
+    http: httpx.AsyncClient, sid: str, user: User, count: int
+) -> list[dict[str, Any]]:
+    """The session's replies in history, newest first, once persistence has `count` of them
+    (it records a reply a moment after its end streams)."""
+    for _ in range(100):
+        history = (await http.get(f"/v1/sessions/{sid}/messages", headers=user.auth)).json()
+        replies = [m for m in history["messages"] if m["role"] == "assistant"]
+        if len(replies) >= count:
+            return replies
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(replies)} replies recorded, not {count}")
+
+
 async def system_message(ws: ClientConnection) -> dict[str, Any]:
     while (frame := await next_frame(ws))["type"] != "message":
         pass
@@ -212,6 +232,10 @@ async def test_commands_change_the_session_and_every_member_sees_it(
             )
             assert (await command(ws, "/temperature 0.25"))[0]["ok"]
             assert (await command(ws, "/title Lisbon"))[0]["ok"]
+            assert (await command(ws, "/system Answer in one line."))[0]["ok"]
+            assert (await command(ws, "/max_tokens 5"))[0]["ok"]
+            shown, _ = await command(other, "/system")
+            assert shown["text"] == "Answer in one line."
 
             # bob's next message uses what alice set, though his socket opened before
             prompt = f"[fake tokens=2] {uuid.uuid4().hex}"
@@ -219,14 +243,25 @@ async def test_commands_change_the_session_and_every_member_sees_it(
             frames = await frames_until_end(other)
             assert frames[-1]["type"] == "stream_end"
             call = await call_for(llm, prompt)
-            assert (call["model"], call["temperature"]) == ("tokenwire-fake-large", 0.25)
+            assert (call["model"], call["temperature"], call["max_tokens"]) == (
+                "tokenwire-fake-large",
+                0.25,
+                5,
+            )
+            assert call["system"] == "Answer in one line."
 
     info = (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()
     assert (info["title"], info["model"], info["temperature"]) == ("Lisbon", "large", 0.25)
-    history = (await http.get(f"/v1/sessions/{sid}/messages", headers=bob.auth)).json()
-    notes = [m["content"] for m in history["messages"] if m["role"] == "system"]
+    for _ in range(100):  # persistence records them a moment after they stream
+        history = (await http.get(f"/v1/sessions/{sid}/messages", headers=bob.auth)).json()
+        notes = [m["content"] for m in history["messages"] if m["role"] == "system"]
+        if len(notes) >= 6:
+            break
+        await asyncio.sleep(0.1)
     assert notes[-1] == f"{alice.user_id} invited {bob.user_id}"  # newest first
-    assert len(notes) == 4  # invite, model, temperature, title: looking changes nothing
+    assert (
+        len(notes) == 6
+    )  # invite, model, temperature, title, system, max_tokens: looking changes nothing
 
 
 async def test_usage_members_and_export(system: System, http: httpx.AsyncClient) -> None:
@@ -282,6 +317,7 @@ async def test_clear_starts_the_context_afresh(
     await reply_to(system, sid, alice, third)
     assert (await call_for(llm, third))["messages"] == 2  # system, third
     # The workers' cache gone (expired, or Redis restarted): history starts after the clear too.
+    await replies_recorded(http, sid, alice, 3)
     redis = Redis.from_url(redis_url)
     await redis.delete(keys.context(sid), keys.fresh_session(sid))
     await redis.aclose()
@@ -328,8 +364,8 @@ async def test_a_regenerated_reply_is_a_new_version_that_later_replies_see(
     calls = [s for s in (await llm.get("/v1/_fake/streams")).json() if s["prompt"] == question]
     assert [c["messages"] for c in calls] == [2, 2]  # each version sees what came before only
 
+    replies = await replies_recorded(http, sid, alice, 2)
     history = (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).json()
-    replies = [m for m in history["messages"] if m["role"] == "assistant"]
     assert [(m["in_reply_to"], m["version"], m["current"], m["content"]) for m in replies] == [
         (mid, 2, True, second_text),
         (mid, 1, False, first_text),

@@ -123,3 +123,13 @@ def session_spend(session_id: str) -> str:
 def today() -> str:
     """The UTC day (`YYYYMMDD`) whose `budget` key spending is added to now."""
     return datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%d")
+
+
+SERVING_ABSENT_S = 120.0
+"""A worker not heard from for this long no longer counts as serving its models."""
+
+
+def serving(model_id: str) -> str:
+    """Sorted set of the workers that serve model `model_id`, each scored by when it last said
+    so (`llm_worker.serving`); gateways read it (`gateway.model_pools`)."""
+    return f"tw:serving:{model_id}"

@@ -151,7 +151,7 @@ async def regenerate_reply(
 ) -> NewVersion:
     """A new version of the reply to `message_id`: it streams to every client of the session
     like any reply (`stream_start` with `version` and `regenerates`), and history keeps every
-    version. 404: no such message; 409: its reply has not ended yet; 429: a limit."""
+    version. 404: no such message; 429: a limit."""
     session = await member_session(resources, session_id, principal.user_id)
     try:
         made = await regenerate(

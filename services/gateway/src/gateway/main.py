@@ -26,6 +26,7 @@ from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.membership import Membership
 from gateway.metrics import GatewayMetrics
+from gateway.model_pools import ModelPools
 from gateway.model_routes import router as models_router
 from gateway.presence import Presence
 from gateway.revocations import Revocations
@@ -80,6 +81,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             asyncio.create_task(resources.leases.refresh_forever()),
             asyncio.create_task(resources.revocations.refresh_forever()),
         ]
+        if resources.submissions.pools is not None:
+            background.append(asyncio.create_task(resources.submissions.pools.refresh_forever()))
         try:
             yield
         finally:
@@ -142,6 +145,7 @@ def build_resources(
                 session_token_budget=settings.session_token_budget,
             ),
             models,
+            ModelPools(redis, models),
         ),
         metrics=metrics,
         revocations=revocations,

@@ -22,6 +22,8 @@ class ModelInfo(BaseModel):
     price: Price | None
     """US dollars per million tokens (None: no price configured)."""
     default: bool
+    workers: int | None
+    """Workers serving it now (None: not known)."""
 
 
 class Models(BaseModel):
@@ -31,8 +33,10 @@ class Models(BaseModel):
 
 @router.get("/v1/models")
 async def list_models(resources: ResourcesDep, user: UserDep) -> Models:
-    """The models sessions may use, the default first."""
+    """The models sessions may use, the default first, with how many workers serve each."""
     models = resources.models
+    pools = resources.submissions.pools
+    counts = pools.workers if pools else {}
     return Models(
         models=[
             ModelInfo(
@@ -43,6 +47,7 @@ async def list_models(resources: ResourcesDep, user: UserDep) -> Models:
                 max_tokens=m.max_tokens,
                 price=m.price,
                 default=m is models.default,
+                workers=counts.get(m.id),
             )
             for m in models.models
         ],

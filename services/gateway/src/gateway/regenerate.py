@@ -29,16 +29,14 @@ async def regenerate(
     message_id: str,
 ) -> Regenerated | Refusal:
     """Ask for a new version of the reply to `message_id` (a member's right, like sending).
-    Refused: a viewer; a message unknown here, or whose reply has not ended yet; the
-    admission's limits. Raises `gateway.bus.Unavailable`."""
+    Refused: a viewer; a message unknown here; the admission's limits. Two asked for at
+    once may be the same version (stored once). Raises `gateway.bus.Unavailable`."""
     asked = rpc.MessageGet(session_id=session.session_id, message_id=message_id)
     info = await bus.request(subjects.SVC_MESSAGE_GET, asked, rpc.MessageInfo)
     if info.message is None:
         detail = info.error.detail if info.error else f"no message {message_id}"
         return Refusal("bad_frame", detail)
-    if info.versions == 0:
-        return Refusal("busy", f"the reply to {message_id} has not ended yet", 1.0)
-    version = info.versions + 1
+    version = max(info.versions, 1) + 1  # a first reply not recorded yet is still the first
     try:
         own_id = versions.version_id(message_id, version)
     except ValueError as exc:

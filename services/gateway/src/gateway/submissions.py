@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth import Principal
 from gateway.bus import Bus, Unavailable
+from gateway.model_pools import ModelPools
 from gateway.refusal import CANCEL_UNCHECKED, NOT_STORED, Refusal
 from shared import rpc, telemetry
 from shared.events import UserMessage
@@ -36,11 +37,18 @@ class Stored:
 
 class Submissions:
     def __init__(
-        self, queue: ReplyQueue, bus: Bus, limits: AdmissionLimits, models: Catalogue
+        self,
+        queue: ReplyQueue,
+        bus: Bus,
+        limits: AdmissionLimits,
+        models: Catalogue,
+        pools: ModelPools | None = None,
     ) -> None:
         self._queue = queue
         self._bus = bus
         self._models = models
+        self.pools = pools
+        """Which models have a worker: a message for one without is refused (None: never)."""
         self.limits = limits
 
     async def submit(
@@ -51,6 +59,8 @@ class Submissions:
         sid, user = session.session_id, principal.user_id
         if user in session.viewers:
             return VIEWERS_READ
+        if frame.reply and self.pools and (unserved := self.pools.refusal(session.model)):
+            return unserved
         try:
             admission = await self._queue.admit(
                 self.limits,

@@ -18,6 +18,7 @@ from llm_worker.prompts import SystemPrompts
 from llm_worker.providers import Providers
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
+from llm_worker.serving import Serving
 from llm_worker.settings import WorkerSettings
 from llm_worker.upstream import ModelServer
 from shared import rpc, stream, subjects, telemetry
@@ -83,12 +84,16 @@ def create_app(
     responder = build_responder(settings, broker, llm, redis, metrics, publisher)
     handlers.register(broker, settings, responder, llm.ids())
 
+    serving = Serving(redis, WORKER_ID, llm.ids())
+
     async def setup() -> None:
         dump_tasks_on_sigusr1()
         metrics.serve(settings.metrics_host, settings.metrics_port)
         await stream.prepare(settings, name="llm-worker")
+        serving.start()
 
     async def close() -> None:
+        await serving.stop()
         await llm.close()
         if own_redis:
             await redis.aclose()

@@ -1,64 +1,105 @@
 // tokenwire's chat page: the tokenwire.v1 protocol in a browser, with no build step.
-"use strict";
 
-const $ = (id) => document.getElementById(id);
+import * as commands from "./commands.js";
+import { $, bubble, clock, escapeHtml, markdown, newId, notice } from "./render.js";
+import * as sidebar from "./sidebar.js";
+
 const state = {
   token: localStorage.getItem("tokenwire.token"),
   user: localStorage.getItem("tokenwire.user"),
-  session: null, owner: null, ws: null, lastSeq: null, retries: 0, closedByUs: false,
-  replies: new Map(),   // message_id → {el, attempt, text}
-  streaming: new Set(), // message_ids of this user's messages whose reply streams
+  session: null, info: null, ws: null, lastSeq: null, retries: 0, closedByUs: false,
+  replies: new Map(),   // the asked message's id → {el, attempts, versions: Map(version → text), current}
+  versionOf: new Map(), // a reply's own message id (`m~v2`) → [asked id, version]
+  mine: new Set(),      // message ids whose reply this user asked for
+  streaming: new Set(), // own message ids of replies this user asked for that stream
+  pending: new Map(),   // message_id → a sent message not yet echoed
+  older: null,          // the history cursor for "Load older"
+  silent: new Set(),    // commands the page runs for itself (/help)
   typing: new Map(), typingSent: 0, typingTimer: null,
 };
+window.state = state; // for the browser tests and the curious
 
-// --- rendering ------------------------------------------------------------------------------
+const FAILING = new Set(["rate_limited", "busy", "budget_exceeded", "unavailable", "forbidden", "too_large", "bad_frame"]);
 
-function escapeHtml(text) {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
+// --- messages -------------------------------------------------------------------------------
 
-// Markdown on escaped text: whatever a model or a person writes, no HTML gets through.
-function markdown(source) {
-  const blocks = escapeHtml(source).split(/```/);
-  return blocks.map((block, i) => {
-    if (i % 2 === 1) return `<pre><code>${block.replace(/^\w*\n/, "")}</code></pre>`;
-    return block
-      .replace(/`([^`\n]+)`/g, "<code>$1</code>")
-      .replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>")
-      .replace(/(^|[^*])\*([^*\n]+)\*/g, "$1<em>$2</em>")
-      .replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g, '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>')
-      .replace(/\n/g, "<br>");
-  }).join("");
-}
-
-function bubble(kind, by, html) {
-  const li = document.createElement("li");
-  li.className = kind;
-  li.innerHTML = `<span class="by">${escapeHtml(by)}</span><span class="text">${html}</span>`;
-  $("messages").appendChild(li);
-  li.scrollIntoView({ block: "end" });
+function showMessage(m, before = null) {
+  if (document.querySelector(`[data-message="${CSS.escape(m.message_id)}"]`)) return null;
+  const mine = m.participant === state.user;
+  if (mine) state.mine.add(m.message_id);
+  const who = mine ? "you" : m.participant;
+  const li = bubble(mine ? "mine" : "them", who, markdown(m.content), m.created_at, before);
+  li.dataset.message = m.message_id;
   return li;
 }
 
-function showMessage(m) {
+function showSystem(m, before = null) {
   if (document.querySelector(`[data-message="${CSS.escape(m.message_id)}"]`)) return;
-  const mine = m.participant === state.user;
-  const li = bubble(mine ? "mine" : "them", mine ? "you" : m.participant, markdown(m.content));
+  const li = bubble("system", "", escapeHtml(m.content), m.created_at, before);
   li.dataset.message = m.message_id;
 }
 
-function reply(messageId) {
-  let r = state.replies.get(messageId);
+function confirmSent(messageId) {
+  const sent = state.pending.get(messageId);
+  if (!sent) return;
+  clearTimeout(sent.timer);
+  sent.li.classList.remove("pending", "failed");
+  sent.li.querySelector(".resend")?.remove();
+  state.pending.delete(messageId);
+}
+
+function failSent(messageId, why) {
+  const sent = state.pending.get(messageId);
+  if (!sent || sent.li.classList.contains("failed")) return;
+  clearTimeout(sent.timer);
+  sent.li.classList.remove("pending");
+  sent.li.classList.add("failed");
+  sent.li.title = why;
+  const again = document.createElement("button");
+  again.type = "button"; again.className = "resend"; again.textContent = "Not sent: resend";
+  again.onclick = () => { again.remove(); sent.li.classList.remove("failed"); transmit(messageId, sent.content, sent.reply, sent.li); };
+  sent.li.appendChild(again);
+}
+
+function transmit(messageId, content, reply, li) {
+  const entry = { li, content, reply, timer: setTimeout(() => failSent(messageId, "no answer from the server"), 10000) };
+  state.pending.set(messageId, entry);
+  li.classList.add("pending");
+  if (!send({ type: "message", message_id: messageId, content, reply })) failSent(messageId, "not connected");
+}
+
+// --- replies and their versions -------------------------------------------------------------
+
+function locate(ownId) {
+  return state.versionOf.get(ownId) || [ownId, 1];
+}
+
+function reply(askedId, before = null) {
+  let r = state.replies.get(askedId);
   if (!r) {
-    const el = bubble("assistant streaming", "assistant", "");
-    el.dataset.reply = messageId;
-    r = { el, attempt: 0, text: "" };
-    state.replies.set(messageId, r);
+    const el = bubble("assistant streaming", "assistant", "", null, before);
+    el.dataset.reply = askedId;
+    el.insertAdjacentHTML("beforeend", '<span class="tools"><button type="button" class="regenerate" title="Regenerate">↻ Regenerate</button>' +
+      '<span class="versions" hidden><button type="button" class="prev">‹</button><span class="count"></span><button type="button" class="next">›</button></span></span>');
+    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), current: 1 };
+    el.querySelector(".regenerate").onclick = () => regenerate(askedId);
+    el.querySelector(".prev").onclick = () => { r.current = Math.max(1, r.current - 1); paint(r); };
+    el.querySelector(".next").onclick = () => { r.current = Math.min(r.versions.size, r.current + 1); paint(r); };
+    state.replies.set(askedId, r);
   }
   return r;
 }
 
-function paint(r) { r.el.querySelector(".text").innerHTML = markdown(r.text); r.el.scrollIntoView({ block: "end" }); }
+function paint(r) {
+  r.el.querySelector(".text").innerHTML = markdown(r.versions.get(r.current) || "");
+  const many = r.versions.size > 1;
+  r.el.querySelector(".versions").hidden = !many;
+  if (many) r.el.querySelector(".count").textContent = `${r.current}/${r.versions.size}`;
+  r.el.dataset.version = String(r.current);
+  if (!r.el.nextSibling) r.el.scrollIntoView({ block: "end" });
+}
+
+function label(r, text) { r.el.querySelector(".who").textContent = text; }
 
 function finish(r, frame) {
   r.el.classList.remove("streaming");
@@ -69,78 +110,102 @@ function finish(r, frame) {
       `${u.estimated ? " (estimated)" : ""} · ${cost}` +
       (frame.ttft_ms != null ? ` · first token ${Math.round(frame.ttft_ms)} ms` : "");
   }
+  const ended = { cancelled: "stopped", budget: "budget reached", session_budget: "session's cap reached" };
+  label(r, ended[frame.finish_reason] ? `assistant · ${ended[frame.finish_reason]}` : "assistant");
 }
 
-function notice(text) {
-  $("notice").textContent = text;
-  if (text) setTimeout(() => { if ($("notice").textContent === text) $("notice").textContent = ""; }, 6000);
+async function regenerate(askedId) {
+  try {
+    const made = await api("POST", `/v1/sessions/${state.session}/messages/${encodeURIComponent(askedId)}/regenerate`);
+    state.mine.add(made.message_id);
+  } catch (err) { notice(`Cannot regenerate: ${err.message}`); }
 }
-
-function setStatus(status) { $("status").className = `status ${status}`; $("status").textContent = status; }
 
 function updateStop() { $("stop").hidden = state.streaming.size === 0; }
 
-function renderTyping() {
-  const names = [...state.typing.keys()];
-  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
-}
-
 // --- frames from the server -----------------------------------------------------------------
+
+const onFrameOf = {
+  ready(frame) {
+    if (state.lastSeq == null || frame.recovered === false) state.lastSeq = frame.last_seq;
+    if (frame.recovered === false) loadHistory();
+    state.retries = 0;
+    setStatus("connected");
+    loadPresence();
+    if (state.silent.size === 0) { const id = `help-${newId()}`; state.silent.add(id); send({ type: "message", message_id: id, content: "/help" }); }
+  },
+  message(frame) {
+    if (frame.role === "system") { showSystem(frame); refreshSession(); return; }
+    confirmSent(frame.message_id);
+    showMessage(frame);
+    state.typing.delete(frame.participant); renderTyping();
+  },
+  stream_start(frame) {
+    const asked = frame.regenerates || frame.message_id;
+    const version = frame.version || 1;
+    state.versionOf.set(frame.message_id, [asked, version]);
+    const r = reply(asked);
+    if (!r.versions.has(version)) r.versions.set(version, "");
+    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); }
+    r.current = version; paint(r);
+    r.el.classList.add("streaming");
+    if (state.mine.has(frame.message_id)) state.streaming.add(frame.message_id);
+    updateStop();
+  },
+  stream_token(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.versions.set(version, (r.versions.get(version) || "") + frame.text);
+    if (r.current === version) paint(r);
+  },
+  stream_end(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.versions.set(version, frame.text); r.current = version; paint(r); finish(r, frame);
+    if (state.streaming.delete(frame.message_id)) refreshSession(); // its title, its time
+    updateStop();
+  },
+  stream_error(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.el.classList.remove("streaming"); r.el.classList.add("error");
+    r.versions.set(version, `${frame.message}${frame.solutions.length ? "\n" + frame.solutions.join("\n") : ""}`);
+    r.current = version; paint(r);
+    state.streaming.delete(frame.message_id); updateStop();
+  },
+  typing(frame) {
+    if (frame.state) state.typing.set(frame.participant, true); else state.typing.delete(frame.participant);
+    renderTyping();
+  },
+  presence() { loadPresence(); },
+  progress(frame) { commands.progress(frame); },
+  command_result(frame) {
+    if (state.silent.has(frame.message_id)) { if (frame.data?.commands) commands.learn(frame.data.commands); return; }
+    commands.finished(frame);
+    if (frame.ok && ["title", "model", "temperature", "max_tokens", "system", "invite"].includes(frame.command)) refreshSession();
+  },
+  error(frame) {
+    const wait = frame.retry_after_s ? ` Try again in ${Math.ceil(frame.retry_after_s)} s.` : "";
+    const words = { rate_limited: "Slow down:", budget_exceeded: "Budget reached:", busy: "Busy:", unavailable: "Unavailable:" };
+    notice(`${words[frame.code] || "Refused:"} ${frame.detail}.${wait}`);
+    const oldest = state.pending.keys().next();
+    if (FAILING.has(frame.code) && !oldest.done) failSent(oldest.value, frame.detail);
+  },
+};
 
 function onFrame(frame) {
   if (frame.seq != null) {
     if (state.lastSeq != null && frame.seq <= state.lastSeq) return; // never twice
     state.lastSeq = frame.seq;
   }
-  switch (frame.type) {
-    case "ready":
-      if (state.lastSeq == null || frame.recovered === false) state.lastSeq = frame.last_seq;
-      if (frame.recovered === false) loadHistory();
-      state.retries = 0;
-      setStatus("connected");
-      loadPresence();
-      break;
-    case "message":
-      showMessage(frame);
-      state.typing.delete(frame.participant); renderTyping();
-      break;
-    case "stream_start": {
-      const r = reply(frame.message_id);
-      if (frame.attempt > r.attempt) { r.attempt = frame.attempt; r.text = ""; paint(r); }
-      r.el.classList.add("streaming");
-      if (document.querySelector(`li.mine[data-message="${CSS.escape(frame.message_id)}"]`)) state.streaming.add(frame.message_id);
-      updateStop();
-      break;
-    }
-    case "stream_token": { const r = reply(frame.message_id); r.text += frame.text; paint(r); break; }
-    case "stream_end": {
-      const r = reply(frame.message_id);
-      r.text = frame.text; paint(r); finish(r, frame);
-      if (frame.finish_reason === "cancelled") r.el.querySelector(".by").textContent = "assistant · stopped";
-      if (frame.finish_reason === "budget") r.el.querySelector(".by").textContent = "assistant · budget reached";
-      if (frame.finish_reason === "session_budget") r.el.querySelector(".by").textContent = "assistant · session's cap reached";
-      state.streaming.delete(frame.message_id); updateStop();
-      break;
-    }
-    case "stream_error": {
-      const r = reply(frame.message_id);
-      r.el.classList.remove("streaming"); r.el.classList.add("error");
-      r.text = `${frame.message}${frame.solutions.length ? "\n" + frame.solutions.join("\n") : ""}`; paint(r);
-      state.streaming.delete(frame.message_id); updateStop();
-      break;
-    }
-    case "typing":
-      if (frame.state) state.typing.set(frame.participant, true); else state.typing.delete(frame.participant);
-      renderTyping();
-      break;
-    case "presence": loadPresence(); break;
-    case "error": {
-      const wait = frame.retry_after_s ? ` Try again in ${Math.ceil(frame.retry_after_s)} s.` : "";
-      const words = { rate_limited: "Slow down:", budget_exceeded: "Budget reached:", busy: "Busy:", unavailable: "Unavailable:" };
-      notice(`${words[frame.code] || "Refused:"} ${frame.detail}.${wait}`);
-      break;
-    }
-  }
+  onFrameOf[frame.type]?.(frame);
+}
+
+function setStatus(status) { $("status").className = `status ${status}`; $("status").textContent = status; }
+
+function renderTyping() {
+  const names = [...state.typing.keys()];
+  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
 }
 
 // --- the socket -----------------------------------------------------------------------------
@@ -156,7 +221,12 @@ function connect() {
   ws.onclose = (event) => {
     if (state.ws !== ws) return;
     if (event.code === 4401) { setStatus("offline"); signOut("Your sign-in expired."); return; }
-    if (event.code === 4403) { setStatus("offline"); notice("You are not a member of this session."); return; }
+    if (event.code === 4403) {
+      setStatus("offline");
+      notice(event.reason === "the session was deleted" ? "This session was deleted." : "You are not a member of this session.");
+      sidebar.loadSessions(null, state.user);
+      return;
+    }
     if (state.closedByUs) return;
     setStatus("reconnecting");
     const delay = Math.min(500 * 2 ** state.retries, 10000) * (0.8 + Math.random() * 0.4);
@@ -180,35 +250,70 @@ async function api(method, path, body) {
   });
   if (answer.status === 401) { signOut("Please sign in again."); throw new Error("signed out"); }
   if (!answer.ok) throw new Error((await answer.json().catch(() => ({}))).detail || answer.statusText);
-  return answer.json();
+  return answer.status === 204 ? null : answer.json();
 }
 
-async function loadHistory() {
-  const page = await api("GET", `/v1/sessions/${state.session}/messages?limit=100`);
-  for (const m of page.messages.reverse()) {
-    if (m.role === "user") showMessage(m);
-    else {
-      const r = reply(m.in_reply_to); r.text = m.content; paint(r);
-      finish(r, { usage: m.usage, cost_usd: null, ttft_ms: null });
-      if (m.status === "error") r.el.classList.add("error");
-    }
-    if (m.seq != null && (state.lastSeq == null || m.seq > state.lastSeq)) state.lastSeq = m.seq;
+// History, newest page first; `older` pages go above what is shown.
+async function loadHistory(older = false) {
+  const cursor = older && state.older ? `&before=${state.older}` : "";
+  const page = await api("GET", `/v1/sessions/${state.session}/messages?limit=50${cursor}`);
+  const top = older ? $("messages").firstChild : null;
+  for (const m of page.messages.slice().reverse()) {
+    if (m.role === "user") showMessage(m, top);
+    else if (m.role === "system") showSystem(m, top);
+    else historyReply(m, top);
+    if (!older && m.seq != null && (state.lastSeq == null || m.seq > state.lastSeq)) state.lastSeq = m.seq;
   }
+  state.older = page.next;
+  $("load-older").hidden = !page.next;
+}
+
+function historyReply(m, top) {
+  const r = reply(m.in_reply_to, state.replies.has(m.in_reply_to) ? null : top);
+  r.versions.set(m.version || 1, m.content);
+  if (m.current !== false) { r.current = m.version || 1; finish(r, { usage: m.usage, cost_usd: null, ttft_ms: null }); }
+  if (m.status === "error") r.el.classList.add("error");
+  if (m.status === "cancelled") label(r, "assistant · stopped");
+  r.el.querySelector("time").textContent = clock(m.created_at);
+  paint(r);
 }
 
 async function loadPresence() {
   const here = await api("GET", `/v1/sessions/${state.session}/presence`).catch(() => ({ participants: [] }));
-  $("presence").innerHTML = here.participants.map((p) => `<li>${escapeHtml(p === state.user ? `${p} (you)` : p)}</li>`).join("");
+  const info = state.info || { owner: "", viewers: [] };
+  const role = (p) => (p === info.owner ? "owner" : info.viewers.includes(p) ? "viewer" : "member");
+  const people = new Set(here.participants);
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) people.add(state.user); // connected: here
+  $("presence").innerHTML = [...people].map((p) =>
+    `<li>${escapeHtml(p === state.user ? `${p} (you)` : p)} <span class="role">${role(p)}</span></li>`).join("");
+}
+
+async function refreshSession() {
+  state.info = await api("GET", `/v1/sessions/${state.session}`);
+  sidebar.showSettings(state.info, state.user);
+  $("ask-row").hidden = state.info.members.length < 2;
+  const viewer = state.info.viewers.includes(state.user);
+  $("input").disabled = viewer;
+  $("input").placeholder = viewer ? "You are a viewer: you read, you do not send." : "Message, or / for commands (Enter sends, Shift+Enter for a new line)";
+  // The list is persistence's own answer: a title it gave the session is there at once.
+  const listed = (await sidebar.loadSessions(state.session, state.user)).find((s) => s.session_id === state.session);
+  $("session-title").textContent = (listed || state.info).title || "Untitled";
 }
 
 async function open(sessionId) {
-  const session = await api("GET", `/v1/sessions/${sessionId}`);
-  state.session = sessionId; state.owner = session.owner;
-  state.lastSeq = null; state.replies.clear(); state.streaming.clear(); $("messages").innerHTML = "";
+  if (state.ws) { state.closedByUs = true; state.ws.close(); state.ws = null; }
+  setStatus("connecting");
+  if (!sessionId) { state.session = null; location.hash = ""; show("lobby"); return; }
+  state.info = await api("GET", `/v1/sessions/${sessionId}`);
+  state.session = sessionId; state.owner = state.info.owner;
+  state.lastSeq = null; state.older = null;
+  for (const set of [state.replies, state.versionOf, state.streaming, state.pending]) set.clear();
+  $("messages").innerHTML = ""; $("empty").hidden = false;
   location.hash = `session=${sessionId}`;
   $("session-id").textContent = sessionId;
-  $("invite-form").hidden = session.owner !== state.user;
+  $("invite-form").hidden = state.info.owner !== state.user;
   show("chat");
+  await refreshSession();
   await loadHistory();
   if (state.lastSeq == null) state.lastSeq = 0;
   connect();
@@ -218,6 +323,7 @@ async function open(sessionId) {
 
 function show(screen) {
   for (const id of ["signin", "lobby", "chat"]) $(id).hidden = id !== screen;
+  $("sessions").hidden = screen === "signin";
   $("who").textContent = state.user ? `signed in as ${state.user}` : "";
 }
 
@@ -229,9 +335,12 @@ function signOut(message) {
   if (message) notice(message);
 }
 
-function signedIn(token, user) {
+async function signedIn(token, user) {
   state.token = token; state.user = user;
   localStorage.setItem("tokenwire.token", token); localStorage.setItem("tokenwire.user", user);
+  sidebar.init(api, (sid) => open(sid).catch((e) => notice(e.message)));
+  await sidebar.loadModels();
+  sidebar.loadSessions(null, user);
   const match = location.hash.match(/session=([\w-]+)/);
   if (match) open(match[1]).catch((e) => { notice(e.message); show("lobby"); });
   else show("lobby");
@@ -239,6 +348,21 @@ function signedIn(token, user) {
 
 function userFromToken(token) {
   try { return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub; } catch { return null; }
+}
+
+// --- what people do -------------------------------------------------------------------------
+
+function submit(content) {
+  const message_id = newId();
+  if (commands.isCommand(content)) {
+    if (send({ type: "message", message_id, content })) commands.started(message_id, content);
+    return true;
+  }
+  const reply = $("ask-row").hidden || $("ask").checked;
+  const li = showMessage({ message_id, participant: state.user, content: content.replace(/^\/\//, "/") });
+  if (!li) return false;
+  transmit(message_id, content, reply, li);
+  return true;
 }
 
 $("dev-signin").onclick = async () => {
@@ -266,24 +390,35 @@ $("join-form").onsubmit = (e) => {
 $("copy-link").onclick = () => navigator.clipboard?.writeText(location.href).then(() => notice("Link copied."));
 $("invite-form").onsubmit = async (e) => {
   e.preventDefault();
-  try { await api("POST", `/v1/sessions/${state.session}/members`, { user_id: $("invite-input").value.trim() }); $("invite-input").value = ""; notice("Added: send them the link."); }
-  catch (err) { notice(`Cannot add: ${err.message}`); }
+  try {
+    await api("POST", `/v1/sessions/${state.session}/members`, { user_id: $("invite-input").value.trim() });
+    $("invite-input").value = ""; notice("Added: send them the link."); refreshSession();
+  } catch (err) { notice(`Cannot add: ${err.message}`); }
 };
+$("settings").onsubmit = async (e) => {
+  e.preventDefault();
+  try { state.info = await sidebar.saveSettings(state.session); sidebar.showSettings(state.info, state.user); notice("Saved: the next message uses them."); }
+  catch (err) { notice(`Not saved: ${err.message}`); }
+};
+$("load-older").onclick = () => loadHistory(true).catch((err) => notice(err.message));
+for (const example of document.querySelectorAll("#empty .example")) {
+  example.onclick = () => { $("input").value = example.textContent; $("input").focus(); };
+}
 $("composer").onsubmit = (e) => {
   e.preventDefault();
   const content = $("input").value.trim();
-  if (!content) return;
-  const message_id = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
-  if (send({ type: "message", message_id, content })) {
-    showMessage({ message_id, participant: state.user, content }); // shown at once; the echo confirms it
-    $("input").value = "";
-    if (state.typingSent) { send({ type: "typing", state: false }); state.typingSent = 0; }
-  }
+  if (!content || !submit(content)) return;
+  $("input").value = ""; commands.suggest("");
+  if (state.typingSent) { send({ type: "typing", state: false }); state.typingSent = 0; }
 };
 $("input").addEventListener("keydown", (e) => {
+  const menuOpen = !$("command-menu").hidden;
+  if (e.key === "Tab" && menuOpen) { e.preventDefault(); commands.complete(); return; }
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
 });
 $("input").addEventListener("input", () => {
+  commands.suggest($("input").value);
+  if (commands.isCommand($("input").value)) return; // commands are not typing
   const now = Date.now();
   if (now - state.typingSent > 3000) { send({ type: "typing", state: true }); state.typingSent = now; }
   clearTimeout(state.typingTimer);
