@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Dialog, Page
 
-from fake_llm.script import reply_pieces
+from fake_llm.script import reasoning_pieces, reply_pieces
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
@@ -262,3 +262,24 @@ async def test_older_history_loads_roles_show_and_a_group_can_post_without_a_rep
     await bob.wait_for_selector("#notice:has-text('not a member')")
     await bob.wait_for_selector(f"#session-list li[data-session='{sid}']", state="detached")
     await alice.wait_for_selector(f"#presence li:has-text('{bob_id}')", state="detached")
+
+
+async def test_reasoning_shows_collapsed_above_the_reply(system: System, browser: Browser) -> None:
+    page = await signed_in(browser, system)
+    await new_session(page)
+    await say(page, "Why is the sky blue? [fake reasoning=40 tokens=4 delay_ms=20]")
+    await page.wait_for_selector(
+        "li.assistant .reasoning:not([hidden]) summary:text-is('Thinking…')"
+    )
+    assert await page.locator("li.assistant .reasoning").get_attribute("open") is None  # collapsed
+    assert await replied(page) == "".join(reply_pieces(4))
+    details = page.locator("li.assistant .reasoning")
+    await page.wait_for_selector("li.assistant .reasoning summary:text-is('Reasoning')")
+    await details.locator("summary").click()
+    assert await details.locator(".thought").inner_text() == "".join(reasoning_pieces(40))
+    await page.screenshot(path=screenshot("reasoning.png"))
+    await recorded(page, "assistant", 1)
+    await page.reload()  # from history, collapsed again
+    await page.wait_for_selector("#status.connected")
+    await page.wait_for_selector("li.assistant .reasoning:not([hidden])")
+    assert await page.locator("li.assistant .reasoning").get_attribute("open") is None

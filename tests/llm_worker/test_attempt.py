@@ -4,7 +4,6 @@ import pytest
 
 from llm_worker.attempt import (
     Forget,
-    Progress,
     ReplyJob,
     Waiting,
     after_begin,
@@ -12,6 +11,7 @@ from llm_worker.attempt import (
     refusal,
 )
 from llm_worker.completions import UpstreamError
+from llm_worker.progress import Progress
 from llm_worker.tokens import TokenCounter
 from shared.events import Usage, UserMessage
 from shared.reply_states import Beginning, Line

@@ -13,7 +13,15 @@ from llm_worker.coordination import Limit
 from llm_worker.replies import Streaming, TokensLost, Unwatched, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
-from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyStart, ReplyToken, UserMessage
+from shared.events import (
+    ModelCall,
+    ReplyEnd,
+    ReplyError,
+    ReplyReasoning,
+    ReplyStart,
+    ReplyToken,
+    UserMessage,
+)
 from support.llm_mock import (
     RecordingPublisher,
     SlowStream,
@@ -181,7 +189,7 @@ async def test_a_model_call_refused_before_it_streamed_bills_nothing(
 class LosingPublisher(RecordingPublisher):
     """Acknowledges no token event: the broker died with them in flight."""
 
-    async def token(self, event: ReplyToken) -> "asyncio.Future[Any] | None":
+    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any] | None":
         await super().token(event)
         lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(ConnectionError("nats: connection closed"))

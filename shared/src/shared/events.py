@@ -39,6 +39,9 @@ class Usage(BaseModel):
     total_tokens: int = Field(default=0, ge=0)
     estimated: bool = False
     """True when counted by the tokenizer because the provider sent no usage."""
+    reasoning_tokens: int = Field(default=0, ge=0)
+    """Of `completion_tokens`, those the model spent reasoning (as the provider reports them,
+    or counted by the tokenizer)."""
 
 
 class UserMessage(Event):
@@ -81,6 +84,18 @@ class ReplyToken(Event):
     deltas: int = Field(default=1, ge=1)
 
 
+class ReplyReasoning(Event):
+    """`chat.<sid>.out.token` too: what the model reasons before it answers, for models that
+    stream their reasoning; `index`, counted apart from the text's, and `deltas` as in
+    `ReplyToken`."""
+
+    type: Literal["reply_reasoning"] = "reply_reasoning"
+    attempt: int = Field(ge=1)
+    index: int = Field(ge=0)
+    text: str
+    deltas: int = Field(default=1, ge=1)
+
+
 class Billed(BaseModel):
     """Every model call a reply took: its answering attempt's, and those of earlier attempts
     (as they recorded them, or estimated when they were lost with their worker)."""
@@ -94,12 +109,14 @@ class Billed(BaseModel):
 
 
 class ReplyEnd(Event):
-    """`chat.<sid>.out.end`: the reply finished; `text` is all of it."""
+    """`chat.<sid>.out.end`: the reply finished; `text` is all of it, `reasoning` all the
+    model reasoned before it (when it streams its reasoning)."""
 
     type: Literal["reply_end"] = "reply_end"
     attempt: int = Field(ge=1)
     model: str
     text: str
+    reasoning: str = ""
     finish_reason: FinishReason
     usage: Usage
     cost_usd: float | None = None
@@ -158,7 +175,14 @@ class SystemMessage(Event):
 
 
 BusEvent = Annotated[
-    UserMessage | ReplyStart | ReplyToken | ReplyEnd | ReplyError | ModelCall | SystemMessage,
+    UserMessage
+    | ReplyStart
+    | ReplyToken
+    | ReplyReasoning
+    | ReplyEnd
+    | ReplyError
+    | ModelCall
+    | SystemMessage,
     Field(discriminator="type"),
 ]
 

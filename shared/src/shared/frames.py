@@ -46,6 +46,15 @@ class _Frame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_STORED_AT: Any = Field(
+    default=None,
+    exclude_if=lambda value: value is None,
+    description="When the stream stored the event (ISO 8601, UTC, milliseconds).",
+)
+"""A stored event's `ts`: left out of a frame that has none (a frame built without the
+stream, as in tests)."""
+
+
 # --- client → server -------------------------------------------------------------------------
 
 
@@ -131,6 +140,7 @@ class ReadyFrame(_Frame):
 class ChatMessageFrame(_Frame):
     type: Literal["message"] = "message"
     seq: int
+    ts: str | None = _STORED_AT
     message_id: str
     participant: str
     content: str
@@ -141,6 +151,7 @@ class ChatMessageFrame(_Frame):
 class StreamStartFrame(_Frame):
     type: Literal["stream_start"] = "stream_start"
     seq: int
+    ts: str | None = _STORED_AT
     message_id: str
     attempt: int
     model: str
@@ -153,6 +164,19 @@ class StreamStartFrame(_Frame):
 class StreamTokenFrame(_Frame):
     type: Literal["stream_token"] = "stream_token"
     seq: int
+    ts: str | None = _STORED_AT
+    message_id: str
+    index: int
+    text: str
+
+
+class StreamReasoningFrame(_Frame):
+    """What the model reasons before it answers (models that stream their reasoning): shown
+    apart from the reply's text, e.g. collapsed."""
+
+    type: Literal["stream_reasoning"] = "stream_reasoning"
+    seq: int
+    ts: str | None = _STORED_AT
     message_id: str
     index: int
     text: str
@@ -161,8 +185,10 @@ class StreamTokenFrame(_Frame):
 class StreamEndFrame(_Frame):
     type: Literal["stream_end"] = "stream_end"
     seq: int
+    ts: str | None = _STORED_AT
     message_id: str
     text: str
+    reasoning: str = ""
     finish_reason: FinishReason
     usage: Usage
     cost_usd: float | None
@@ -173,6 +199,7 @@ class StreamEndFrame(_Frame):
 class StreamErrorFrame(_Frame):
     type: Literal["stream_error"] = "stream_error"
     seq: int
+    ts: str | None = _STORED_AT
     message_id: str
     code: str
     message: str
@@ -238,6 +265,7 @@ ServerFrame = Annotated[
     | ChatMessageFrame
     | StreamStartFrame
     | StreamTokenFrame
+    | StreamReasoningFrame
     | StreamEndFrame
     | StreamErrorFrame
     | TypingRelayFrame

@@ -166,6 +166,8 @@ class HistoryMessage(_Model):
     """Of a reply: 2, 3… for a regenerated one (`in_reply_to` is the same user message)."""
     current: bool = True
     """Of a reply: whether it is the newest version (the one later replies see)."""
+    reasoning: str = ""
+    """Of a reply: what the model reasoned before it, when it streams its reasoning."""
 
 
 class MessageGet(_Model):

@@ -3,6 +3,7 @@
 workers read the earlier attempts of a reply they retry."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -18,8 +19,9 @@ async def stored_events(
     *,
     through: int | None = None,
     timeout_s: float = 5.0,
-) -> AsyncIterator[tuple[int, bytes]]:
-    """(sequence, data) of the events on `subject` with `after < seq`, in order: up to
+) -> AsyncIterator[tuple[int, bytes, str]]:
+    """(sequence, data, when it was stored: `stamp`) of the events on `subject` with
+    `after < seq`, in order: up to
     `through`, or with None until none is pending (the stream's end as the reading found
     it). Raises `TimeoutError` when the stream stops answering."""
     sub = await js.subscribe(
@@ -39,8 +41,19 @@ async def stored_events(
             seq = msg.metadata.sequence.stream
             if through is not None and seq > through:
                 return
-            yield seq, msg.data
+            yield seq, msg.data, stamp(msg.metadata.timestamp)
             if seq == through or (through is None and msg.metadata.num_pending == 0):
                 return
     finally:
         await sub.unsubscribe()
+
+
+def stamp(when: datetime | str) -> str:
+    """A stored event's time as frames carry it, the same from the stream's metadata (a
+    datetime) as from a republished event's `Nats-Time-Stamp` header (RFC 3339 with
+    nanoseconds): `2026-12-04T10:07:23.324Z`."""
+    if isinstance(when, str):
+        head, _, rest = when.rstrip("Z").partition(".")
+        return f"{head}.{(rest + '000')[:3]}Z"
+    utc = when.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"

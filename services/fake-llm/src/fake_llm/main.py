@@ -206,6 +206,13 @@ async def _chunks(
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     await asyncio.sleep(plan.ttft_ms / 1000)
+    thoughts = script.reasoning_pieces(plan.reasoning)
+    for i, thought in enumerate(thoughts):
+        if i:
+            await asyncio.sleep(plan.delay_ms / 1000)
+        yield chunk({"reasoning_content": thought})
+    if thoughts:
+        await asyncio.sleep(plan.delay_ms / 1000)
     for i, piece in enumerate(pieces):
         if plan.fail == "drop" and i >= plan.fail_after:
             raise DroppedConnection
@@ -215,7 +222,9 @@ async def _chunks(
         record.sent += 1
     yield chunk({}, finish)
     if include_usage:
-        yield sse.event(sse.usage_chunk(completion_id, model, created, prompt, len(pieces)))
+        yield sse.event(
+            sse.usage_chunk(completion_id, model, created, prompt, len(pieces), len(thoughts))
+        )
     yield sse.DONE
 
 

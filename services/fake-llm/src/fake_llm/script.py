@@ -33,6 +33,8 @@ class Plan:
     """Pad each piece to about this many characters (0: one word a piece)."""
     fail_first: int = 0
     """Fail only the first this-many requests with the same last user message (then answer)."""
+    reasoning: int = 0
+    """Reasoning deltas streamed before the content (as `reasoning_content`)."""
 
 
 def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll: float) -> Plan:
@@ -62,6 +64,7 @@ def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll:
         fail_after=int(fields.get("fail_after", plan.fail_after)),
         chars=int(fields.get("chars", plan.chars)),
         fail_first=int(fields.get("fail_first", 0)),
+        reasoning=int(fields.get("reasoning", 0)),
     )
 
 
@@ -77,6 +80,11 @@ def reply_pieces(count: int, chars: int = 0) -> list[str]:
     if chars:
         words = [" ".join([w] * -(-(chars + 1) // (len(w) + 1))) for w in words]
     return [word if i == 0 else f" {word}" for i, word in enumerate(words)]
+
+
+def reasoning_pieces(count: int) -> list[str]:
+    """`count` reasoning deltas: "Thinking step 1.", " Step 2."…"""
+    return ["Thinking step 1." if i == 0 else f" Step {i + 1}." for i in range(count)]
 
 
 def count_tokens(text: str) -> int:

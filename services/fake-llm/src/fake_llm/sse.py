@@ -38,9 +38,23 @@ def chunk(
 
 
 def usage_chunk(
-    completion_id: str, model: str, created: int, prompt_tokens: int, completion_tokens: int
+    completion_id: str,
+    model: str,
+    created: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int = 0,
 ) -> dict[str, Any]:
-    """The final chunk sent with `include_usage`: no choices, the request's usage."""
+    """The final chunk sent with `include_usage`: no choices, the request's usage (reasoning
+    tokens count in the completion, and in its details, as OpenAI reports them)."""
+    completion_tokens += reasoning_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
     return {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -48,11 +62,7 @@ def usage_chunk(
         "model": model,
         "system_fingerprint": None,
         "choices": [],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage,
     }
 
 

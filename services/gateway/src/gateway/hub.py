@@ -34,6 +34,7 @@ from shared.events import (
     UserMessage,
 )
 from shared.frames import PresenceFrame, TypingRelayFrame
+from shared.stream_reader import stamp
 
 log = logging.getLogger(__name__)
 MAX_AWAITED = 1000
@@ -103,8 +104,10 @@ class SessionHub:
     def _stored(self, room: _Room) -> Callable[[Msg], Awaitable[None]]:
         async def deliver(msg: Msg) -> None:
             try:
-                seq = int((msg.headers or {})["Nats-Sequence"])
-                item = outgoing_for_event(msg.data, seq)
+                headers = msg.headers or {}
+                seq = int(headers["Nats-Sequence"])
+                stored_at = headers.get("Nats-Time-Stamp")
+                item = outgoing_for_event(msg.data, seq, stamp(stored_at) if stored_at else None)
             except (KeyError, ValueError, ValidationError):
                 log.warning("skipping a live event on %s that is no bus event", msg.subject)
                 return

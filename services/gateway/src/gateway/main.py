@@ -25,6 +25,7 @@ from gateway.hub import SessionHub
 from gateway.leases import Leases
 from gateway.limits import Limits
 from gateway.membership import Membership
+from gateway.message_routes import router as message_router
 from gateway.metrics import GatewayMetrics
 from gateway.model_pools import ModelPools
 from gateway.model_routes import router as models_router
@@ -33,6 +34,7 @@ from gateway.revocations import Revocations
 from gateway.session_routes import router as session_router
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
+from gateway.sse import router as sse_router
 from gateway.submissions import Submissions
 from shared import stream, subjects, telemetry
 from shared.redis import redis_client
@@ -100,10 +102,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         summary="Real-time LLM chat over WebSocket, streamed through NATS JetStream.",
         lifespan=lifespan,
     )
-    for routes in (router, admin_router, session_router, models_router, pages(metrics)):
-        app.include_router(routes)
+    route(app, metrics)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def route(app: FastAPI, metrics: GatewayMetrics) -> None:
+    """Every route: REST, the event stream, the pages (the WebSocket is `Gateway`'s own)."""
+    routers = (router, admin_router, session_router, message_router, sse_router, models_router)
+    for routes in (*routers, pages(metrics)):
+        app.include_router(routes)
 
 
 def build_resources(

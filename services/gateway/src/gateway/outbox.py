@@ -24,6 +24,8 @@ class Outgoing:
     """Stream sequence of a stored event; None for relays (typing, presence)."""
     event: BusEvent | None = None
     """The stored event the frame shows; None for relays."""
+    ts: str | None = None
+    """When the stream stored it."""
 
 
 class AttemptFilter:
@@ -65,6 +67,7 @@ def coalesce(items: list[Outgoing]) -> list[str]:
             frames.append(
                 StreamTokenFrame.model_construct(
                     seq=last.seq,
+                    ts=last.ts,
                     message_id=first.message_id,
                     index=first.index,
                     text="".join(token.text for _, token in run),

@@ -30,10 +30,10 @@ async def replay(
         return
     attempts = AttemptFilter()
     try:
-        async for seq, data in stored_events(
+        async for seq, data, ts in stored_events(
             js, subjects.session_stored(session_id), after, through=through, timeout_s=timeout_s
         ):
-            item = outgoing_for_event(data, seq)
+            item = outgoing_for_event(data, seq, ts)
             if item is not None and attempts.admit(item):
                 yield item
     except TimeoutError:

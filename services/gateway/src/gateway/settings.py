@@ -59,6 +59,9 @@ class GatewaySettings(TokenwireSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Browser origins allowed to open sockets besides the gateway's own (JSON list or comma
     separated). In dev mode any localhost origin is allowed too."""
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    """An event stream (`GET /v1/sessions/{sid}/events`) with nothing to send sends a comment
+    this often, so that proxies and load balancers keep it open."""
     message_rate_per_min: float = Field(default=20.0, gt=0)
     """A user's messages per minute (a token bucket; the burst is the same number)."""
     max_connections_per_user: int = Field(default=20, ge=1)

@@ -9,6 +9,7 @@ from shared.events import (
     ModelCall,
     ReplyEnd,
     ReplyError,
+    ReplyReasoning,
     ReplyStart,
     ReplyToken,
     SystemMessage,
@@ -20,6 +21,7 @@ from shared.frames import (
     ServerFrame,
     StreamEndFrame,
     StreamErrorFrame,
+    StreamReasoningFrame,
     StreamStartFrame,
     StreamTokenFrame,
 )
@@ -32,30 +34,47 @@ SOLUTIONS: dict[str, list[str]] = {
 }
 
 
-def outgoing_for_event(data: bytes, seq: int) -> Outgoing | None:
-    """The frame for a stored event, decoded once and serialised once for every connection
-    that gets it; None for an event clients do not see (a model call, for billing). Raises
-    `pydantic.ValidationError` for bytes that are no bus event."""
+def outgoing_for_event(data: bytes, seq: int, ts: str | None = None) -> Outgoing | None:
+    """The frame for a stored event (stored at `ts`), decoded once and serialised once for
+    every connection that gets it; None for an event clients do not see (a model call, for
+    billing). Raises `pydantic.ValidationError` for bytes that are no bus event."""
     event = parse_event(data)
-    frame = frame_for(event, seq)
-    return None if frame is None else Outgoing(frame.model_dump_json(), seq, event)
+    frame = frame_for(event, seq, ts)
+    return None if frame is None else Outgoing(frame.model_dump_json(), seq, event, ts)
 
 
-def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
+def frame_for(event: BusEvent, seq: int, ts: str | None = None) -> ServerFrame | None:
+    """The frame a client sees for a stored event at `seq`, stored at `ts`; None for one it
+    does not see."""
     match event:
         case UserMessage() if "~" in event.message_id:
             return None  # asks for a new version of a reply: the reply's frames show it
-        case UserMessage():
+        case UserMessage() | SystemMessage():
             return ChatMessageFrame(
                 seq=seq,
+                ts=ts,
                 message_id=event.message_id,
                 participant=event.participant,
                 content=event.content,
+                role="system" if isinstance(event, SystemMessage) else "user",
             )
+        case ModelCall():
+            return None
+        case _:
+            return _reply_frame(event, seq, ts)
+
+
+def _reply_frame(
+    event: ReplyStart | ReplyToken | ReplyReasoning | ReplyEnd | ReplyError,
+    seq: int,
+    ts: str | None,
+) -> ServerFrame:
+    match event:
         case ReplyStart():
             asked, version = versions.split(event.message_id)
             return StreamStartFrame(
                 seq=seq,
+                ts=ts,
                 message_id=event.message_id,
                 attempt=event.attempt,
                 model=event.model,
@@ -64,13 +83,19 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
             )
         case ReplyToken():  # the hot path: fields of a validated event need no second check
             return StreamTokenFrame.model_construct(
-                seq=seq, message_id=event.message_id, index=event.index, text=event.text
+                seq=seq, ts=ts, message_id=event.message_id, index=event.index, text=event.text
+            )
+        case ReplyReasoning():
+            return StreamReasoningFrame.model_construct(
+                seq=seq, ts=ts, message_id=event.message_id, index=event.index, text=event.text
             )
         case ReplyEnd():
             return StreamEndFrame(
                 seq=seq,
+                ts=ts,
                 message_id=event.message_id,
                 text=event.text,
+                reasoning=event.reasoning,
                 finish_reason=event.finish_reason,
                 usage=event.usage,
                 cost_usd=event.cost_usd,
@@ -80,21 +105,12 @@ def frame_for(event: BusEvent, seq: int) -> ServerFrame | None:
         case ReplyError():
             return StreamErrorFrame(
                 seq=seq,
+                ts=ts,
                 message_id=event.message_id,
                 code=event.code,
                 message=event.message,
                 retryable=event.retryable,
                 solutions=SOLUTIONS.get(event.code, []),
-            )
-        case ModelCall():
-            return None
-        case SystemMessage():
-            return ChatMessageFrame(
-                seq=seq,
-                message_id=event.message_id,
-                participant=event.participant,
-                content=event.content,
-                role="system",
             )
         case _:
             assert_never(event)

@@ -1,26 +1,23 @@
 """One attempt at a reply, decided by pure code (no I/O, no clock of its own): what follows
 its claim, whether it waits its turn or skips a stalled head of line, what it refuses before
-the model call, what a streamed reply has so far, and the events it publishes — its end
-built here from what happened. `responder` and `replies` carry out what it decides
+the model call, and the events it publishes (what a streamed reply has so far, and its end
+built from it: `llm_worker.progress`). `responder` and `replies` carry out what it decides
 (the states are drawn in docs/architecture.md, "The reply lifecycle").
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
-from llm_worker.cancels import StopReason
 from llm_worker.completions import ChatMessage, UpstreamError
 from llm_worker.earlier import EarlierAttempts
 from llm_worker.pricing import cost_usd
-from llm_worker.tokens import TokenCounter
 from shared.events import (
-    Billed,
     CallOutcome,
-    FinishReason,
     ModelCall,
     ReplyEnd,
     ReplyError,
+    ReplyReasoning,
     ReplyStart,
     ReplyToken,
     Usage,
@@ -29,6 +26,7 @@ from shared.events import (
 from shared.models import Price
 from shared.reply_states import Beginning, Line
 
+D = TypeVar("D", ReplyToken, ReplyReasoning)
 AfterBegin = Literal["ack", "leave", "wait", "stream"]
 """`ack`: answered already; `leave`: a newer attempt has it (no ack); `wait` its turn; or
 `stream`."""
@@ -117,8 +115,14 @@ class ReplyJob:
 
     def token(self, index: int, text: str, deltas: int) -> ReplyToken:
         """Built from checked values: no validation per token."""
+        return self._delta(ReplyToken, index, text, deltas)
+
+    def reasoning(self, index: int, text: str, deltas: int) -> ReplyReasoning:
+        return self._delta(ReplyReasoning, index, text, deltas)
+
+    def _delta(self, kind: type[D], index: int, text: str, deltas: int) -> D:
         m = self.message
-        return ReplyToken.model_construct(
+        return kind.model_construct(
             session_id=m.session_id,
             message_id=m.message_id,
             attempt=self.attempt,
@@ -176,108 +180,3 @@ def cancelled_before_start(message: UserMessage, attempt: int, model: str) -> Re
         duration_ms=0,
         requested_by=message.participant,
     )
-
-
-@dataclass
-class Progress:
-    """What a streaming reply has so far. Times are `time.monotonic()` values passed in."""
-
-    started: float
-    texts: list[str] = field(default_factory=list)
-    ttft_ms: float | None = None
-    finish: FinishReason = "stop"
-    usage: Usage | None = None
-    complete: bool = False
-    """The model's stream ended by itself (a stop that came later changes nothing)."""
-    last_delta: float = 0.0
-
-    def delta(self, text: str, now: float) -> float | None:
-        """Record a delta; the seconds since the previous one (None for the first)."""
-        gap = None if self.ttft_ms is None else now - self.last_delta
-        if self.ttft_ms is None:
-            self.ttft_ms = _ms(now - self.started)
-        self.last_delta = now
-        self.texts.append(text)
-        return gap
-
-    def end(
-        self,
-        job: ReplyJob,
-        stopped: StopReason | None,
-        counter: TokenCounter,
-        prices: Mapping[str, Price],
-        now: float,
-    ) -> ReplyEnd:
-        """The terminal event: a reply stopped before the model ended it is `cancelled`,
-        `budget` or `session_budget`, with usage counted by the tokenizer (the provider's
-        was not the whole stream); usage is counted too when the provider reported none."""
-        finish, usage = self.finish, self.usage
-        if not self.complete and stopped in ("cancelled", "budget", "session_budget"):
-            finish = stopped
-            usage = None
-        text = "".join(self.texts)
-        usage = usage or counted(counter, job.prompt, text)
-        return ReplyEnd(
-            session_id=job.message.session_id,
-            message_id=job.message.message_id,
-            attempt=job.attempt,
-            model=job.model,
-            text=text,
-            finish_reason=finish,
-            usage=usage,
-            cost_usd=cost_usd(prices, job.model, usage),
-            ttft_ms=self.ttft_ms,
-            duration_ms=_ms(now - self.started),
-            requested_by=job.message.participant,
-        )
-
-    def spent(self, job: ReplyJob, counter: TokenCounter) -> Usage | None:
-        """What the model call cost so far, for an attempt that ends without a reply end:
-        the provider's count if its stream ended; else the prompt counted by the tokenizer
-        and one completion token per delta received (OpenAI-compatible servers stream a
-        token a chunk; the same unit as the estimate of a lost attempt). None when the model
-        streamed nothing (nothing to bill but, perhaps, the prompt)."""
-        if self.usage is not None and self.complete:
-            return self.usage
-        if not self.texts:
-            return None
-        prompt = counter.count_messages(job.prompt)
-        completion = len(self.texts)
-        return Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            estimated=True,
-        )
-
-
-def billed(end: ReplyEnd, usage: Mapping[int, Usage], cost: Mapping[int, float | None]) -> Billed:
-    """`end`'s call with the earlier attempts' (`usage` and `cost` by attempt)."""
-    usages = [end.usage, *usage.values()]
-    costs = [end.cost_usd, *cost.values()]
-    return Billed(
-        calls=len(usages),
-        usage=Usage(
-            prompt_tokens=sum(u.prompt_tokens for u in usages),
-            completion_tokens=sum(u.completion_tokens for u in usages),
-            total_tokens=sum(u.total_tokens for u in usages),
-            estimated=any(u.estimated for u in usages),
-        ),
-        cost_usd=None if None in costs else round(sum(c or 0.0 for c in costs), 8),
-    )
-
-
-def counted(counter: TokenCounter, prompt: list[ChatMessage], text: str) -> Usage:
-    """Usage counted with the tokenizer, when the provider reported none."""
-    prompt_tokens = counter.count_messages(prompt)
-    completion_tokens = counter.count(text)
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-        estimated=True,
-    )
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)

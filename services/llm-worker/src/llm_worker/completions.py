@@ -26,6 +26,7 @@ __all__ = [
     "Delta",
     "Finish",
     "Piece",
+    "Reasoning",
     "UpstreamError",
     "UsageReport",
     "pieces_from_chunk",
@@ -51,6 +52,14 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class Reasoning:
+    """What the model reasons before it answers (`reasoning_content` in vLLM, llama.cpp and
+    DeepSeek's API; `reasoning` in others)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
 
@@ -60,7 +69,7 @@ class UsageReport:
     usage: Usage
 
 
-Piece = Delta | Finish | UsageReport
+Piece = Delta | Reasoning | Finish | UsageReport
 
 
 def pieces_from_chunk(chunk: Any) -> list[Piece]:
@@ -80,23 +89,30 @@ def pieces_from_chunk(chunk: Any) -> list[Piece]:
         )
     pieces: list[Piece] = []
     for choice in (chunk.get("choices") or [])[:1]:
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought and isinstance(thought, str):
+            pieces.append(Reasoning(thought))
+        content = delta.get("content")
         if content:
             pieces.append(Delta(content))
         if choice.get("finish_reason"):
             pieces.append(Finish(choice["finish_reason"]))
     reported = chunk.get("usage")
     if isinstance(reported, dict):
-        pieces.append(
-            UsageReport(
-                Usage(
-                    prompt_tokens=int(reported.get("prompt_tokens") or 0),
-                    completion_tokens=int(reported.get("completion_tokens") or 0),
-                    total_tokens=int(reported.get("total_tokens") or 0),
-                )
-            )
-        )
+        pieces.append(UsageReport(_usage(reported)))
     return pieces
+
+
+def _usage(reported: dict[str, Any]) -> Usage:
+    details = reported.get("completion_tokens_details")
+    thinking = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return Usage(
+        prompt_tokens=int(reported.get("prompt_tokens") or 0),
+        completion_tokens=int(reported.get("completion_tokens") or 0),
+        total_tokens=int(reported.get("total_tokens") or 0),
+        reasoning_tokens=int(thinking or 0),
+    )
 
 
 async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:

@@ -11,6 +11,7 @@ from shared.events import (
     ModelCall,
     ReplyEnd,
     ReplyError,
+    ReplyReasoning,
     ReplyStart,
     ReplyToken,
     SystemMessage,
@@ -39,7 +40,7 @@ class EarlierAttempts:
         match event:
             case ReplyStart():
                 self.started.add(attempt)
-            case ReplyToken():
+            case ReplyToken() | ReplyReasoning():
                 self.deltas[attempt] += event.deltas
             case ReplyError():
                 self.ended.add(attempt)

@@ -34,7 +34,7 @@ class EarlierReader:
         for tries_left in range(self._tries - 1, -1, -1):
             earlier = EarlierAttempts()
             try:
-                async for _, data in stored_events(
+                async for _, data, _ in stored_events(
                     self._js(), subject, seq, timeout_s=self._timeout_s
                 ):
                     earlier.add(parse_event(data), message.message_id, attempt)

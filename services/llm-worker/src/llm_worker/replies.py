@@ -10,78 +10,41 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from llm_worker.attempt import Progress, ReplyJob, billed
+from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
-from llm_worker.completions import Delta, Finish, UpstreamError, UsageReport, stream_completion
-from llm_worker.coordination import Limit
+from llm_worker.completions import (
+    Delta,
+    Finish,
+    Reasoning,
+    UpstreamError,
+    UsageReport,
+    stream_completion,
+)
 from llm_worker.earlier import EarlierAttempts
+from llm_worker.progress import Progress, billed
 from llm_worker.publisher import ReplyPublisher
-from llm_worker.tokens import TokenCounter
-from llm_worker.upstream import ModelServer
-from shared.events import CallOutcome, ModelCall, ReplyEnd, ReplyError, Usage
-from shared.models import Price
+from llm_worker.streaming import Streaming, Unwatched, Watch
+from shared.events import (
+    CallOutcome,
+    ModelCall,
+    ReplyEnd,
+    ReplyError,
+    ReplyReasoning,
+    ReplyToken,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplyJob", "Streaming", "TokensLost", "Watch", "generate_reply"]
+__all__ = ["ReplyJob", "Streaming", "TokensLost", "Unwatched", "Watch", "generate_reply"]
 
 RECORD_AGAIN_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 """Pauses before each new try of a model call's record the broker refused (a minute in all)."""
 TOKEN_ACK_TIMEOUT_S = 10.0
 """How long the stream's acknowledgements of a reply's token events may take at its end."""
-
-
-@dataclass(frozen=True)
-class Streaming:
-    """What every reply of a worker streams with."""
-
-    client: ModelServer
-    publisher: ReplyPublisher
-    counter: TokenCounter
-    prices: Mapping[str, Price] = field(default_factory=dict)
-    coalesce_s: float = 0.0
-    """Deltas closer together than this share one token event (see `Coalescer`)."""
-
-
-class Watch(Protocol):
-    """What the worker holding a reply says about it while it streams."""
-
-    @property
-    def meters(self) -> bool:
-        """Whether `spend` counts (a budget is set): else deltas are not counted as they come."""
-        ...
-
-    async def spend(self, tokens: int) -> Limit | None:
-        """Add streamed tokens to the spending; the budget spent, once one is."""
-        ...
-
-    async def still_ours(self) -> bool:
-        """Whether this attempt still holds the reply (asked once, before the end)."""
-        ...
-
-    def delta(self, gap_s: float | None) -> None:
-        """A delta came, `gap_s` after the previous one (None for the first)."""
-        ...
-
-
-class Unwatched:
-    """A reply nobody meters or fences (tests, tools)."""
-
-    meters = False
-
-    async def spend(self, tokens: int) -> Limit | None:
-        return None
-
-    async def still_ours(self) -> bool:
-        return True
-
-    def delta(self, gap_s: float | None) -> None:
-        return None
 
 
 async def generate_reply(
@@ -104,6 +67,7 @@ class _Reply:
         self.acks: list[asyncio.Future[Any]] = []
         self.abandoned = False
         self.tokens = Coalescer(self._send, streaming.coalesce_s)
+        self.thoughts = Coalescer(self._send_reasoning, streaming.coalesce_s)
         self.starting: asyncio.Task[None] | None = None
 
     async def run(self) -> ReplyEnd | ReplyError | None:
@@ -119,6 +83,7 @@ class _Reply:
         failure = await self._stream()
         if self.stop.reason == "fenced" or not await self.watch.still_ours():
             self.tokens.abandon()
+            self.thoughts.abandon()
             with contextlib.suppress(Exception):
                 await starting
             await self._bill("superseded")
@@ -134,6 +99,7 @@ class _Reply:
     ) -> ReplyEnd | ReplyError:
         publisher = self.streaming.publisher
         await starting
+        await self.thoughts.close()
         await self.tokens.close()  # every delta is published before the terminal event
         await _all_stored(self.acks)  # and stored: a hole in the stream fails the attempt
         terminal: ReplyEnd | ReplyError
@@ -229,9 +195,14 @@ class _Reply:
         async with contextlib.aclosing(pieces):  # closing it closes the upstream stream
             async for piece in pieces:
                 match piece:
-                    case Delta(text=text):
-                        watch.delta(progress.delta(text, time.monotonic()))
-                        await self.tokens.add(text)
+                    case Delta(text=text) | Reasoning(text=text):
+                        thinking = isinstance(piece, Reasoning)
+                        watch.delta(progress.delta(text, time.monotonic(), reasoning=thinking))
+                        if thinking:
+                            await self.thoughts.add(text)
+                        else:
+                            await self.thoughts.close()  # its reasoning goes out before it
+                            await self.tokens.add(text)
                         if watch.meters and (spent := await watch.spend(counter.count(text))):
                             self.stop.set(spent)
                             return
@@ -246,9 +217,15 @@ class _Reply:
         progress.complete = True
 
     async def _send(self, index: int, text: str, deltas: int) -> None:
-        if index == 0 and self.starting is not None:
+        await self._publish(self.job.token(index, text, deltas), first=index == 0)
+
+    async def _send_reasoning(self, index: int, text: str, deltas: int) -> None:
+        await self._publish(self.job.reasoning(index, text, deltas), first=index == 0)
+
+    async def _publish(self, token: ReplyToken | ReplyReasoning, *, first: bool) -> None:
+        if first and self.starting is not None:
             await self.starting
-        ack = await self.streaming.publisher.token(self.job.token(index, text, deltas))
+        ack = await self.streaming.publisher.token(token)
         if ack is not None:
             self.acks.append(ack)
 

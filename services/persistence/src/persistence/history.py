@@ -107,6 +107,7 @@ async def _usage_for(
             completion_tokens=u.completion_tokens,
             total_tokens=u.total_tokens,
             estimated=u.estimated,
+            reasoning_tokens=u.reasoning_tokens,
         )
         for u in rows.all()
     }
@@ -128,4 +129,5 @@ def _history_message(row: Message, usage: UsageEvent | None, newest: int) -> rpc
         created_at=aware(row.created_at),
         version=version,
         current=version >= newest,
+        reasoning=row.reasoning or "",
     )

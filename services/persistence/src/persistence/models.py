@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, UniqueConstraint
+from sqlalchemy import DateTime, Integer, Text, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
 
@@ -71,6 +71,8 @@ class Message(SQLModel, table=True):
     version: int | None = None
     """Of a reply: 2, 3… for a regenerated one (None: the first), whose `message_id` is
     `<user message id>~v<version>/reply`."""
+    reasoning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Of a reply: what the model reasoned before it (None: nothing streamed)."""
     created_at: datetime = Field(sa_column=_timestamp())
 
 
@@ -91,6 +93,9 @@ class Usage(SQLModel, table=True):
     completion_tokens: int
     total_tokens: int
     estimated: bool = False
+    reasoning_tokens: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     cost_usd: float | None = None
     ttft_ms: float | None = None
     duration_ms: float

@@ -192,6 +192,7 @@ def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:
         "seq": seq,
         "created_at": evt.created_at,
         "version": None,
+        "reasoning": None,
     }
 
 
@@ -201,9 +202,11 @@ def _system(evt: SystemMessage, seq: int) -> dict[str, Any]:
 
 def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
     status: str
+    reasoning = None
     if isinstance(evt, ReplyEnd):
         status = "complete" if evt.finish_reason in ("stop", "length") else evt.finish_reason
         participant, content, model = evt.participant, evt.text, evt.model
+        reasoning = evt.reasoning or None
     else:
         status, participant, model = "error", "assistant", None
         content = f"[{evt.code}] {evt.message}"
@@ -221,6 +224,7 @@ def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
         "seq": seq,
         "created_at": evt.created_at,
         "version": version if version > 1 else None,
+        "reasoning": reasoning,
     }
 
 
@@ -235,6 +239,7 @@ async def _usage(db: AsyncSession, evt: ReplyEnd) -> dict[str, Any]:
         "completion_tokens": evt.usage.completion_tokens,
         "total_tokens": evt.usage.total_tokens,
         "estimated": evt.usage.estimated,
+        "reasoning_tokens": evt.usage.reasoning_tokens,
         "cost_usd": evt.cost_usd,
         "ttft_ms": evt.ttft_ms,
         "duration_ms": evt.duration_ms,

@@ -9,10 +9,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence.models import Message, ModelCallRow, Usage
 
-_REPLY_FIELDS = ("attempt", "participant", "content", "status", "model", "seq", "created_at")
+_REPLY_FIELDS = (
+    *("attempt", "participant", "content", "status", "model", "seq", "created_at", "reasoning"),
+)
 _USAGE_FIELDS = (
     *("user_id", "model", "attempt", "prompt_tokens", "completion_tokens", "total_tokens"),
-    *("estimated", "cost_usd", "ttft_ms", "duration_ms", "created_at"),
+    *("estimated", "reasoning_tokens", "cost_usd", "ttft_ms", "duration_ms", "created_at"),
 )
 _CALL_FIELDS = (
     *("user_id", "model", "prompt_tokens", "completion_tokens", "total_tokens", "estimated"),

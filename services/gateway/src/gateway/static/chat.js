@@ -28,14 +28,14 @@ function showMessage(m, before = null) {
   const mine = m.participant === state.user;
   if (mine) state.mine.add(m.message_id);
   const who = mine ? "you" : m.participant;
-  const li = bubble(mine ? "mine" : "them", who, markdown(m.content), m.created_at, before);
+  const li = bubble(mine ? "mine" : "them", who, markdown(m.content), m.created_at || m.ts, before);
   li.dataset.message = m.message_id;
   return li;
 }
 
 function showSystem(m, before = null) {
   if (document.querySelector(`[data-message="${CSS.escape(m.message_id)}"]`)) return;
-  const li = bubble("system", "", escapeHtml(m.content), m.created_at, before);
+  const li = bubble("system", "", escapeHtml(m.content), m.created_at || m.ts, before);
   li.dataset.message = m.message_id;
 }
 
@@ -79,9 +79,11 @@ function reply(askedId, before = null) {
   if (!r) {
     const el = bubble("assistant streaming", "assistant", "", null, before);
     el.dataset.reply = askedId;
+    el.querySelector(".text").insertAdjacentHTML("beforebegin",
+      '<details class="reasoning" hidden><summary>Thinking…</summary><div class="thought"></div></details>');
     el.insertAdjacentHTML("beforeend", '<span class="tools"><button type="button" class="regenerate" title="Regenerate">↻ Regenerate</button>' +
       '<span class="versions" hidden><button type="button" class="prev">‹</button><span class="count"></span><button type="button" class="next">›</button></span></span>');
-    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), current: 1 };
+    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), thoughts: new Map(), current: 1 };
     el.querySelector(".regenerate").onclick = () => regenerate(askedId);
     el.querySelector(".prev").onclick = () => { r.current = Math.max(1, r.current - 1); paint(r); };
     el.querySelector(".next").onclick = () => { r.current = Math.min(r.versions.size, r.current + 1); paint(r); };
@@ -92,6 +94,11 @@ function reply(askedId, before = null) {
 
 function paint(r) {
   r.el.querySelector(".text").innerHTML = markdown(r.versions.get(r.current) || "");
+  const thought = r.thoughts.get(r.current) || "";
+  const details = r.el.querySelector(".reasoning");
+  details.hidden = !thought;
+  details.querySelector(".thought").innerHTML = markdown(thought);
+  details.querySelector("summary").textContent = r.el.classList.contains("streaming") && !r.versions.get(r.current) ? "Thinking…" : "Reasoning";
   const many = r.versions.size > 1;
   r.el.querySelector(".versions").hidden = !many;
   if (many) r.el.querySelector(".count").textContent = `${r.current}/${r.versions.size}`;
@@ -146,8 +153,9 @@ const onFrameOf = {
     state.versionOf.set(frame.message_id, [asked, version]);
     const r = reply(asked);
     if (!r.versions.has(version)) r.versions.set(version, "");
-    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); }
+    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); }
     r.current = version; paint(r);
+    if (frame.ts) r.el.querySelector("time").textContent = clock(frame.ts);
     r.el.classList.add("streaming");
     if (state.mine.has(frame.message_id)) state.streaming.add(frame.message_id);
     updateStop();
@@ -158,10 +166,17 @@ const onFrameOf = {
     r.versions.set(version, (r.versions.get(version) || "") + frame.text);
     if (r.current === version) paint(r);
   },
+  stream_reasoning(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.thoughts.set(version, (r.thoughts.get(version) || "") + frame.text);
+    if (r.current === version) paint(r);
+  },
   stream_end(frame) {
     const [asked, version] = locate(frame.message_id);
     const r = reply(asked);
-    r.versions.set(version, frame.text); r.current = version; paint(r); finish(r, frame);
+    r.versions.set(version, frame.text); r.thoughts.set(version, frame.reasoning || "");
+    r.current = version; finish(r, frame); paint(r);
     if (state.streaming.delete(frame.message_id)) refreshSession(); // its title, its time
     updateStop();
   },
@@ -271,6 +286,7 @@ async function loadHistory(older = false) {
 function historyReply(m, top) {
   const r = reply(m.in_reply_to, state.replies.has(m.in_reply_to) ? null : top);
   r.versions.set(m.version || 1, m.content);
+  r.thoughts.set(m.version || 1, m.reasoning || "");
   if (m.current !== false) { r.current = m.version || 1; finish(r, { usage: m.usage, cost_usd: null, ttft_ms: null }); }
   if (m.status === "error") r.el.classList.add("error");
   if (m.status === "cancelled") label(r, "assistant · stopped");
