@@ -28,10 +28,11 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
     with system_with_own_nats(
         tmp_path_factory.mktemp("conversation-page"),
         redis_url=redis_url,
-        workers=1,
+        workers=0,
         common_env={"TOKENWIRE_MODELS": json.dumps(MODELS)},
         gateway_env={"TOKENWIRE_MESSAGE_RATE_PER_MIN": "600"},
     ) as running:
+        running.add_worker(TOKENWIRE_RETRIEVAL_URL=f"{running.llm_url}/v1/_fake/retrieve")
         yield running
 
 
@@ -283,3 +284,19 @@ async def test_reasoning_shows_collapsed_above_the_reply(system: System, browser
     await page.wait_for_selector("#status.connected")
     await page.wait_for_selector("li.assistant .reasoning:not([hidden])")
     assert await page.locator("li.assistant .reasoning").get_attribute("open") is None
+
+
+async def test_sources_show_as_citations_under_the_reply(system: System, browser: Browser) -> None:
+    page = await signed_in(browser, system)
+    await new_session(page)
+    await say(page, "What does NATS do? [fake sources=2 tokens=5]")
+    await replied(page)
+    citations = page.locator("li.assistant .sources:not([hidden]) li")
+    assert await citations.count() == 2
+    link = citations.first.locator("a")
+    assert (await link.inner_text(), await link.get_attribute("href")) == (
+        "Source 1",
+        "https://docs.example/1",
+    )
+    assert await link.get_attribute("rel") == "noopener noreferrer"
+    await page.screenshot(path=screenshot("sources.png"))

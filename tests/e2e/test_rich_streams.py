@@ -15,7 +15,15 @@ import pytest
 import websockets
 
 from fake_llm.script import reasoning_pieces, reply_pieces
-from support.client import SUBPROTOCOL, connect, dev_user, frames_until_end, new_session, next_frame
+from support.client import (
+    SUBPROTOCOL,
+    User,
+    connect,
+    dev_user,
+    frames_until_end,
+    new_session,
+    next_frame,
+)
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
@@ -26,9 +34,13 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
     with system_with_own_nats(
         tmp_path_factory.mktemp("rich"),
         redis_url=redis_url,
-        workers=1,
+        workers=0,
         gateway_env={"TOKENWIRE_SSE_HEARTBEAT_S": "0.5"},
     ) as running:
+        running.add_worker(  # the fake model's retrieval hook, scripted by each message
+            TOKENWIRE_RETRIEVAL_URL=f"{running.llm_url}/v1/_fake/retrieve",
+            TOKENWIRE_RETRIEVAL_TIMEOUT_S="1",
+        )
         yield running
 
 
@@ -252,3 +264,71 @@ async def test_commands_and_cancels_over_rest(system: System, http: httpx.AsyncC
     assert (await http.post(cancel, headers=alice.auth)).status_code == 202
     ended = await events(http, url, alice.auth)
     assert ended[-1]["data"]["finish_reason"] == "cancelled"
+
+
+async def ask(
+    system: System, http: httpx.AsyncClient, content: str
+) -> tuple[str, User, list[dict[str, Any]]]:
+    """A new session's reply to `content`: the session, its owner and every frame."""
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": content}))
+        return sid, alice, await frames_until_end(ws)
+
+
+async def test_sources_stream_before_the_first_token_and_reach_the_prompt_and_history(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    content = f"[fake sources=2 tokens=3] {uuid.uuid4().hex}"
+    sid, alice, frames = await ask(system, http, content)
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("stream_sources") < kinds.index("stream_token")
+    found = next(f for f in frames if f["type"] == "stream_sources")
+    assert [(s["id"], s["title"], s["url"]) for s in found["sources"]] == [
+        ("s1", "Source 1", "https://docs.example/1"),
+        ("s2", "Source 2", "https://docs.example/2"),
+    ]
+    end = frames[-1]
+    assert (end["sources"], end["warnings"]) == (found["sources"], [])
+    async with httpx.AsyncClient(base_url=system.llm_url) as llm:
+        calls = (await llm.get("/v1/_fake/streams")).json()
+    (call,) = [c for c in calls if c["prompt"] == content]
+    assert "Use these sources where they help:" in call["system"]
+    assert "[s1] Source 1: What source 1 says." in call["system"]
+    async with websockets.connect(
+        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq=0",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=alice.auth,
+    ) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        replayed = await frames_until_end(ws)
+    assert next(f for f in replayed if f["type"] == "stream_sources") == found
+    for _ in range(50):  # persistence records it a moment after the end streams
+        history = (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).json()
+        replies = [m for m in history["messages"] if m["role"] == "assistant"]
+        if replies:
+            break
+        await asyncio.sleep(0.1)
+    assert replies[0]["sources"] == found["sources"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "warning"),
+    [
+        ("fail", "retrieval failed (HTTPStatusError); answered without it"),
+        ("slow", "retrieval timed out after 1 s; answered without it"),
+    ],
+)
+async def test_a_retrieval_that_fails_leaves_the_reply_to_go_on_and_say_so(
+    system: System, http: httpx.AsyncClient, mode: str, warning: str
+) -> None:
+    _, _, frames = await ask(system, http, f"[fake retrieval={mode} tokens=2]")
+    assert "stream_sources" not in [f["type"] for f in frames]
+    end = frames[-1]
+    assert (end["type"], end["text"], end["warnings"]) == (
+        "stream_end",
+        "".join(reply_pieces(2)),
+        [warning],
+    )

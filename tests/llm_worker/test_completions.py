@@ -14,15 +14,17 @@ from fake_llm.main import create_app
 from fake_llm.settings import FakeLLMSettings
 from llm_worker.completions import (
     ChatMessage,
+    Citations,
     Delta,
     Finish,
     UpstreamError,
     UsageReport,
+    pieces_from_chunk,
     sse_data,
     stream_completion,
 )
 from llm_worker.upstream import ModelServer
-from shared.events import Usage
+from shared.events import Source, Usage
 from support.llm_mock import chunk, model_over, sse, streaming, usage
 
 
@@ -190,3 +192,28 @@ async def test_a_body_that_misbehaves_after_done_still_gives_the_whole_reply(
     client = model_over(handle)
     pieces = [p async for p in stream_completion(client, model="m", messages=[], max_tokens=5)]
     assert pieces == [Delta("Hi"), Finish("stop")]
+
+
+def test_a_models_citations_become_sources() -> None:
+    cited = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "content": "See the docs.",
+                    "annotations": [
+                        {
+                            "type": "url_citation",
+                            "url_citation": {"url": "https://nats.io/", "title": "NATS"},
+                        },
+                        {"type": "file_citation", "file_citation": {"file_id": "f1"}},
+                    ],
+                },
+                "finish_reason": None,
+            }
+        ]
+    }
+    assert pieces_from_chunk(cited) == [
+        Delta("See the docs."),
+        Citations((Source(id="https://nats.io/", title="NATS", url="https://nats.io/"),)),
+    ]

@@ -22,7 +22,15 @@ from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from llm_worker.upstream import ModelServer
 from shared import keys, rpc, stream, subjects
-from shared.events import ReplyEnd, ReplyError, ReplyReasoning, ReplyStart, ReplyToken, UserMessage
+from shared.events import (
+    ReplyEnd,
+    ReplyError,
+    ReplyReasoning,
+    ReplySources,
+    ReplyStart,
+    ReplyToken,
+    UserMessage,
+)
 from support.llm_mock import (
     RecordingPublisher,
     SlowStream,
@@ -57,7 +65,9 @@ class FailsFirstToken(RecordingPublisher):
         super().__init__()
         self.message_id = message_id
 
-    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any] | None":
+    async def token(
+        self, event: ReplyToken | ReplyReasoning | ReplySources
+    ) -> "asyncio.Future[Any] | None":
         if event.message_id == self.message_id and event.attempt == 1:
             raise ConnectionError("the broker went away")
         return await super().token(event)

@@ -18,6 +18,7 @@ from shared.events import (
     ReplyEnd,
     ReplyError,
     ReplyReasoning,
+    ReplySources,
     ReplyStart,
     ReplyToken,
     UserMessage,
@@ -189,7 +190,9 @@ async def test_a_model_call_refused_before_it_streamed_bills_nothing(
 class LosingPublisher(RecordingPublisher):
     """Acknowledges no token event: the broker died with them in flight."""
 
-    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any] | None":
+    async def token(
+        self, event: ReplyToken | ReplyReasoning | ReplySources
+    ) -> "asyncio.Future[Any] | None":
         await super().token(event)
         lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(ConnectionError("nats: connection closed"))

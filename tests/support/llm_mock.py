@@ -8,7 +8,15 @@ from typing import Any
 import httpx2
 
 from llm_worker.upstream import ModelServer
-from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyReasoning, ReplyStart, ReplyToken
+from shared.events import (
+    ModelCall,
+    ReplyEnd,
+    ReplyError,
+    ReplyReasoning,
+    ReplySources,
+    ReplyStart,
+    ReplyToken,
+)
 
 
 def sse(*chunks: dict[str, Any]) -> bytes:
@@ -57,16 +65,19 @@ def streaming(body: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
     return handle
 
 
+Streamed = ReplyToken | ReplyReasoning | ReplySources
+
+
 class RecordingPublisher:
     def __init__(self) -> None:
-        self.events: list[
-            ReplyStart | ReplyToken | ReplyReasoning | ReplyEnd | ReplyError | ModelCall
-        ] = []
+        self.events: list[ReplyStart | Streamed | ReplyEnd | ReplyError | ModelCall] = []
 
     async def start(self, event: ReplyStart) -> None:
         self.events.append(event)
 
-    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any] | None":
+    async def token(
+        self, event: ReplyToken | ReplyReasoning | ReplySources
+    ) -> "asyncio.Future[Any] | None":
         self.events.append(event)
         return None  # stored at once
 

@@ -84,6 +84,27 @@ class ReplyToken(Event):
     deltas: int = Field(default=1, ge=1)
 
 
+class Source(BaseModel):
+    """What a reply draws on: a document the retrieval hook found, or a citation the model
+    made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(default="", max_length=500)
+    url: str = Field(default="", max_length=2000)
+    snippet: str = Field(default="", max_length=2000)
+
+
+class ReplySources(Event):
+    """`chat.<sid>.out.token` too: the sources of attempt `attempt`, before its first token
+    (the retrieval hook's), or when the model cites them (its annotations)."""
+
+    type: Literal["reply_sources"] = "reply_sources"
+    attempt: int = Field(ge=1)
+    sources: list[Source]
+
+
 class ReplyReasoning(Event):
     """`chat.<sid>.out.token` too: what the model reasons before it answers, for models that
     stream their reasoning; `index`, counted apart from the text's, and `deltas` as in
@@ -117,6 +138,10 @@ class ReplyEnd(Event):
     model: str
     text: str
     reasoning: str = ""
+    sources: list[Source] = Field(default_factory=list)
+    """Every source of the reply: the retrieval hook's, then the model's citations."""
+    warnings: list[str] = Field(default_factory=list)
+    """What went wrong without stopping the reply (e.g. the retrieval hook failed)."""
     finish_reason: FinishReason
     usage: Usage
     cost_usd: float | None = None
@@ -179,6 +204,7 @@ BusEvent = Annotated[
     | ReplyStart
     | ReplyToken
     | ReplyReasoning
+    | ReplySources
     | ReplyEnd
     | ReplyError
     | ModelCall

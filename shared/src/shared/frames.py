@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.events import MAX_CONTENT_CHARS, FinishReason, Usage
+from shared.events import MAX_CONTENT_CHARS, FinishReason, Source, Usage
 from shared.versions import REPLY_ID_PATTERN
 
 SUBPROTOCOL = "tokenwire.v1"
@@ -182,6 +182,17 @@ class StreamReasoningFrame(_Frame):
     text: str
 
 
+class StreamSourcesFrame(_Frame):
+    """What the reply draws on, before its first token (or as the model cites them)."""
+
+    type: Literal["stream_sources"] = "stream_sources"
+    seq: int
+    ts: str | None = _STORED_AT
+    message_id: str
+    attempt: int
+    sources: list[Source]
+
+
 class StreamEndFrame(_Frame):
     type: Literal["stream_end"] = "stream_end"
     seq: int
@@ -189,6 +200,8 @@ class StreamEndFrame(_Frame):
     message_id: str
     text: str
     reasoning: str = ""
+    sources: list[Source] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     finish_reason: FinishReason
     usage: Usage
     cost_usd: float | None
@@ -266,6 +279,7 @@ ServerFrame = Annotated[
     | StreamStartFrame
     | StreamTokenFrame
     | StreamReasoningFrame
+    | StreamSourcesFrame
     | StreamEndFrame
     | StreamErrorFrame
     | TypingRelayFrame

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Policy, Usage
+from shared.events import Policy, Source, Usage
 from shared.models import MAX_TEMPERATURE, MODEL_ID_PATTERN
 
 RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "conflict", "internal"]
@@ -168,6 +168,8 @@ class HistoryMessage(_Model):
     """Of a reply: whether it is the newest version (the one later replies see)."""
     reasoning: str = ""
     """Of a reply: what the model reasoned before it, when it streams its reasoning."""
+    sources: list[Source] = Field(default_factory=list)
+    """Of a reply: what it drew on (the retrieval hook's documents, the model's citations)."""
 
 
 class MessageGet(_Model):

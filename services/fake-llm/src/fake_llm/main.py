@@ -102,6 +102,7 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/v1/_fake/streams", recorded_streams, methods=["GET"]),
+            Route("/v1/_fake/retrieve", retrieve, methods=["POST"]),
         ]
     )
 
@@ -130,6 +131,18 @@ def _record(
 def _text(message: Any) -> str:
     content = message.get("content") if isinstance(message, dict) else None
     return content[:200] if isinstance(content, str) else ""
+
+
+async def retrieve(request: Request) -> Response:
+    """A retrieval hook for tests (`TOKENWIRE_RETRIEVAL_URL`), scripted by the query."""
+    body = await request.json()
+    found = script.retrieved(str(body.get("query", "")))
+    if found == "slow":
+        await asyncio.sleep(30)
+    if isinstance(found, str):
+        return JSONResponse({"error": "retrieval failed (injected)"}, status_code=503)
+    context, sources = found
+    return JSONResponse({"context": context, "sources": sources})
 
 
 async def healthz(_: Request) -> Response:

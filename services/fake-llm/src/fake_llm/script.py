@@ -110,3 +110,25 @@ def _text(content: Any) -> str:
     if isinstance(content, list):  # content parts
         return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return ""
+
+
+def retrieved(query: str) -> tuple[str, list[dict[str, str]]] | str:
+    """What the fake retrieval hook answers for `query`: `[fake sources=N]` finds N sources
+    (with a context naming them); `retrieval=fail` or `retrieval=slow` asks it to fail (the
+    caller answers 503) or to take 30 s."""
+    match = _DIRECTIVE.search(query)
+    fields: dict[str, str] = dict(_PAIR.findall(match.group(1))) if match else {}
+    mode = fields.get("retrieval", "")
+    if mode in ("fail", "slow"):
+        return mode
+    sources = [
+        {
+            "id": f"s{i}",
+            "title": f"Source {i}",
+            "url": f"https://docs.example/{i}",
+            "snippet": f"What source {i} says.",
+        }
+        for i in range(1, int(fields.get("sources", 0)) + 1)
+    ]
+    context = "\n".join(f"[{s['id']}] {s['title']}: {s['snippet']}" for s in sources)
+    return context, sources

@@ -10,6 +10,7 @@ from shared.events import (
     ReplyEnd,
     ReplyError,
     ReplyReasoning,
+    ReplySources,
     ReplyStart,
     ReplyToken,
     SystemMessage,
@@ -22,6 +23,7 @@ from shared.frames import (
     StreamEndFrame,
     StreamErrorFrame,
     StreamReasoningFrame,
+    StreamSourcesFrame,
     StreamStartFrame,
     StreamTokenFrame,
 )
@@ -65,11 +67,19 @@ def frame_for(event: BusEvent, seq: int, ts: str | None = None) -> ServerFrame |
 
 
 def _reply_frame(
-    event: ReplyStart | ReplyToken | ReplyReasoning | ReplyEnd | ReplyError,
+    event: ReplyStart | ReplyToken | ReplyReasoning | ReplySources | ReplyEnd | ReplyError,
     seq: int,
     ts: str | None,
 ) -> ServerFrame:
     match event:
+        case ReplySources():
+            return StreamSourcesFrame(
+                seq=seq,
+                ts=ts,
+                message_id=event.message_id,
+                attempt=event.attempt,
+                sources=event.sources,
+            )
         case ReplyStart():
             asked, version = versions.split(event.message_id)
             return StreamStartFrame(
@@ -96,6 +106,8 @@ def _reply_frame(
                 message_id=event.message_id,
                 text=event.text,
                 reasoning=event.reasoning,
+                sources=event.sources,
+                warnings=event.warnings,
                 finish_reason=event.finish_reason,
                 usage=event.usage,
                 cost_usd=event.cost_usd,

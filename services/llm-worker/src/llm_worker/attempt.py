@@ -5,7 +5,7 @@ built from it: `llm_worker.progress`). `responder` and `replies` carry out what 
 (the states are drawn in docs/architecture.md, "The reply lifecycle").
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -18,8 +18,10 @@ from shared.events import (
     ReplyEnd,
     ReplyError,
     ReplyReasoning,
+    ReplySources,
     ReplyStart,
     ReplyToken,
+    Source,
     Usage,
     UserMessage,
 )
@@ -106,6 +108,10 @@ class ReplyJob:
     earlier: EarlierAttempts | None = None
     """What the stream held of earlier attempts, for a retry: their calls are billed too."""
     temperature: float | None = None
+    sources: tuple[Source, ...] = ()
+    """What the retrieval hook found: published before the first token, kept in the end."""
+    warnings: tuple[str, ...] = ()
+    """What went wrong before the call without stopping the reply (said in its end)."""
 
     def start(self) -> ReplyStart:
         m = self.message
@@ -119,6 +125,15 @@ class ReplyJob:
 
     def reasoning(self, index: int, text: str, deltas: int) -> ReplyReasoning:
         return self._delta(ReplyReasoning, index, text, deltas)
+
+    def sources_found(self, sources: Sequence[Source]) -> ReplySources:
+        m = self.message
+        return ReplySources(
+            session_id=m.session_id,
+            message_id=m.message_id,
+            attempt=self.attempt,
+            sources=list(sources),
+        )
 
     def _delta(self, kind: type[D], index: int, text: str, deltas: int) -> D:
         m = self.message

@@ -19,10 +19,11 @@ import httpx2
 import orjson
 
 from llm_worker.upstream import ModelServer, UpstreamError, transport_error
-from shared.events import Usage
+from shared.events import Source, Usage
 
 __all__ = [
     "ChatMessage",
+    "Citations",
     "Delta",
     "Finish",
     "Piece",
@@ -60,6 +61,13 @@ class Reasoning:
 
 
 @dataclass(frozen=True, slots=True)
+class Citations:
+    """Sources the model cites in its stream (OpenAI's `url_citation` annotations)."""
+
+    sources: tuple[Source, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
 
@@ -69,7 +77,7 @@ class UsageReport:
     usage: Usage
 
 
-Piece = Delta | Reasoning | Finish | UsageReport
+Piece = Delta | Reasoning | Citations | Finish | UsageReport
 
 
 def pieces_from_chunk(chunk: Any) -> list[Piece]:
@@ -96,12 +104,26 @@ def pieces_from_chunk(chunk: Any) -> list[Piece]:
         content = delta.get("content")
         if content:
             pieces.append(Delta(content))
+        if cited := _citations(delta.get("annotations")):
+            pieces.append(Citations(cited))
         if choice.get("finish_reason"):
             pieces.append(Finish(choice["finish_reason"]))
     reported = chunk.get("usage")
     if isinstance(reported, dict):
         pieces.append(UsageReport(_usage(reported)))
     return pieces
+
+
+def _citations(annotations: Any) -> tuple[Source, ...]:
+    if not isinstance(annotations, list):
+        return ()
+    found = []
+    for note in annotations:
+        cite = note.get("url_citation") if isinstance(note, dict) else None
+        if isinstance(cite, dict) and isinstance(cite.get("url"), str):
+            url = cite["url"][:2000]
+            found.append(Source(id=url[:200], title=str(cite.get("title") or "")[:500], url=url))
+    return tuple(found)
 
 
 def _usage(reported: dict[str, Any]) -> Usage:

@@ -18,6 +18,7 @@ from llm_worker.prompts import SystemPrompts
 from llm_worker.providers import Providers
 from llm_worker.publisher import JetStreamPublisher, ReplyPublisher
 from llm_worker.responder import Responder
+from llm_worker.retrieval import Retrieval
 from llm_worker.serving import Serving
 from llm_worker.settings import WorkerSettings
 from llm_worker.upstream import ModelServer
@@ -94,6 +95,8 @@ def create_app(
 
     async def close() -> None:
         await serving.stop()
+        if responder.asking.retrieval is not None:
+            await responder.asking.retrieval.close()
         await llm.close()
         if own_redis:
             await redis.aclose()
@@ -148,5 +151,9 @@ def build_responder(
     )
     if publisher is None:  # tests that replace the publisher have no stream to read
         # The connection is made later.
-        responder.earlier = EarlierReader(lambda: broker.connection.jetstream())
+        responder.asking.earlier = EarlierReader(lambda: broker.connection.jetstream())
+    if settings.retrieval_url:
+        responder.asking.retrieval = Retrieval(
+            settings.retrieval_url, timeout_s=settings.retrieval_timeout_s
+        )
     return responder

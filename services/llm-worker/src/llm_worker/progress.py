@@ -9,7 +9,7 @@ from llm_worker.cancels import StopReason
 from llm_worker.completions import ChatMessage
 from llm_worker.pricing import cost_usd
 from llm_worker.tokens import TokenCounter
-from shared.events import Billed, FinishReason, ReplyEnd, Usage
+from shared.events import Billed, FinishReason, ReplyEnd, Source, Usage
 from shared.models import Price
 
 
@@ -21,6 +21,8 @@ class Progress:
     texts: list[str] = field(default_factory=list)
     thoughts: list[str] = field(default_factory=list)
     """The model's reasoning deltas, before (or between) its text."""
+    citations: list[Source] = field(default_factory=list)
+    """Sources the model cited in its stream."""
     ttft_ms: float | None = None
     finish: FinishReason = "stop"
     usage: Usage | None = None
@@ -62,6 +64,8 @@ class Progress:
             model=job.model,
             text=text,
             reasoning=reasoning,
+            sources=[*job.sources, *self.citations],
+            warnings=list(job.warnings),
             finish_reason=finish,
             usage=usage,
             cost_usd=cost_usd(prices, job.model, usage),

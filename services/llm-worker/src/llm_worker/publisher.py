@@ -17,7 +17,15 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from shared import subjects
-from shared.events import ModelCall, ReplyEnd, ReplyError, ReplyReasoning, ReplyStart, ReplyToken
+from shared.events import (
+    ModelCall,
+    ReplyEnd,
+    ReplyError,
+    ReplyReasoning,
+    ReplySources,
+    ReplyStart,
+    ReplyToken,
+)
 from shared.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,9 @@ PUBLISH_TRIES = 3
 
 class ReplyPublisher(Protocol):
     async def start(self, event: ReplyStart) -> None: ...
-    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any] | None":
+    async def token(
+        self, event: ReplyToken | ReplyReasoning | ReplySources
+    ) -> "asyncio.Future[Any] | None":
         """Publish without waiting; returns the acknowledgement to come (None: stored now)."""
         ...
 
@@ -50,7 +60,9 @@ class JetStreamPublisher:
             {"Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "start")},
         )
 
-    async def token(self, event: ReplyToken | ReplyReasoning) -> "asyncio.Future[Any]":
+    async def token(
+        self, event: ReplyToken | ReplyReasoning | ReplySources
+    ) -> "asyncio.Future[Any]":
         ack = await self._js.publish_async(
             subjects.out_token(event.session_id), event.model_dump_json().encode()
         )

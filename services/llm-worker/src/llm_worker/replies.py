@@ -16,6 +16,7 @@ from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
 from llm_worker.completions import (
+    Citations,
     Delta,
     Finish,
     Reasoning,
@@ -33,6 +34,7 @@ from shared.events import (
     ReplyEnd,
     ReplyError,
     ReplyReasoning,
+    ReplySources,
     ReplyToken,
     Usage,
 )
@@ -185,6 +187,8 @@ class _Reply:
     async def _consume(self) -> None:
         job, progress, watch = self.job, self.progress, self.watch
         counter = self.streaming.counter
+        if job.sources:  # what the reply draws on, before its first token
+            await self._publish(job.sources_found(job.sources), first=True)
         pieces = stream_completion(
             self.streaming.client,
             model=job.model,
@@ -210,6 +214,9 @@ class _Reply:
                         # CancelledError, and a cancelled stream must still end now.
                         if self.stop.reason is not None or self.abandoned:
                             return
+                    case Citations(sources=cited):
+                        progress.citations.extend(cited)
+                        await self._publish(job.sources_found(cited), first=True)
                     case Finish(reason=reason):
                         progress.finish = "length" if reason == "length" else "stop"
                     case UsageReport(usage=reported):
@@ -222,7 +229,9 @@ class _Reply:
     async def _send_reasoning(self, index: int, text: str, deltas: int) -> None:
         await self._publish(self.job.reasoning(index, text, deltas), first=index == 0)
 
-    async def _publish(self, token: ReplyToken | ReplyReasoning, *, first: bool) -> None:
+    async def _publish(
+        self, token: ReplyToken | ReplyReasoning | ReplySources, *, first: bool
+    ) -> None:
         if first and self.starting is not None:
             await self.starting
         ack = await self.streaming.publisher.token(token)

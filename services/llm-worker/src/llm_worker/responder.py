@@ -6,7 +6,6 @@ protocol, and the context, the prompt and the budget around the stream.
 attempt has the reply (the stale worker leaves the message to it).
 """
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,14 +14,14 @@ from typing import Literal
 from redis.exceptions import RedisError
 
 from llm_worker import attempt as decide
+from llm_worker.asking import Asking
 from llm_worker.attempt_watch import AttemptWatch
 from llm_worker.cancels import CancelRegistry, StopSignal
-from llm_worker.context import ContextStore, before
+from llm_worker.context import ContextStore
 from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
-from llm_worker.earlier_reader import EarlierReader
 from llm_worker.metrics import WorkerMetrics
-from llm_worker.model_call import context_update, prepare, user_turn
+from llm_worker.model_call import context_update, user_turn
 from llm_worker.patience import Bookkeeping, patiently
 from llm_worker.prompts import SystemPrompts
 from llm_worker.providers import Providers, Served
@@ -33,7 +32,6 @@ from llm_worker.start_reads import Answers, StartReads
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
-from shared import versions
 from shared.events import ReplyEnd, ReplyError, UserMessage
 from shared.reply_states import Beginning
 
@@ -72,8 +70,8 @@ class Responder:
         self.metrics.upstream_limit.set_function(lambda: self._upstream.aimd.allowed)
         self._heads: set[tuple[str, str, int]] = set()
         """Queued messages whose reply this worker is answering (they beat)."""
-        self.earlier: EarlierReader | None = None
-        """Reads a retried message's earlier attempts, to bill their calls too."""
+        self.asking = Asking(context, prompts)
+        """What a reply asks its model: turns, prompt, retrieval, earlier attempts."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -254,16 +252,9 @@ class Responder:
         if served is None:
             text = f"this worker does not serve model {message.model!r}"
             return await self._refuse(delivery, "unknown_model", text)
-        sid = message.session_id
-        asked, _ = versions.split(message.message_id)  # a new version sees what its first saw
-        turns = before(await self._context.turns(sid, read.get("context")), asked)
-        prompt = await self._prompts.of(sid, read.get("prompt"))
-        job = prepare(message, delivery.attempt, served, prompt, turns)
+        job = await self.asking.job(delivery, served, read)
         if isinstance(job, str):
             return await self._refuse(delivery, "context_too_long", job)
-        if delivery.attempt > 1 and self.earlier is not None:
-            earlier = await self.earlier.read(message, delivery.seq, delivery.attempt)
-            job = dataclasses.replace(job, earlier=earlier)
         watch = AttemptWatch(self._coord, self.metrics, message, delivery.attempt, budgets)
         async with self._upstream.call():
             terminal = await generate_reply(job, self._streaming(served), stop, watch)

@@ -38,6 +38,10 @@ class WorkerSettings(TokenwireSettings):
     worker_models: str = ""
     """The ids of the catalogue's models this worker serves, comma-separated (empty: all of
     them): it takes messages from those models' queues only."""
+    retrieval_url: str | None = None
+    """The retrieval hook (see `llm_worker.retrieval`); none: replies retrieve nothing."""
+    retrieval_timeout_s: float = Field(default=3.0, gt=0)
+    """How long the hook may take; past it the reply goes on without (and says so)."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Per model name, for models the catalogue gives no `price`, e.g.
     `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""

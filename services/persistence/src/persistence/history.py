@@ -3,6 +3,7 @@ which of its versions is current; and one message with how many versions its rep
 
 from collections.abc import Sequence
 
+from pydantic import TypeAdapter
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -10,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from persistence.models import ChatSession, Message, Usage
 from persistence.repository import aware
 from shared import rpc, versions
+from shared.events import Source
 from shared.events import Usage as UsageEvent
 
 
@@ -130,4 +132,8 @@ def _history_message(row: Message, usage: UsageEvent | None, newest: int) -> rpc
         version=version,
         current=version >= newest,
         reasoning=row.reasoning or "",
+        sources=_SOURCES.validate_json(row.sources) if row.sources else [],
     )
+
+
+_SOURCES: TypeAdapter[list[Source]] = TypeAdapter(list[Source])

@@ -73,6 +73,8 @@ class Message(SQLModel, table=True):
     `<user message id>~v<version>/reply`."""
     reasoning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """Of a reply: what the model reasoned before it (None: nothing streamed)."""
+    sources: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Of a reply: its sources, a JSON list of `shared.events.Source` (None: none)."""
     created_at: datetime = Field(sa_column=_timestamp())
 
 

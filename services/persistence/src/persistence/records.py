@@ -10,6 +10,7 @@ message, the reply and usage of the highest attempt (the later event on a tie), 
 activity. A profile had a reply's four statements at over a tenth of persistence's CPU.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,6 +194,7 @@ def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:
         "created_at": evt.created_at,
         "version": None,
         "reasoning": None,
+        "sources": None,
     }
 
 
@@ -202,11 +204,13 @@ def _system(evt: SystemMessage, seq: int) -> dict[str, Any]:
 
 def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
     status: str
-    reasoning = None
+    reasoning = sources = None
     if isinstance(evt, ReplyEnd):
         status = "complete" if evt.finish_reason in ("stop", "length") else evt.finish_reason
         participant, content, model = evt.participant, evt.text, evt.model
         reasoning = evt.reasoning or None
+        if evt.sources:
+            sources = json.dumps([s.model_dump() for s in evt.sources])
     else:
         status, participant, model = "error", "assistant", None
         content = f"[{evt.code}] {evt.message}"
@@ -225,6 +229,7 @@ def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
         "created_at": evt.created_at,
         "version": version if version > 1 else None,
         "reasoning": reasoning,
+        "sources": sources,
     }
 
 

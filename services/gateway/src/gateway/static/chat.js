@@ -81,9 +81,10 @@ function reply(askedId, before = null) {
     el.dataset.reply = askedId;
     el.querySelector(".text").insertAdjacentHTML("beforebegin",
       '<details class="reasoning" hidden><summary>Thinking…</summary><div class="thought"></div></details>');
+    el.querySelector(".text").insertAdjacentHTML("afterend", '<ol class="sources" hidden></ol>');
     el.insertAdjacentHTML("beforeend", '<span class="tools"><button type="button" class="regenerate" title="Regenerate">↻ Regenerate</button>' +
       '<span class="versions" hidden><button type="button" class="prev">‹</button><span class="count"></span><button type="button" class="next">›</button></span></span>');
-    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), thoughts: new Map(), current: 1 };
+    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), thoughts: new Map(), sources: new Map(), current: 1 };
     el.querySelector(".regenerate").onclick = () => regenerate(askedId);
     el.querySelector(".prev").onclick = () => { r.current = Math.max(1, r.current - 1); paint(r); };
     el.querySelector(".next").onclick = () => { r.current = Math.min(r.versions.size, r.current + 1); paint(r); };
@@ -99,6 +100,15 @@ function paint(r) {
   details.hidden = !thought;
   details.querySelector(".thought").innerHTML = markdown(thought);
   details.querySelector("summary").textContent = r.el.classList.contains("streaming") && !r.versions.get(r.current) ? "Thinking…" : "Reasoning";
+  const cited = r.sources.get(r.current) || [];
+  const list = r.el.querySelector(".sources");
+  list.hidden = cited.length === 0;
+  list.innerHTML = cited.map((c) => {
+    const url = /^https?:\/\//.test(c.url) ? c.url : "";
+    const name = escapeHtml(c.title || c.url || c.id);
+    const link = url ? `<a href="${escapeHtml(url)}" target="_blank" rel="noopener noreferrer">${name}</a>` : name;
+    return `<li title="${escapeHtml(c.snippet || "")}">${link}</li>`;
+  }).join("");
   const many = r.versions.size > 1;
   r.el.querySelector(".versions").hidden = !many;
   if (many) r.el.querySelector(".count").textContent = `${r.current}/${r.versions.size}`;
@@ -153,7 +163,7 @@ const onFrameOf = {
     state.versionOf.set(frame.message_id, [asked, version]);
     const r = reply(asked);
     if (!r.versions.has(version)) r.versions.set(version, "");
-    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); }
+    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); r.sources.set(version, []); }
     r.current = version; paint(r);
     if (frame.ts) r.el.querySelector("time").textContent = clock(frame.ts);
     r.el.classList.add("streaming");
@@ -172,10 +182,18 @@ const onFrameOf = {
     r.thoughts.set(version, (r.thoughts.get(version) || "") + frame.text);
     if (r.current === version) paint(r);
   },
+  stream_sources(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.sources.set(version, [...(r.sources.get(version) || []), ...frame.sources]);
+    if (r.current === version) paint(r);
+  },
   stream_end(frame) {
     const [asked, version] = locate(frame.message_id);
     const r = reply(asked);
     r.versions.set(version, frame.text); r.thoughts.set(version, frame.reasoning || "");
+    r.sources.set(version, frame.sources || []);
+    if (frame.warnings?.length) notice(frame.warnings.join(" "));
     r.current = version; finish(r, frame); paint(r);
     if (state.streaming.delete(frame.message_id)) refreshSession(); // its title, its time
     updateStop();
@@ -287,6 +305,7 @@ function historyReply(m, top) {
   const r = reply(m.in_reply_to, state.replies.has(m.in_reply_to) ? null : top);
   r.versions.set(m.version || 1, m.content);
   r.thoughts.set(m.version || 1, m.reasoning || "");
+  r.sources.set(m.version || 1, m.sources || []);
   if (m.current !== false) { r.current = m.version || 1; finish(r, { usage: m.usage, cost_usd: null, ttft_ms: null }); }
   if (m.status === "error") r.el.classList.add("error");
   if (m.status === "cancelled") label(r, "assistant · stopped");
