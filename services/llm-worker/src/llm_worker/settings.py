@@ -12,14 +12,18 @@ __all__ = ["Price", "WorkerSettings"]
 
 class WorkerSettings(TokenwireSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a model server may stay silent (to answer, or between chunks)."""
     llm_max_retries: int = Field(default=2, ge=0)
     """Retries of 408, 409, 429, 5xx, timeouts and connection errors before the first token,
     with exponential backoff and jitter, honouring `Retry-After` (see `llm_worker.upstream`)."""
     system_prompt: str = "You are a helpful assistant."
+    """The system prompt of a session that has none of its own."""
     context_turns: int = Field(default=40, ge=0)
     """Recent turns kept per session in Redis (and read from history on a cache miss)."""
     context_ttl_s: int = Field(default=24 * 3600, ge=60)
+    """How long a session's cached turns live without activity."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis or Valkey: reply queues, fences, budgets, context."""
     worker_concurrency: int = Field(default=512, ge=1)
     """Replies one worker holds at once. A reply waiting on the model costs memory, not CPU,
     so the default lets two workers take a burst of a thousand messages at once; the model
@@ -48,9 +52,11 @@ class WorkerSettings(TokenwireSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "TOKENWIRE_OPENAI_API_KEY")
     )
+    """The key of the model server (OpenAI's, or any that asks for one)."""
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "TOKENWIRE_OPENAI_BASE_URL")
     )
+    """The model server's base URL (default: OpenAI's API)."""
 
     @model_validator(mode="after")
     def _needs_a_model_server(self) -> Self:

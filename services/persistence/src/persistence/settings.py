@@ -21,10 +21,13 @@ class PersistenceSettings(TokenwireSettings):
     usage_webhook_backoff_s: float = Field(default=1.0, gt=0)
     """First retry delay; doubles with each failed delivery of a record."""
     usage_webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    """The longest wait between two tries of a webhook delivery."""
     usage_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """How long the webhook's receiver may take to answer."""
     retention_days: float = Field(default=0, ge=0)
     """Sessions without a user message for this long are pruned (0: kept forever)."""
     retention_every_s: float = Field(default=3600.0, gt=0)
+    """How often retention looks for sessions to prune."""
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> Self:
