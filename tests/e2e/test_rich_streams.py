@@ -332,3 +332,26 @@ async def test_a_retrieval_that_fails_leaves_the_reply_to_go_on_and_say_so(
         "".join(reply_pieces(2)),
         [warning],
     )
+
+
+async def test_messages_and_their_replies_carry_the_sessions_turn(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        turns = []
+        for mid in ("m1", "m2"):
+            content = f"[fake tokens=2] {mid}"
+            await ws.send(json.dumps({"type": "message", "message_id": mid, "content": content}))
+            frames = await frames_until_end(ws)
+            turns.append([(f["type"], f["turn"]) for f in frames if "turn" in f])
+        made = await http.post(f"/v1/sessions/{sid}/messages/m1/regenerate", headers=alice.auth)
+        assert made.status_code == 202, made.text
+        version = await frames_until_end(ws)
+    assert turns == [
+        [("message", 1), ("stream_start", 1), ("stream_end", 1)],
+        [("message", 2), ("stream_start", 2), ("stream_end", 2)],
+    ]
+    assert (version[0]["regenerates"], version[0]["turn"], version[-1]["turn"]) == ("m1", 1, 1)

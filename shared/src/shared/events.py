@@ -61,6 +61,9 @@ class UserMessage(Event):
     parameters below are the session's when the message was sent (None: the model's own)."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
+    turn: int | None = Field(default=None, ge=1)
+    """Its turn in the session (1, 2, …), given at admission; a new version's is its
+    message's."""
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -70,6 +73,8 @@ class ReplyStart(Event):
     type: Literal["reply_start"] = "reply_start"
     attempt: int = Field(ge=1)
     model: str
+    turn: int | None = None
+    """The turn of the message it answers."""
 
 
 class ReplyToken(Event):
@@ -150,6 +155,8 @@ class ReplyEnd(Event):
     participant: str = "assistant"
     requested_by: str | None = None
     """The user whose message this answers: whose usage it is."""
+    turn: int | None = None
+    """The turn of the message it answers."""
     billed: Billed | None = None
     """With earlier attempts: every call the reply took (None: this attempt's alone)."""
     created_at: datetime = Field(default_factory=utcnow)

@@ -46,6 +46,11 @@ class _Frame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_TURN: Any = Field(
+    default=None,
+    exclude_if=lambda value: value is None,
+    description="The message's turn in its session (1, 2…), and its reply's.",
+)
 _STORED_AT: Any = Field(
     default=None,
     exclude_if=lambda value: value is None,
@@ -142,6 +147,7 @@ class ChatMessageFrame(_Frame):
     seq: int
     ts: str | None = _STORED_AT
     message_id: str
+    turn: int | None = _TURN
     participant: str
     content: str
     role: Literal["user", "system"] = "user"
@@ -153,6 +159,7 @@ class StreamStartFrame(_Frame):
     seq: int
     ts: str | None = _STORED_AT
     message_id: str
+    turn: int | None = _TURN
     attempt: int
     model: str
     version: int = 1
@@ -198,6 +205,7 @@ class StreamEndFrame(_Frame):
     seq: int
     ts: str | None = _STORED_AT
     message_id: str
+    turn: int | None = _TURN
     text: str
     reasoning: str = ""
     sources: list[Source] = Field(default_factory=list)

@@ -133,3 +133,11 @@ def serving(model_id: str) -> str:
     """Sorted set of the workers that serve model `model_id`, each scored by when it last said
     so (`llm_worker.serving`); gateways read it (`gateway.model_pools`)."""
     return f"tw:serving:{model_id}"
+
+
+TURNS_TTL_S = 30 * 24 * 3600
+
+
+def turns(session_id: str) -> str:
+    """Hash of a session's turn numbers: `#` the last given, and each message id's."""
+    return f"tw:turns:{session_id}"

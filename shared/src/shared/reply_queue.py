@@ -33,7 +33,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared import keys
+from shared import keys, versions
 from shared import reply_scripts as scripts
 from shared.events import Policy
 from shared.redis import Command, ListAppend, script_and_reads, text
@@ -94,7 +94,7 @@ class ReplyQueue:
         now = time.time()
         if daily_budget is None:
             daily_budget = limits.daily_token_budget
-        verdict, retry, spent_limit, interrupted = await self._admit(
+        verdict, retry, spent_limit, interrupted, *turn = await self._admit(
             keys=[
                 keys.message_rate(user_id),
                 keys.budget(user_id, keys.today()),
@@ -106,6 +106,7 @@ class ReplyQueue:
                 keys.sender(session_id, message_id),
                 keys.BUDGETS,
                 keys.session_spend(session_id),
+                keys.turns(session_id),
             ],
             args=[
                 now,
@@ -122,11 +123,13 @@ class ReplyQueue:
                 user_id,
                 keys.SENDER_TTL_S,
                 limits.session_token_budget,
+                versions.split(message_id)[0],
+                keys.TURNS_TTL_S,
             ],
         )
         if int(verdict):
             return Refused(VERDICTS[int(verdict)], round(float(retry), 2), int(spent_limit))
-        return Admitted(text(interrupted) or None)
+        return Admitted(text(interrupted) or None, int(turn[0]) if turn else 0)
 
     async def withdraw(self, session_id: str, message_id: str) -> None:
         """The stream did not store an admitted message: it leaves the replies in flight and

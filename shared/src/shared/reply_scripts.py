@@ -2,16 +2,28 @@
 runs atomically in Redis, in one round trip. Their keys and arguments are listed above each."""
 
 # KEYS: rate bucket, budget, in flight, line, active, storing, the message's fence, its
-#   sender, administrators' budgets, the session's spending.
+#   sender, administrators' budgets, the session's spending, the session's turns.
 # ARGV: now, bucket size, refill/s, budget (0: none), wants a reply (0/1), message id,
 #   in-flight expiry, in-flight limit, policy, cancel-mark prefix, cancel ttl, user, sender ttl,
-#   session cap (0: none).
+#   session cap (0: none), the message id its turn is counted by (a version's: its message's),
+#   turns ttl.
 # Returns {verdict (0 admitted), retry after, the budget spent (budget verdicts), interrupted
-# message id}. An administrator's budget for the user replaces ARGV[4]. Outside `parallel`
+# message id, turn (admitted)}. A message admitted takes the session's next turn number, once
+# per message id (a resend, or a new version of its reply, keeps its number). An
+# administrator's budget for the user replaces ARGV[4]. Outside `parallel`
 # sessions an admitted message no worker has taken yet (no fence) is noted as storing, at
 # the time it was admitted; notes older than a reply's expiry are dropped. The first user to
 # send a message id keeps it as its sender (a resend by someone else changes nothing).
 ADMIT = """
+local function turn()
+  local taken = redis.call('HGET', KEYS[11], ARGV[15])
+  if not taken then
+    taken = redis.call('HINCRBY', KEYS[11], '#', 1)
+    redis.call('HSET', KEYS[11], ARGV[15], taken)
+  end
+  redis.call('EXPIRE', KEYS[11], ARGV[16])
+  return tonumber(taken)
+end
 local now = tonumber(ARGV[1])
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -22,7 +34,7 @@ if allowed then tokens = tokens - 1 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
 if not allowed then return {1, tostring((1 - tokens) / rate), 0, ''} end
-if ARGV[5] ~= '1' then return {0, '0', 0, ''} end
+if ARGV[5] ~= '1' then return {0, '0', 0, '', turn()} end
 local budget = tonumber(redis.call('HGET', KEYS[9], ARGV[12]) or ARGV[4])
 if budget > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= budget then
   return {2, '0', budget, ''}
@@ -55,7 +67,7 @@ if policy ~= 'parallel' and redis.call('EXISTS', KEYS[7]) == 0 then
   redis.call('ZADD', KEYS[6], 'NX', now, ARGV[6])
   redis.call('EXPIRE', KEYS[6], math.ceil(expiry - now) + 1)
 end
-return {0, '0', 0, interrupted}
+return {0, '0', 0, interrupted, turn()}
 """
 # KEYS: the message's sender, its cancel mark. ARGV: user, may cancel any reply (0/1), mark
 # ttl. Marks the reply cancelled if the user may: returns 1, else 0 (someone else's) or 2 (no

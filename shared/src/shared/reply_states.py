@@ -1,7 +1,7 @@
 """The values the reply-queue protocol (`shared.reply_queue`) answers with: a gateway's
 admission verdicts, a worker's claims, beginnings and lines."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Claim = Literal["ours", "newer", "answered"]
@@ -25,6 +25,9 @@ CANCEL_VERDICTS: dict[int, CancelVerdict] = {1: "cancelled", 0: "not_theirs", 2:
 class Admitted:
     interrupted: str | None
     """In an `interrupt` session, the message whose running reply is now marked cancelled."""
+    turn: int = field(default=0, compare=False)
+    """The message's turn in its session: 1, 2…, the same for a resend and for a new version
+    of its reply (0: not known); not part of what an admission is equal by."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class Submissions:
             await self._bus.cancel(sid, admission.interrupted)
         try:
             seq, new = await self._bus.store_user_message(
-                _event(session, principal, frame),
+                _event(session, principal, frame, admission.turn),
                 headers=telemetry.trace_headers(),
                 pool=self._models.pool(session.model),
             )
@@ -149,7 +149,9 @@ def _to_midnight() -> float:
     return round((midnight - now).total_seconds())
 
 
-def _event(session: rpc.SessionInfo, principal: Principal, frame: MessageFrame) -> UserMessage:
+def _event(
+    session: rpc.SessionInfo, principal: Principal, frame: MessageFrame, turn: int
+) -> UserMessage:
     return UserMessage(
         session_id=session.session_id,
         message_id=frame.message_id,
@@ -161,4 +163,5 @@ def _event(session: rpc.SessionInfo, principal: Principal, frame: MessageFrame) 
         model=session.model,
         temperature=session.temperature,
         max_tokens=session.max_tokens,
+        turn=turn or None,
     )

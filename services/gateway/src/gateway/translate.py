@@ -59,6 +59,7 @@ def frame_for(event: BusEvent, seq: int, ts: str | None = None) -> ServerFrame |
                 participant=event.participant,
                 content=event.content,
                 role="system" if isinstance(event, SystemMessage) else "user",
+                turn=event.turn if isinstance(event, UserMessage) else None,
             )
         case ModelCall():
             return None
@@ -90,6 +91,7 @@ def _reply_frame(
                 model=event.model,
                 version=version,
                 regenerates=asked if version > 1 else None,
+                turn=event.turn,
             )
         case ReplyToken():  # the hot path: fields of a validated event need no second check
             return StreamTokenFrame.model_construct(
@@ -108,6 +110,7 @@ def _reply_frame(
                 reasoning=event.reasoning,
                 sources=event.sources,
                 warnings=event.warnings,
+                turn=event.turn,
                 finish_reason=event.finish_reason,
                 usage=event.usage,
                 cost_usd=event.cost_usd,

@@ -116,7 +116,11 @@ class ReplyJob:
     def start(self) -> ReplyStart:
         m = self.message
         return ReplyStart(
-            session_id=m.session_id, message_id=m.message_id, attempt=self.attempt, model=self.model
+            session_id=m.session_id,
+            message_id=m.message_id,
+            attempt=self.attempt,
+            model=self.model,
+            turn=m.turn,
         )
 
     def token(self, index: int, text: str, deltas: int) -> ReplyToken:
@@ -194,4 +198,5 @@ def cancelled_before_start(message: UserMessage, attempt: int, model: str) -> Re
         usage=Usage(estimated=True),
         duration_ms=0,
         requested_by=message.participant,
+        turn=message.turn,
     )

@@ -72,6 +72,7 @@ class Progress:
             ttft_ms=self.ttft_ms,
             duration_ms=_ms(now - self.started),
             requested_by=job.message.participant,
+            turn=job.message.turn,
         )
 
     def spent(self, job: ReplyJob, counter: TokenCounter) -> Usage | None:
