@@ -25,7 +25,7 @@ async def turn(
     queue: ReplyQueue, sid: str, mid: str, *, reply: bool = True, limits: AdmissionLimits = LIMITS
 ) -> int | str:
     admitted = await queue.admit(
-        limits, user_id="u", session_id=sid, message_id=mid, reply=reply, policy="parallel"
+        limits, user_id=sid, session_id=sid, message_id=mid, reply=reply, policy="parallel"
     )
     return admitted.turn if isinstance(admitted, Admitted) else admitted.verdict
 

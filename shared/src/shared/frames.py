@@ -46,18 +46,13 @@ class _Frame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-_TURN: Any = Field(
-    default=None,
-    exclude_if=lambda value: value is None,
-    description="The message's turn in its session (1, 2…), and its reply's.",
-)
-_STORED_AT: Any = Field(
-    default=None,
-    exclude_if=lambda value: value is None,
-    description="When the stream stored the event (ISO 8601, UTC, milliseconds).",
-)
-"""A stored event's `ts`: left out of a frame that has none (a frame built without the
-stream, as in tests)."""
+def _unless_none(description: str) -> Any:
+    """An optional field left out of a frame that has none (one built without the stream)."""
+    return Field(default=None, exclude_if=lambda value: value is None, description=description)
+
+
+_TURN = _unless_none("The message's turn in its session (1, 2…), and its reply's.")
+_STORED_AT = _unless_none("When the stream stored the event (ISO 8601, UTC, milliseconds).")
 
 
 # --- client → server -------------------------------------------------------------------------
@@ -127,13 +122,10 @@ def parse_client_frame(raw: str | bytes, *, max_bytes: int = 64 * 1024) -> Clien
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "frame"
-    return f"{where}: {first['msg']}"
+    return f"{'.'.join(str(part) for part in first['loc']) or 'frame'}: {first['msg']}"
 
 
 # --- server → client -------------------------------------------------------------------------
-
-
 class ReadyFrame(_Frame):
     type: Literal["ready"] = "ready"
     session_id: str

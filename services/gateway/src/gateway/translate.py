@@ -101,31 +101,35 @@ def _reply_frame(
             return StreamReasoningFrame.model_construct(
                 seq=seq, ts=ts, message_id=event.message_id, index=event.index, text=event.text
             )
-        case ReplyEnd():
-            return StreamEndFrame(
-                seq=seq,
-                ts=ts,
-                message_id=event.message_id,
-                text=event.text,
-                reasoning=event.reasoning,
-                sources=event.sources,
-                warnings=event.warnings,
-                turn=event.turn,
-                finish_reason=event.finish_reason,
-                usage=event.usage,
-                cost_usd=event.cost_usd,
-                ttft_ms=event.ttft_ms,
-                duration_ms=event.duration_ms,
-            )
-        case ReplyError():
-            return StreamErrorFrame(
-                seq=seq,
-                ts=ts,
-                message_id=event.message_id,
-                code=event.code,
-                message=event.message,
-                retryable=event.retryable,
-                solutions=SOLUTIONS.get(event.code, []),
-            )
+        case ReplyEnd() | ReplyError():
+            return _ending_frame(event, seq, ts)
         case _:
             assert_never(event)
+
+
+def _ending_frame(event: ReplyEnd | ReplyError, seq: int, ts: str | None) -> ServerFrame:
+    if isinstance(event, ReplyError):
+        return StreamErrorFrame(
+            seq=seq,
+            ts=ts,
+            message_id=event.message_id,
+            code=event.code,
+            message=event.message,
+            retryable=event.retryable,
+            solutions=SOLUTIONS.get(event.code, []),
+        )
+    return StreamEndFrame(
+        seq=seq,
+        ts=ts,
+        message_id=event.message_id,
+        text=event.text,
+        reasoning=event.reasoning,
+        sources=event.sources,
+        warnings=event.warnings,
+        turn=event.turn,
+        finish_reason=event.finish_reason,
+        usage=event.usage,
+        cost_usd=event.cost_usd,
+        ttft_ms=event.ttft_ms,
+        duration_ms=event.duration_ms,
+    )
