@@ -44,6 +44,18 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         yield running
 
 
+async def replay(system: System, sid: str, user: User, last_seq: int) -> list[dict[str, Any]]:
+    """A new socket's frames after `last_seq`, to the next reply's end (a complete resume)."""
+    async with websockets.connect(
+        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={last_seq}",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=user.auth,
+    ) as ws:
+        ready = await next_frame(ws)
+        assert (ready["type"], ready["recovered"]) == ("ready", True)
+        return await frames_until_end(ws)
+
+
 def reasoning_of(frames: list[dict[str, Any]]) -> str:
     return "".join(f["text"] for f in frames if f["type"] == "stream_reasoning")
 
@@ -51,13 +63,7 @@ def reasoning_of(frames: list[dict[str, Any]]) -> str:
 async def test_reasoning_streams_before_the_reply_and_is_kept_in_history(
     system: System, http: httpx.AsyncClient
 ) -> None:
-    alice = await dev_user(http)
-    sid = await new_session(http, alice)
-    async with await connect(system.ws_url, sid, alice) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        content = "Why? [fake reasoning=3 tokens=2 delay_ms=5]"
-        await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": content}))
-        frames = await frames_until_end(ws)
+    sid, alice, frames = await ask(system, http, "Why? [fake reasoning=3 tokens=2 delay_ms=5]")
     kinds = [f["type"] for f in frames]
     assert kinds[:2] == ["message", "stream_start"]
     first_token = kinds.index("stream_token")
@@ -94,14 +100,7 @@ async def test_reasoning_resumes_after_a_dropped_connection_without_gap_or_dupli
         while len([f for f in seen if f["type"] == "stream_reasoning"]) < 5:
             seen.append(await next_frame(ws))
     last_seq = max(f["seq"] for f in seen if "seq" in f)
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={last_seq}",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=alice.auth,
-    ) as ws:
-        ready = await next_frame(ws)
-        assert (ready["type"], ready["recovered"]) == ("ready", True)
-        resumed = await frames_until_end(ws)
+    resumed = await replay(system, sid, alice, last_seq)
     frames = seen + resumed
     seqs = [f["seq"] for f in frames if "seq" in f]
     assert seqs == sorted(set(seqs))  # no duplicate, in order
@@ -132,20 +131,8 @@ async def test_cancel_stops_a_reply_while_it_reasons(
 async def test_every_stored_frame_says_when_it_was_stored_live_and_replayed_alike(
     system: System, http: httpx.AsyncClient
 ) -> None:
-    alice = await dev_user(http)
-    sid = await new_session(http, alice)
-    async with await connect(system.ws_url, sid, alice) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        content = "[fake reasoning=2 tokens=3 delay_ms=5]"
-        await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": content}))
-        live = await frames_until_end(ws)
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq=0",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=alice.auth,
-    ) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        replayed = await frames_until_end(ws)
+    sid, alice, live = await ask(system, http, "[fake reasoning=2 tokens=3 delay_ms=5]")
+    replayed = await replay(system, sid, alice, 0)
     stored_at = {f["seq"]: f["ts"] for f in live}
     # A replay may merge a run of deltas into one frame (with the last one's seq and time).
     assert all(f["ts"] == stored_at[f["seq"]] for f in replayed)
@@ -297,13 +284,7 @@ async def test_sources_stream_before_the_first_token_and_reach_the_prompt_and_hi
     (call,) = [c for c in calls if c["prompt"] == content]
     assert "Use these sources where they help:" in call["system"]
     assert "[s1] Source 1: What source 1 says." in call["system"]
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq=0",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=alice.auth,
-    ) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        replayed = await frames_until_end(ws)
+    replayed = await replay(system, sid, alice, 0)
     assert next(f for f in replayed if f["type"] == "stream_sources") == found
     for _ in range(50):  # persistence records it a moment after the end streams
         history = (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).json()

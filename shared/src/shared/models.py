@@ -74,11 +74,6 @@ class Model:
     context_tokens: int
     max_tokens: int
 
-    @property
-    def prompt_tokens(self) -> int:
-        """How much of the window a prompt may fill with a reply of `max_tokens`."""
-        return self.context_tokens - self.max_tokens
-
     def prompt_budget(self, max_tokens: int) -> int:
         return max(self.context_tokens - max_tokens, 256)
 

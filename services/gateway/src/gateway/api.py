@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from gateway import session_changes
 from gateway.auth import mint_token, new_dev_user
 from gateway.bus import Unavailable
 from gateway.deps import (
@@ -124,13 +125,12 @@ async def add_member(
     if session.owner != user:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner adds members")
     try:
-        answer = await resources.bus.add_member(session_id, body.user_id, user, body.role)
+        answer = await session_changes.invite(resources, session_id, body.user_id, user, body.role)
     except Unavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sessions unavailable") from None
     if answer.session is None:
         code = 403 if answer.error and answer.error.code == "forbidden" else 503
         raise HTTPException(code, answer.error.detail if answer.error else "no answer")
-    resources.sessions.put(session_id, answer.session)
     return answer.session
 
 

@@ -213,8 +213,7 @@ class _Command:
         await send(self.result(True, summary, data))
 
     async def _post(self, content: str) -> None:
-        await session_changes.post(
-            self.r,
+        await self.r.bus.post_system(
             SystemMessage(
                 session_id=self.session.session_id,
                 message_id=self.message_id,

@@ -39,8 +39,6 @@ SPECS: tuple[Spec, ...] = (
     Spec("export", "/export", "the session as Markdown"),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
-OWNERS_ONLY = frozenset({"model", "system", "temperature", "max_tokens", "title", "invite"})
-"""Commands that change the session: its owner's (without an argument, anyone may look)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,24 @@ from gateway.translate import outgoing_for_event
 from shared import subjects
 from shared.stream_reader import stored_events
 
+BATCH = 256
+"""Stored events sent per merge during a replay."""
+
+
+async def batches(
+    js: JetStreamContext, session_id: str, after: int, through: int
+) -> AsyncIterator[list[Outgoing]]:
+    """`replay`, in lists of at most `BATCH` events: each is merged and sent at once, and a
+    long replay is never held in memory whole."""
+    batch: list[Outgoing] = []
+    async for item in replay(js, session_id, after, through):
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
 
 def can_resume(last_seq: int, stream_first: int, stream_last: int) -> bool:
     """Whether every event after `last_seq` is still stored: `last_seq` is neither older than

@@ -10,7 +10,6 @@ from redis.exceptions import RedisError
 from gateway.bus import Unavailable
 from gateway.deps import Resources
 from shared import keys, rpc, subjects
-from shared.events import SystemMessage
 
 log = logging.getLogger(__name__)
 PURGE_AGAIN_S = 5.0
@@ -53,12 +52,6 @@ async def clear_context(resources: Resources, session_id: str) -> None:
         pipe.delete(keys.context(session_id))
         pipe.set(keys.fresh_session(session_id), 1, ex=keys.FRESH_SESSION_TTL_S)
         await pipe.execute()
-
-
-async def post(resources: Resources, message: SystemMessage) -> None:
-    """Store a system message: every member sees it, history keeps it. Raises
-    `gateway.bus.Unavailable`."""
-    await resources.bus.post_system(message)
 
 
 async def delete(resources: Resources, session_id: str, by: str) -> rpc.SessionReply:

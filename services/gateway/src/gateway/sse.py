@@ -21,7 +21,7 @@ from gateway.connection import ConnectionProtocol, cursor
 from gateway.credentials import Expiry
 from gateway.deps import Resources, ResourcesDep, member_session
 from gateway.outbox import Outbox
-from gateway.replay import replay
+from gateway.replay import batches
 from shared import rpc
 
 router = APIRouter(tags=["sessions"])
@@ -114,9 +114,9 @@ class _Stream:
             yield sse(frame)
         if self.protocol.replay_after is not None:
             after = self.protocol.replay_after
-            batch = [item async for item in replay(bus.js, self.session_id, after, head)]
-            for frame in self.protocol.replayed(batch):
-                yield sse(frame)
+            async for batch in batches(bus.js, self.session_id, after, head):
+                for frame in self.protocol.replayed(batch):
+                    yield sse(frame)
         self.protocol.go_live()
         async for chunk in self._live():
             yield chunk

@@ -38,16 +38,14 @@ from gateway.credentials import Expiry, authenticate, renewed
 from gateway.deps import Resources
 from gateway.leases import Lease
 from gateway.origins import origin_allowed
-from gateway.outbox import Outbox, Outgoing
+from gateway.outbox import Outbox
 from gateway.refusal import Refusal
-from gateway.replay import replay
+from gateway.replay import batches
 from shared import rpc, telemetry
 from shared.frames import SUBPROTOCOL, AuthenticatedFrame
 
 log = logging.getLogger(__name__)
 TRACER = telemetry.tracer(__name__)
-REPLAY_BATCH = 256
-"""Stored events sent per merge during a replay."""
 
 
 async def serve(ws: WebSocket, session_id: str, resources: Resources) -> None:
@@ -163,13 +161,8 @@ class Connection:
             await hub.leave(self.session_id, self.outbox)
 
     async def _replay(self, after: int, through: int) -> None:
-        batch: list[Outgoing] = []
-        async for item in replay(self.r.bus.js, self.session_id, after, through):
-            batch.append(item)
-            if len(batch) >= REPLAY_BATCH:
-                await self._send_all(self.protocol.replayed(batch))
-                batch.clear()
-        await self._send_all(self.protocol.replayed(batch))
+        async for batch in batches(self.r.bus.js, self.session_id, after, through):
+            await self._send_all(self.protocol.replayed(batch))
 
     def _wake_sender(self) -> None:
         """Start a sender if the connection is live and none runs: an idle connection has no
