@@ -99,6 +99,7 @@ def contract_doc() -> dict[str, Any]:
         ("replyToken", subjects.out_token(sid), events.ReplyToken, "llm-worker", live),
         ("replyReasoning", subjects.out_token(sid), events.ReplyReasoning, "llm-worker", live),
         ("replySources", subjects.out_token(sid), events.ReplySources, "llm-worker", live),
+        ("replyToolCall", subjects.out_token(sid), events.ReplyToolCall, "llm-worker", live),
         ("replyEnd", subjects.out_end(sid), events.ReplyEnd, "llm-worker", f"{live}, persistence"),
         (
             "replyError",

@@ -18,6 +18,7 @@ from llm_worker.coordination import Coordinator
 from llm_worker.delivery import Delivery
 from llm_worker.main import create_app
 from llm_worker.prompts import SystemPrompts
+from llm_worker.publisher import Streamed
 from llm_worker.responder import Responder
 from llm_worker.settings import WorkerSettings
 from llm_worker.upstream import ModelServer
@@ -25,8 +26,6 @@ from shared import keys, rpc, stream, subjects
 from shared.events import (
     ReplyEnd,
     ReplyError,
-    ReplyReasoning,
-    ReplySources,
     ReplyStart,
     ReplyToken,
     UserMessage,
@@ -65,9 +64,7 @@ class FailsFirstToken(RecordingPublisher):
         super().__init__()
         self.message_id = message_id
 
-    async def token(
-        self, event: ReplyToken | ReplyReasoning | ReplySources
-    ) -> "asyncio.Future[Any] | None":
+    async def token(self, event: Streamed) -> "asyncio.Future[Any] | None":
         if event.message_id == self.message_id and event.attempt == 1:
             raise ConnectionError("the broker went away")
         return await super().token(event)

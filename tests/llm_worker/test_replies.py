@@ -10,6 +10,7 @@ import pytest
 from llm_worker.attempt import ReplyJob
 from llm_worker.cancels import StopSignal
 from llm_worker.coordination import Limit
+from llm_worker.publisher import Streamed
 from llm_worker.replies import Streaming, TokensLost, Unwatched, generate_reply
 from llm_worker.settings import Price
 from llm_worker.tokens import TokenCounter
@@ -17,8 +18,6 @@ from shared.events import (
     ModelCall,
     ReplyEnd,
     ReplyError,
-    ReplyReasoning,
-    ReplySources,
     ReplyStart,
     ReplyToken,
     UserMessage,
@@ -190,9 +189,7 @@ async def test_a_model_call_refused_before_it_streamed_bills_nothing(
 class LosingPublisher(RecordingPublisher):
     """Acknowledges no token event: the broker died with them in flight."""
 
-    async def token(
-        self, event: ReplyToken | ReplyReasoning | ReplySources
-    ) -> "asyncio.Future[Any] | None":
+    async def token(self, event: Streamed) -> "asyncio.Future[Any] | None":
         await super().token(event)
         lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(ConnectionError("nats: connection closed"))

@@ -16,6 +16,7 @@ from shared.events import (
     ReplySources,
     ReplyStart,
     ReplyToken,
+    ReplyToolCall,
 )
 
 
@@ -65,7 +66,7 @@ def streaming(body: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
     return handle
 
 
-Streamed = ReplyToken | ReplyReasoning | ReplySources
+Streamed = ReplyToken | ReplyReasoning | ReplySources | ReplyToolCall
 
 
 class RecordingPublisher:
@@ -75,9 +76,7 @@ class RecordingPublisher:
     async def start(self, event: ReplyStart) -> None:
         self.events.append(event)
 
-    async def token(
-        self, event: ReplyToken | ReplyReasoning | ReplySources
-    ) -> "asyncio.Future[Any] | None":
+    async def token(self, event: Streamed) -> "asyncio.Future[Any] | None":
         self.events.append(event)
         return None  # stored at once
 

@@ -122,6 +122,42 @@ class ReplyReasoning(Event):
     deltas: int = Field(default=1, ge=1)
 
 
+ToolStatus = Literal["arguments", "running", "done", "failed"]
+MAX_TOOL_RESULT_CHARS = 2000
+"""The longest result a tool call shows clients (the model gets more: see the worker)."""
+
+
+class ToolCall(BaseModel):
+    """A tool call of a reply, as it ended (in `ReplyEnd.tool_calls` and history)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(max_length=64)
+    step: int = Field(ge=1)
+    """The model call that asked for it (1: the first; the next step sees its result)."""
+    arguments: str = ""
+    status: Literal["done", "failed"]
+    result: str = Field(default="", max_length=MAX_TOOL_RESULT_CHARS)
+    error: str = Field(default="", max_length=500)
+
+
+class ReplyToolCall(Event):
+    """`chat.<sid>.out.token` too: a tool call as it happens. The model's argument deltas
+    (`arguments`, each with its delta), `running` when the worker calls the tool, then
+    `done` with a short result or `failed` with the reason."""
+
+    type: Literal["reply_tool_call"] = "reply_tool_call"
+    attempt: int = Field(ge=1)
+    step: int = Field(ge=1)
+    call_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(max_length=64)
+    status: ToolStatus
+    arguments: str = ""
+    result: str = Field(default="", max_length=MAX_TOOL_RESULT_CHARS)
+    error: str = Field(default="", max_length=500)
+
+
 class Billed(BaseModel):
     """Every model call a reply took: its answering attempt's, and those of earlier attempts
     (as they recorded them, or estimated when they were lost with their worker)."""
@@ -147,6 +183,8 @@ class ReplyEnd(Event):
     """Every source of the reply: the retrieval hook's, then the model's citations."""
     warnings: list[str] = Field(default_factory=list)
     """What went wrong without stopping the reply (e.g. the retrieval hook failed)."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Every tool the reply called, in order; `usage` counts every step's model call."""
     finish_reason: FinishReason
     usage: Usage
     cost_usd: float | None = None
@@ -212,6 +250,7 @@ BusEvent = Annotated[
     | ReplyToken
     | ReplyReasoning
     | ReplySources
+    | ReplyToolCall
     | ReplyEnd
     | ReplyError
     | ModelCall

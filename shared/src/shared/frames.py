@@ -8,9 +8,17 @@ events carry the stream sequence `seq`, the client's resume cursor.
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.events import MAX_CONTENT_CHARS, FinishReason, Source, Usage
+from shared.events import MAX_CONTENT_CHARS
+from shared.frame_base import STORED_AT, TURN, Frame
+from shared.stream_frames import StreamEndFrame as StreamEndFrame
+from shared.stream_frames import StreamErrorFrame as StreamErrorFrame
+from shared.stream_frames import StreamReasoningFrame as StreamReasoningFrame
+from shared.stream_frames import StreamSourcesFrame as StreamSourcesFrame
+from shared.stream_frames import StreamStartFrame as StreamStartFrame
+from shared.stream_frames import StreamTokenFrame as StreamTokenFrame
+from shared.stream_frames import StreamToolCallFrame as StreamToolCallFrame
 from shared.versions import REPLY_ID_PATTERN
 
 SUBPROTOCOL = "tokenwire.v1"
@@ -42,23 +50,10 @@ class FrameError(Exception):
         self.detail = detail
 
 
-class _Frame(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _unless_none(description: str) -> Any:
-    """An optional field left out of a frame that has none (one built without the stream)."""
-    return Field(default=None, exclude_if=lambda value: value is None, description=description)
-
-
-_TURN = _unless_none("The message's turn in its session (1, 2…), and its reply's.")
-_STORED_AT = _unless_none("When the stream stored the event (ISO 8601, UTC, milliseconds).")
-
-
 # --- client → server -------------------------------------------------------------------------
 
 
-class _ClientFrame(_Frame):
+class _ClientFrame(Frame):
     """Strict: `"yes"` is no boolean and `1` no string; a client says exactly what it means."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -126,7 +121,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 # --- server → client -------------------------------------------------------------------------
-class ReadyFrame(_Frame):
+class ReadyFrame(Frame):
     type: Literal["ready"] = "ready"
     session_id: str
     participant: str
@@ -134,109 +129,35 @@ class ReadyFrame(_Frame):
     recovered: bool | None = None
 
 
-class ChatMessageFrame(_Frame):
+class ChatMessageFrame(Frame):
     type: Literal["message"] = "message"
     seq: int
-    ts: str | None = _STORED_AT
+    ts: str | None = STORED_AT
     message_id: str
-    turn: int | None = _TURN
+    turn: int | None = TURN
     participant: str
     content: str
     role: Literal["user", "system"] = "user"
     """`system`: what a command did to the session (`participant` ran it)."""
 
 
-class StreamStartFrame(_Frame):
-    type: Literal["stream_start"] = "stream_start"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    turn: int | None = _TURN
-    attempt: int
-    model: str
-    version: int = 1
-    """2, 3…: a regenerated reply, a new version of the reply to `regenerates`; its events'
-    `message_id` is the version's own (`<regenerates>~v<version>`)."""
-    regenerates: str | None = None
-
-
-class StreamTokenFrame(_Frame):
-    type: Literal["stream_token"] = "stream_token"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    index: int
-    text: str
-
-
-class StreamReasoningFrame(_Frame):
-    """What the model reasons before it answers (models that stream their reasoning): shown
-    apart from the reply's text, e.g. collapsed."""
-
-    type: Literal["stream_reasoning"] = "stream_reasoning"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    index: int
-    text: str
-
-
-class StreamSourcesFrame(_Frame):
-    """What the reply draws on, before its first token (or as the model cites them)."""
-
-    type: Literal["stream_sources"] = "stream_sources"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    attempt: int
-    sources: list[Source]
-
-
-class StreamEndFrame(_Frame):
-    type: Literal["stream_end"] = "stream_end"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    turn: int | None = _TURN
-    text: str
-    reasoning: str = ""
-    sources: list[Source] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    finish_reason: FinishReason
-    usage: Usage
-    cost_usd: float | None
-    ttft_ms: float | None
-    duration_ms: float
-
-
-class StreamErrorFrame(_Frame):
-    type: Literal["stream_error"] = "stream_error"
-    seq: int
-    ts: str | None = _STORED_AT
-    message_id: str
-    code: str
-    message: str
-    retryable: bool
-    solutions: list[str] = Field(default_factory=list)
-
-
-class TypingRelayFrame(_Frame):
+class TypingRelayFrame(Frame):
     type: Literal["typing"] = "typing"
     participant: str
     state: bool
 
 
-class PresenceFrame(_Frame):
+class PresenceFrame(Frame):
     type: Literal["presence"] = "presence"
     participant: str
     state: Literal["joined", "left"]
 
 
-class PongFrame(_Frame):
+class PongFrame(Frame):
     type: Literal["pong"] = "pong"
 
 
-class AuthenticatedFrame(_Frame):
+class AuthenticatedFrame(Frame):
     """The socket now runs on the token an `auth` frame gave."""
 
     type: Literal["authenticated"] = "authenticated"
@@ -245,7 +166,7 @@ class AuthenticatedFrame(_Frame):
     """The new token's `exp` (seconds since the epoch): the socket closes with 4401 then."""
 
 
-class CommandResultFrame(_Frame):
+class CommandResultFrame(Frame):
     """To the sender of a command (a `message` whose content starts with `/`) only."""
 
     type: Literal["command_result"] = "command_result"
@@ -256,7 +177,7 @@ class CommandResultFrame(_Frame):
     data: dict[str, Any] | None = None
 
 
-class ProgressFrame(_Frame):
+class ProgressFrame(Frame):
     """A long command's progress, before its `command_result`."""
 
     type: Literal["progress"] = "progress"
@@ -266,7 +187,7 @@ class ProgressFrame(_Frame):
     label: str
 
 
-class ErrorFrame(_Frame):
+class ErrorFrame(Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
     detail: str
@@ -280,6 +201,7 @@ ServerFrame = Annotated[
     | StreamTokenFrame
     | StreamReasoningFrame
     | StreamSourcesFrame
+    | StreamToolCallFrame
     | StreamEndFrame
     | StreamErrorFrame
     | TypingRelayFrame

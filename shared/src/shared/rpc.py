@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Policy, Source, Usage
+from shared.events import Policy, Source, ToolCall, Usage
 from shared.models import MAX_TEMPERATURE, MODEL_ID_PATTERN
 
 RpcErrorCode = Literal["not_found", "bad_request", "forbidden", "conflict", "internal"]
@@ -170,6 +170,8 @@ class HistoryMessage(_Model):
     """Of a reply: what the model reasoned before it, when it streams its reasoning."""
     sources: list[Source] = Field(default_factory=list)
     """Of a reply: what it drew on (the retrieval hook's documents, the model's citations)."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Of a reply: the tools it called, in order (see `shared.events.ToolCall`)."""
 
 
 class MessageGet(_Model):

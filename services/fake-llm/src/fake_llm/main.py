@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from fake_llm import script, sse
+from fake_llm import script, sse, tool_script
 from fake_llm.settings import FakeLLMSettings
 
 
@@ -54,20 +54,19 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
     draw = rng or random.Random()
     failures: dict[str, int] = {}
     streams: deque[StreamRecord] = deque(maxlen=1000)
+    tools = tool_script.ToolDesk()
 
     async def completions(request: Request) -> Response:
         parsed = await _request_body(request)
         if isinstance(parsed, Response):
             return parsed
         body, messages = parsed
-        plan = script.plan_for(messages, settings, roll=draw.random())
-        if plan.fail_first:
-            key = script.conversation_key(messages)
-            failures[key] = failures.get(key, 0) + 1
-            if failures[key] > plan.fail_first:
-                plan = replace(plan, fail="none")
+        plan = _counting_failures(
+            script.plan_for(messages, settings, roll=draw.random()), messages, failures
+        )
         if (failure := _injected(plan)) is not None:
             return failure
+        plan = replace(plan, call=tool_script.asked_call(body, messages))
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         count = min(plan.tokens, int(limit)) if limit else plan.tokens
         finish = "length" if count < plan.tokens else "stop"
@@ -103,8 +102,21 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
             Route("/healthz", healthz, methods=["GET"]),
             Route("/v1/_fake/streams", recorded_streams, methods=["GET"]),
             Route("/v1/_fake/retrieve", retrieve, methods=["POST"]),
+            *tools.routes(),
         ]
     )
+
+
+def _counting_failures(
+    plan: script.Plan, messages: list[Any], failures: dict[str, int]
+) -> script.Plan:
+    """`fail_first`: the same request fails its first N times, then is answered."""
+    if plan.fail_first:
+        key = script.conversation_key(messages)
+        failures[key] = failures.get(key, 0) + 1
+        if failures[key] > plan.fail_first:
+            return replace(plan, fail="none")
+    return plan
 
 
 def _record(
@@ -226,14 +238,19 @@ async def _chunks(
         yield chunk({"reasoning_content": thought})
     if thoughts:
         await asyncio.sleep(plan.delay_ms / 1000)
-    for i, piece in enumerate(pieces):
+    if plan.call is not None:  # asks for a tool instead of answering
+        pieces = tool_script.argument_pieces(plan.call["arguments"])
+        async for data in tool_script.call_chunks(plan.call, chunk, plan.delay_ms / 1000):
+            yield data
+    for i, piece in enumerate(pieces if plan.call is None else []):
         if plan.fail == "drop" and i >= plan.fail_after:
             raise DroppedConnection
         if i:
             await asyncio.sleep(plan.delay_ms / 1000)
         yield chunk({"content": piece})
         record.sent += 1
-    yield chunk({}, finish)
+    if plan.call is None:
+        yield chunk({}, finish)
     if include_usage:
         yield sse.event(
             sse.usage_chunk(completion_id, model, created, prompt, len(pieces), len(thoughts))

@@ -7,7 +7,7 @@ for that request only, e.g. `[fake tokens=5 ttft_ms=0 delay_ms=0 fail=429 chars=
 import re
 from dataclasses import dataclass, replace
 from itertools import cycle, islice
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from fake_llm.settings import FailMode, FakeLLMSettings
 
@@ -35,6 +35,8 @@ class Plan:
     """Fail only the first this-many requests with the same last user message (then answer)."""
     reasoning: int = 0
     """Reasoning deltas streamed before the content (as `reasoning_content`)."""
+    call: dict[str, str] | None = None
+    """A tool call streamed instead of the content (see `fake_llm.tool_script`)."""
 
 
 def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll: float) -> Plan:
@@ -50,22 +52,27 @@ def plan_for(messages: list[dict[str, Any]], settings: FakeLLMSettings, *, roll:
         fail=settings.fail if roll < settings.fail_rate else "none",
         fail_after=settings.fail_after_tokens,
     )
-    match = _DIRECTIVE.search(_last_user_text(messages))
-    if match is None:
+    fields = directive(messages)
+    if not fields:
         return plan
-    fields = dict(_PAIR.findall(match.group(1)))
     fail = fields.get("fail", "429" if "fail_first" in fields else plan.fail)
     return replace(
         plan,
         tokens=int(fields.get("tokens", plan.tokens)),
         ttft_ms=float(fields.get("ttft_ms", plan.ttft_ms)),
         delay_ms=float(fields.get("delay_ms", plan.delay_ms)),
-        fail=fail if fail in get_args(FailMode) else plan.fail,
+        fail=cast(FailMode, fail) if fail in get_args(FailMode) else plan.fail,
         fail_after=int(fields.get("fail_after", plan.fail_after)),
         chars=int(fields.get("chars", plan.chars)),
         fail_first=int(fields.get("fail_first", 0)),
         reasoning=int(fields.get("reasoning", 0)),
     )
+
+
+def directive(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """The fields of the directive in the last user message (none: empty)."""
+    match = _DIRECTIVE.search(_last_user_text(messages))
+    return dict(_PAIR.findall(match.group(1))) if match else {}
 
 
 def conversation_key(messages: list[dict[str, Any]]) -> str:

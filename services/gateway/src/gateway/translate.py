@@ -13,6 +13,7 @@ from shared.events import (
     ReplySources,
     ReplyStart,
     ReplyToken,
+    ReplyToolCall,
     SystemMessage,
     UserMessage,
     parse_event,
@@ -26,6 +27,7 @@ from shared.frames import (
     StreamSourcesFrame,
     StreamStartFrame,
     StreamTokenFrame,
+    StreamToolCallFrame,
 )
 
 SOLUTIONS: dict[str, list[str]] = {
@@ -33,6 +35,19 @@ SOLUTIONS: dict[str, list[str]] = {
     "upstream_unavailable": ["The model server cannot be reached: try again shortly."],
     "upstream_timeout": ["The model took too long: try again, or ask for a shorter answer."],
     "upstream_error": ["The model server refused the request: rephrase or try again."],
+}
+
+
+_TOOL_CALL_FIELDS = {
+    "message_id",
+    "attempt",
+    "step",
+    "call_id",
+    "name",
+    "status",
+    "arguments",
+    "result",
+    "error",
 }
 
 
@@ -68,7 +83,13 @@ def frame_for(event: BusEvent, seq: int, ts: str | None = None) -> ServerFrame |
 
 
 def _reply_frame(
-    event: ReplyStart | ReplyToken | ReplyReasoning | ReplySources | ReplyEnd | ReplyError,
+    event: ReplyStart
+    | ReplyToken
+    | ReplyReasoning
+    | ReplySources
+    | ReplyToolCall
+    | ReplyEnd
+    | ReplyError,
     seq: int,
     ts: str | None,
 ) -> ServerFrame:
@@ -101,6 +122,12 @@ def _reply_frame(
             return StreamReasoningFrame.model_construct(
                 seq=seq, ts=ts, message_id=event.message_id, index=event.index, text=event.text
             )
+        case ReplyToolCall():
+            return StreamToolCallFrame(
+                seq=seq,
+                ts=ts,
+                **event.model_dump(include=_TOOL_CALL_FIELDS),
+            )
         case ReplyEnd() | ReplyError():
             return _ending_frame(event, seq, ts)
         case _:
@@ -126,6 +153,7 @@ def _ending_frame(event: ReplyEnd | ReplyError, seq: int, ts: str | None) -> Ser
         reasoning=event.reasoning,
         sources=event.sources,
         warnings=event.warnings,
+        tool_calls=event.tool_calls,
         turn=event.turn,
         finish_reason=event.finish_reason,
         usage=event.usage,

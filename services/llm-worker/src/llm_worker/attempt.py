@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 from llm_worker.completions import ChatMessage, UpstreamError
 from llm_worker.earlier import EarlierAttempts
 from llm_worker.pricing import cost_usd
+from llm_worker.tool_steps import Asked, Ran
 from shared.events import (
     CallOutcome,
     ModelCall,
@@ -21,7 +22,9 @@ from shared.events import (
     ReplySources,
     ReplyStart,
     ReplyToken,
+    ReplyToolCall,
     Source,
+    ToolStatus,
     Usage,
     UserMessage,
 )
@@ -138,6 +141,27 @@ class ReplyJob:
             attempt=self.attempt,
             sources=list(sources),
         )
+
+    def tool_call(
+        self, step: int, call: Asked, status: ToolStatus, arguments: str = ""
+    ) -> ReplyToolCall:
+        """An event of a tool call under way (`arguments`: a delta of them; or `running`)."""
+        m = self.message
+        return ReplyToolCall.model_construct(
+            session_id=m.session_id,
+            message_id=m.message_id,
+            attempt=self.attempt,
+            step=step,
+            call_id=call.call_id,
+            name=call.name,
+            status=status,
+            arguments=arguments,
+        )
+
+    def tool_call_ended(self, step: int, call: Asked, result: Ran) -> ReplyToolCall:
+        record = result.record(step, call)
+        event = self.tool_call(step, call, record.status)
+        return event.model_copy(update={"result": record.result, "error": record.error})
 
     def _delta(self, kind: type[D], index: int, text: str, deltas: int) -> D:
         m = self.message

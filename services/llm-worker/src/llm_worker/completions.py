@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import httpx2
 import orjson
@@ -28,6 +28,7 @@ __all__ = [
     "Finish",
     "Piece",
     "Reasoning",
+    "ToolCallDelta",
     "UpstreamError",
     "UsageReport",
     "pieces_from_chunk",
@@ -37,10 +38,13 @@ __all__ = [
 
 
 class ChatMessage(TypedDict):
-    """One message of a prompt, as the chat completions API takes it."""
+    """One message of a prompt, as the chat completions API takes it: an assistant's may ask
+    for tools (`tool_calls`), and a `tool` message answers one (`tool_call_id`)."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_call_id: NotRequired[str]
 
 
 DRAIN_S = 1.0
@@ -68,6 +72,17 @@ class Citations:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """Part of a tool call the model asks for: the call's `index` in its message, then its id
+    and name (in its first delta) and a piece of its JSON arguments."""
+
+    index: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
 
@@ -77,7 +92,7 @@ class UsageReport:
     usage: Usage
 
 
-Piece = Delta | Reasoning | Citations | Finish | UsageReport
+Piece = Delta | Reasoning | Citations | ToolCallDelta | Finish | UsageReport
 
 
 def pieces_from_chunk(chunk: Any) -> list[Piece]:
@@ -106,6 +121,7 @@ def pieces_from_chunk(chunk: Any) -> list[Piece]:
             pieces.append(Delta(content))
         if cited := _citations(delta.get("annotations")):
             pieces.append(Citations(cited))
+        pieces.extend(_tool_calls(delta.get("tool_calls")))
         if choice.get("finish_reason"):
             pieces.append(Finish(choice["finish_reason"]))
     reported = chunk.get("usage")
@@ -124,6 +140,27 @@ def _citations(annotations: Any) -> tuple[Source, ...]:
             url = cite["url"][:2000]
             found.append(Source(id=url[:200], title=str(cite.get("title") or "")[:500], url=url))
     return tuple(found)
+
+
+def _tool_calls(calls: Any) -> list[ToolCallDelta]:
+    if not isinstance(calls, list):
+        return []
+    deltas = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        index = call.get("index")
+        deltas.append(
+            ToolCallDelta(
+                index=index if isinstance(index, int) else 0,
+                call_id=str(call.get("id") or ""),
+                name=str(function.get("name") or ""),
+                arguments=str(function.get("arguments") or ""),
+            )
+        )
+    return deltas
 
 
 def _usage(reported: dict[str, Any]) -> Usage:
@@ -167,9 +204,11 @@ async def stream_completion(
     messages: list[ChatMessage],
     max_tokens: int,
     temperature: float | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> AsyncGenerator[Piece, None]:
     """Stream one completion; the upstream request is closed when the caller stops iterating.
-    Without `temperature`, the model server's default applies."""
+    Without `temperature`, the model server's default applies; `tools` are offered to the
+    model (none: it can call none)."""
     request: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -179,6 +218,8 @@ async def stream_completion(
     }
     if temperature is not None:
         request["temperature"] = temperature
+    if tools:
+        request["tools"] = tools
     try:
         async with server.stream(request) as response:
             body = response.aiter_bytes()

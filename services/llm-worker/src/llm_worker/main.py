@@ -21,6 +21,8 @@ from llm_worker.responder import Responder
 from llm_worker.retrieval import Retrieval
 from llm_worker.serving import Serving
 from llm_worker.settings import WorkerSettings
+from llm_worker.tool_runs import ToolRunner
+from llm_worker.tools import Toolbox
 from llm_worker.upstream import ModelServer
 from shared import rpc, stream, subjects, telemetry
 from shared.broker import LOGGER, make_broker
@@ -97,6 +99,8 @@ def create_app(
         await serving.stop()
         if responder.asking.retrieval is not None:
             await responder.asking.retrieval.close()
+        if responder.tools is not None:
+            await responder.tools.close()
         await llm.close()
         if own_redis:
             await redis.aclose()
@@ -155,5 +159,13 @@ def build_responder(
     if settings.retrieval_url:
         responder.asking.retrieval = Retrieval(
             settings.retrieval_url, timeout_s=settings.retrieval_timeout_s
+        )
+    if toolbox := Toolbox.load(settings.tools, settings.tools_file):
+        responder.tools = ToolRunner(
+            toolbox,
+            redis,
+            timeout_s=settings.tool_timeout_s,
+            max_steps=settings.tool_max_steps,
+            ttl_s=fence_ttl_s(settings),
         )
     return responder

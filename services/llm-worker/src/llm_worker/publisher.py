@@ -25,19 +25,20 @@ from shared.events import (
     ReplySources,
     ReplyStart,
     ReplyToken,
+    ReplyToolCall,
 )
 from shared.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
+Streamed = ReplyToken | ReplyReasoning | ReplySources | ReplyToolCall
+"""What a reply publishes on `chat.<sid>.out.token`, without waiting for each to be stored."""
 PUBLISH_TRIES = 3
 """Sends of a start or terminal event whose acknowledgement times out, before giving up."""
 
 
 class ReplyPublisher(Protocol):
     async def start(self, event: ReplyStart) -> None: ...
-    async def token(
-        self, event: ReplyToken | ReplyReasoning | ReplySources
-    ) -> "asyncio.Future[Any] | None":
+    async def token(self, event: Streamed) -> "asyncio.Future[Any] | None":
         """Publish without waiting; returns the acknowledgement to come (None: stored now)."""
         ...
 
@@ -60,9 +61,7 @@ class JetStreamPublisher:
             {"Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "start")},
         )
 
-    async def token(
-        self, event: ReplyToken | ReplyReasoning | ReplySources
-    ) -> "asyncio.Future[Any]":
+    async def token(self, event: Streamed) -> "asyncio.Future[Any]":
         ack = await self._js.publish_async(
             subjects.out_token(event.session_id), event.model_dump_json().encode()
         )

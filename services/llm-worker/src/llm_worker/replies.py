@@ -8,43 +8,42 @@ terminal event carries the partial text with usage counted by the tokenizer.
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import Any
 
 from llm_worker.attempt import ReplyJob
+from llm_worker.call_records import record_later, settle
 from llm_worker.cancels import StopSignal
 from llm_worker.coalescer import Coalescer
 from llm_worker.completions import (
+    ChatMessage,
     Citations,
     Delta,
     Finish,
     Reasoning,
+    ToolCallDelta,
     UpstreamError,
     UsageReport,
     stream_completion,
 )
-from llm_worker.earlier import EarlierAttempts
-from llm_worker.progress import Progress, billed
-from llm_worker.publisher import ReplyPublisher
+from llm_worker.progress import Progress
+from llm_worker.publisher import Streamed
 from llm_worker.streaming import Streaming, Unwatched, Watch
+from llm_worker.tool_runs import ToolRunner
+from llm_worker.tool_steps import Asked, Ran, StepCalls, next_messages
 from shared.events import (
     CallOutcome,
-    ModelCall,
     ReplyEnd,
     ReplyError,
-    ReplyReasoning,
-    ReplySources,
-    ReplyToken,
-    Usage,
+    ReplyToolCall,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ReplyJob", "Streaming", "TokensLost", "Unwatched", "Watch", "generate_reply"]
 
-RECORD_AGAIN_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-"""Pauses before each new try of a model call's record the broker refused (a minute in all)."""
 TOKEN_ACK_TIMEOUT_S = 10.0
 """How long the stream's acknowledgements of a reply's token events may take at its end."""
 
@@ -71,6 +70,8 @@ class _Reply:
         self.tokens = Coalescer(self._send, streaming.coalesce_s)
         self.thoughts = Coalescer(self._send_reasoning, streaming.coalesce_s)
         self.starting: asyncio.Task[None] | None = None
+        self.running: tuple[int, Asked] | None = None
+        """The tool call running now, with its step."""
 
     async def run(self) -> ReplyEnd | ReplyError | None:
         publisher = self.streaming.publisher
@@ -101,6 +102,7 @@ class _Reply:
     ) -> ReplyEnd | ReplyError:
         publisher = self.streaming.publisher
         await starting
+        await self._interrupted(self.stop.reason or "failed")
         await self.thoughts.close()
         await self.tokens.close()  # every delta is published before the terminal event
         await _all_stored(self.acks)  # and stored: a hole in the stream fails the attempt
@@ -116,37 +118,9 @@ class _Reply:
                 self.job, self.stop.reason, s.counter, s.prices, time.monotonic()
             )
         if self.job.earlier is not None:
-            terminal = await self._settle(terminal, self.job.earlier)
+            terminal = await settle(self.job, self.streaming, terminal, self.job.earlier)
         await publisher.end(terminal)
         return terminal
-
-    async def _settle(
-        self, terminal: ReplyEnd | ReplyError, earlier: EarlierAttempts
-    ) -> ReplyEnd | ReplyError:
-        """Bill the earlier attempts lost with their worker (an estimate each: the deltas
-        they published, the prompt of this attempt) and, on a reply end, total every call
-        the reply took."""
-        job, s = self.job, self.streaming
-        usage, cost = dict(earlier.usage), dict(earlier.cost_usd)
-        lost = earlier.lost()
-        if lost:
-            prompt = _provider_prompt(terminal) or s.counter.count_messages(job.prompt)
-        for attempt, deltas in lost.items():
-            usage[attempt] = Usage(
-                prompt_tokens=prompt,
-                completion_tokens=deltas,
-                total_tokens=prompt + deltas,
-                estimated=True,
-            )
-            call = job.call("lost", usage[attempt], s.prices, attempt)
-            cost[attempt] = call.cost_usd
-            try:
-                await s.publisher.call(call)
-            except Exception as exc:
-                log.warning("lost model call of attempt %d not recorded: %s", attempt, exc)
-        if not isinstance(terminal, ReplyEnd) or not usage:
-            return terminal
-        return terminal.model_copy(update={"billed": billed(terminal, usage, cost)})
 
     async def _bill(self, outcome: CallOutcome) -> None:
         """Record this attempt's model call, when the model streamed anything, for an end
@@ -162,9 +136,7 @@ class _Reply:
             await s.publisher.call(call)
         except Exception as exc:
             log.info("model call of attempt %d not recorded yet: %s", call.attempt, exc)
-            task = asyncio.create_task(_record_later(s.publisher, call))
-            _RECORDING.add(task)
-            task.add_done_callback(_RECORDING.discard)
+            record_later(s.publisher, call)
 
     async def _stream(self) -> BaseException | None:
         """Stream until the model ends or the reply is stopped; the stream's failure, if any
@@ -185,16 +157,36 @@ class _Reply:
         return None
 
     async def _consume(self) -> None:
-        job, progress, watch = self.job, self.progress, self.watch
-        counter = self.streaming.counter
+        job, progress, tools = self.job, self.progress, self.streaming.tools
         if job.sources:  # what the reply draws on, before its first token
             await self._publish(job.sources_found(job.sources), first=True)
+        for step in itertools.count(1):
+            calls = StepCalls(step)
+            offered = tools.offer(step) if tools else None
+            if not await self._step(progress.prompt or job.prompt, offered, calls):
+                return  # stopped
+            asked = calls.asked()
+            if not asked or tools is None or offered is None:
+                break
+            prompt = await self._run(tools, step, asked)
+            if prompt is None:
+                return  # stopped
+            progress.next_step(self.streaming.counter, job, prompt)
+        progress.complete = True
+
+    async def _step(
+        self, prompt: list[ChatMessage], tools: list[dict[str, Any]] | None, calls: StepCalls
+    ) -> bool:
+        """Stream one model call; False when the reply was stopped."""
+        job, progress, watch = self.job, self.progress, self.watch
+        counter = self.streaming.counter
         pieces = stream_completion(
             self.streaming.client,
             model=job.model,
-            messages=job.prompt,
+            messages=prompt,
             max_tokens=job.max_tokens,
             temperature=job.temperature,
+            tools=tools,
         )
         async with contextlib.aclosing(pieces):  # closing it closes the upstream stream
             async for piece in pieces:
@@ -207,21 +199,62 @@ class _Reply:
                         else:
                             await self.thoughts.close()  # its reasoning goes out before it
                             await self.tokens.add(text)
-                        if watch.meters and (spent := await watch.spend(counter.count(text))):
-                            self.stop.set(spent)
-                            return
-                        # Also checked, not only cancelled: nats-py's publish can swallow a
-                        # CancelledError, and a cancelled stream must still end now.
-                        if self.stop.reason is not None or self.abandoned:
-                            return
+                    case ToolCallDelta(arguments=text):
+                        call = calls.add(piece)
+                        progress.arguments.append(text)
+                        await self._tool_event(job.tool_call(calls.step, call, "arguments", text))
                     case Citations(sources=cited):
                         progress.citations.extend(cited)
                         await self._publish(job.sources_found(cited), first=True)
+                        continue
                     case Finish(reason=reason):
                         progress.finish = "length" if reason == "length" else "stop"
+                        continue
                     case UsageReport(usage=reported):
                         progress.usage = reported
-        progress.complete = True
+                        continue
+                if watch.meters and (spent := await watch.spend(counter.count(text))):
+                    self.stop.set(spent)
+                    return False
+                # Also checked, not only cancelled: nats-py's publish can swallow a
+                # CancelledError, and a cancelled stream must still end now.
+                if self.stop.reason is not None or self.abandoned:
+                    return False
+        return True
+
+    async def _run(
+        self, tools: ToolRunner, step: int, asked: list[Asked]
+    ) -> list[ChatMessage] | None:
+        """Run the calls the step asked for, one after the other; the next step's prompt, or
+        None when the reply was stopped."""
+        job, ran = self.job, []
+        for call in asked:
+            await self._tool_event(job.tool_call(step, call, "running"))
+            self.running = (step, call)
+            result = await tools.run(job.message, step, call)
+            self.running = None
+            ran.append(result)
+            self.progress.tool_calls.append(result.record(step, call))
+            await self._tool_event(job.tool_call_ended(step, call, result))
+            if self.stop.reason is not None or self.abandoned:
+                return None
+        prompt = self.progress.prompt or job.prompt
+        return [*prompt, *next_messages(self.progress.step_text(), asked, ran)]
+
+    async def _tool_event(self, event: ReplyToolCall) -> None:
+        """After every delta before it: the text said before a call goes out first."""
+        await self.thoughts.close()
+        await self.tokens.close()
+        await self._publish(event, first=True)
+
+    async def _interrupted(self, why: str) -> None:
+        """The call that was running when the reply stopped failed: it ends with the reply."""
+        if self.running is None:
+            return
+        step, call = self.running
+        result = Ran.failed(f"stopped ({why}) while the tool ran")
+        self.progress.tool_calls.append(result.record(step, call))
+        await self._publish(self.job.tool_call_ended(step, call, result), first=True)
 
     async def _send(self, index: int, text: str, deltas: int) -> None:
         await self._publish(self.job.token(index, text, deltas), first=index == 0)
@@ -229,36 +262,12 @@ class _Reply:
     async def _send_reasoning(self, index: int, text: str, deltas: int) -> None:
         await self._publish(self.job.reasoning(index, text, deltas), first=index == 0)
 
-    async def _publish(
-        self, token: ReplyToken | ReplyReasoning | ReplySources, *, first: bool
-    ) -> None:
+    async def _publish(self, token: Streamed, *, first: bool) -> None:
         if first and self.starting is not None:
             await self.starting
         ack = await self.streaming.publisher.token(token)
         if ack is not None:
             self.acks.append(ack)
-
-
-_RECORDING: set["asyncio.Task[None]"] = set()
-"""Model calls being sent again (a task must be referenced to run to its end)."""
-
-
-async def _record_later(publisher: ReplyPublisher, call: ModelCall) -> None:
-    for delay_s in RECORD_AGAIN_S:
-        await asyncio.sleep(delay_s)
-        try:
-            await publisher.call(call)
-            return
-        except Exception as exc:
-            error = exc
-    log.warning("model call of attempt %d not recorded: %s", call.attempt, error)
-
-
-def _provider_prompt(terminal: ReplyEnd | ReplyError) -> int:
-    """The prompt as the provider counted it for this attempt (0: it did not say)."""
-    if isinstance(terminal, ReplyEnd) and not terminal.usage.estimated:
-        return terminal.usage.prompt_tokens
-    return 0
 
 
 class TokensLost(Exception):

@@ -29,6 +29,7 @@ from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.start_reads import Answers, StartReads
+from llm_worker.tool_runs import ToolRunner
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
 from llm_worker.upstream_limit import UpstreamLimit
@@ -72,6 +73,8 @@ class Responder:
         """Queued messages whose reply this worker is answering (they beat)."""
         self.asking = Asking(context, prompts)
         """What a reply asks its model: turns, prompt, retrieval, earlier attempts."""
+        self.tools: ToolRunner | None = None
+        """The tools models may call (None: none)."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -281,4 +284,5 @@ class Responder:
             served.counter,
             self.providers.prices,
             self._settings.worker_coalesce_ms / 1000,
+            self.tools,
         )

@@ -1,9 +1,11 @@
 """Worker settings (`TOKENWIRE_*`, plus OpenAI's usual `OPENAI_API_KEY`/`OPENAI_BASE_URL`)."""
 
+from pathlib import Path
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
+from llm_worker.tools import ToolSpec
 from shared.models import Price
 from shared.settings import TokenwireSettings
 
@@ -46,6 +48,15 @@ class WorkerSettings(TokenwireSettings):
     """The retrieval hook (see `llm_worker.retrieval`); none: replies retrieve nothing."""
     retrieval_timeout_s: float = Field(default=3.0, gt=0)
     """How long the hook may take; past it the reply goes on without (and says so)."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    """The tools models may call (JSON list; see `llm_worker.tools`); none: no tools."""
+    tools_file: Path | None = None
+    """A JSON file with the tools, read when `TOKENWIRE_TOOLS` is not set."""
+    tool_max_steps: int = Field(default=4, ge=1, le=32)
+    """Model calls of a reply that may ask for tools; the call after the last of them is
+    offered none, so the model answers with what it has."""
+    tool_timeout_s: float = Field(default=15.0, gt=0)
+    """How long a tool call may take, for tools that set no `timeout_s`."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Per model name, for models the catalogue gives no `price`, e.g.
     `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""

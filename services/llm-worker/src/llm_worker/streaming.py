@@ -9,6 +9,7 @@ from typing import Protocol
 from llm_worker.coordination import Limit
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.tokens import TokenCounter
+from llm_worker.tool_runs import ToolRunner
 from llm_worker.upstream import ModelServer
 from shared.models import Price
 
@@ -23,6 +24,8 @@ class Streaming:
     prices: Mapping[str, Price] = field(default_factory=dict)
     coalesce_s: float = 0.0
     """Deltas closer together than this share one token event (see `Coalescer`)."""
+    tools: ToolRunner | None = None
+    """The tools models may call (None: none)."""
 
 
 class Watch(Protocol):

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from persistence.models import ChatSession, Message, Usage
 from persistence.repository import aware
 from shared import rpc, versions
-from shared.events import Source
+from shared.events import Source, ToolCall
 from shared.events import Usage as UsageEvent
 
 
@@ -133,7 +133,9 @@ def _history_message(row: Message, usage: UsageEvent | None, newest: int) -> rpc
         current=version >= newest,
         reasoning=row.reasoning or "",
         sources=_SOURCES.validate_json(row.sources) if row.sources else [],
+        tool_calls=_TOOL_CALLS.validate_json(row.tool_calls) if row.tool_calls else [],
     )
 
 
 _SOURCES: TypeAdapter[list[Source]] = TypeAdapter(list[Source])
+_TOOL_CALLS: TypeAdapter[list[ToolCall]] = TypeAdapter(list[ToolCall])

@@ -75,6 +75,8 @@ class Message(SQLModel, table=True):
     """Of a reply: what the model reasoned before it (None: nothing streamed)."""
     sources: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """Of a reply: its sources, a JSON list of `shared.events.Source` (None: none)."""
+    tool_calls: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Of a reply: the tools it called, a JSON list of `shared.events.ToolCall` (None: none)."""
     created_at: datetime = Field(sa_column=_timestamp())
 
 

@@ -195,6 +195,7 @@ def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:
         "version": None,
         "reasoning": None,
         "sources": None,
+        "tool_calls": None,
     }
 
 
@@ -204,13 +205,15 @@ def _system(evt: SystemMessage, seq: int) -> dict[str, Any]:
 
 def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
     status: str
-    reasoning = sources = None
+    reasoning = sources = tools = None
     if isinstance(evt, ReplyEnd):
         status = "complete" if evt.finish_reason in ("stop", "length") else evt.finish_reason
         participant, content, model = evt.participant, evt.text, evt.model
         reasoning = evt.reasoning or None
         if evt.sources:
             sources = json.dumps([s.model_dump() for s in evt.sources])
+        if evt.tool_calls:
+            tools = json.dumps([t.model_dump() for t in evt.tool_calls])
     else:
         status, participant, model = "error", "assistant", None
         content = f"[{evt.code}] {evt.message}"
@@ -230,6 +233,7 @@ def _reply(evt: ReplyEnd | ReplyError, seq: int) -> dict[str, Any]:
         "version": version if version > 1 else None,
         "reasoning": reasoning,
         "sources": sources,
+        "tool_calls": tools,
     }
 
 

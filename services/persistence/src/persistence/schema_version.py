@@ -6,7 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration's revision; `tests/persistence/test_migrate.py` holds it to Alembic's."""
 
 

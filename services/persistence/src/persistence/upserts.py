@@ -11,7 +11,7 @@ from persistence.models import Message, ModelCallRow, Usage
 
 _REPLY_FIELDS = (
     *("attempt", "participant", "content", "status", "model", "seq", "created_at", "reasoning"),
-    "sources",
+    *("sources", "tool_calls"),
 )
 _USAGE_FIELDS = (
     *("user_id", "model", "attempt", "prompt_tokens", "completion_tokens", "total_tokens"),
