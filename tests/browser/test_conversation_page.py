@@ -1,6 +1,7 @@
 """The chat page's conversations in headless Chromium against real processes: the sessions
 sidebar, the model picker, commands with their menu, regenerated replies with their versions,
-a failed send resent, older history, roles and the empty state."""
+a failed send resent, older history, roles and the empty state; reasoning, sources and tool
+calls."""
 
 import asyncio
 import json
@@ -13,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Dialog, Page
 
 from fake_llm.script import reasoning_pieces, reply_pieces
+from support.fake_model import fake_tools
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
@@ -32,7 +34,10 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         common_env={"TOKENWIRE_MODELS": json.dumps(MODELS)},
         gateway_env={"TOKENWIRE_MESSAGE_RATE_PER_MIN": "600"},
     ) as running:
-        running.add_worker(TOKENWIRE_RETRIEVAL_URL=f"{running.llm_url}/v1/_fake/retrieve")
+        running.add_worker(
+            TOKENWIRE_RETRIEVAL_URL=f"{running.llm_url}/v1/_fake/retrieve",
+            TOKENWIRE_TOOLS=fake_tools(running.llm_url),
+        )
         yield running
 
 
@@ -300,3 +305,22 @@ async def test_sources_show_as_citations_under_the_reply(system: System, browser
     )
     assert await link.get_attribute("rel") == "noopener noreferrer"
     await page.screenshot(path=screenshot("sources.png"))
+
+
+async def test_a_tool_call_shows_as_a_collapsible_step(system: System, browser: Browser) -> None:
+    page = await signed_in(browser, system)
+    await new_session(page)
+    await say(page, "Any news? [fake tool=lookup tool_delay_ms=1500 tokens=4 delay_ms=20]")
+    await page.wait_for_selector("li.assistant .steps li.step.running:has-text('lookup')")
+    assert await replied(page) == "".join(reply_pieces(4))
+    step = page.locator("li.assistant .steps li.step.done")
+    assert await step.locator(".state").inner_text() == "done"
+    assert await step.locator("details").get_attribute("open") is None  # collapsed
+    await step.locator("summary").click()
+    assert json.loads(await step.locator(".arguments").inner_text())["query"] == "step 1"
+    assert "3 results for step 1" in await step.locator(".result").inner_text()
+    await page.screenshot(path=screenshot("tools.png"))
+    await recorded(page, "assistant", 1)
+    await page.reload()  # from history
+    await page.wait_for_selector("#status.connected")
+    await page.wait_for_selector("li.assistant .steps li.step.done:has-text('lookup')")

@@ -8,13 +8,20 @@ paths (the stream holds the events; the consumer naks and redelivers) in less CI
 import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from support import servers
-from support.client import User, connect, dev_user, frames_until_end, new_session, next_frame
+from support.client import (
+    User,
+    connect,
+    dev_user,
+    frames_until_end,
+    history,
+    new_session,
+    next_frame,
+)
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
@@ -49,20 +56,6 @@ async def chat(system: System, sid: str, user: User, count: int, prefix: str) ->
                 )
             )
             assert (await frames_until_end(ws))[-1]["type"] == "stream_end"
-
-
-async def history(http: httpx.AsyncClient, sid: str, user: User, expected: int) -> list[Any]:
-    messages: list[Any] = []
-    for _ in range(150):
-        answer = await http.get(
-            f"/v1/sessions/{sid}/messages", headers=user.auth, params={"limit": 200}
-        )
-        if answer.status_code == 200:
-            messages = answer.json()["messages"]
-            if len(messages) >= expected:
-                return messages
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"history has {len(messages)} of {expected}")
 
 
 async def test_persistence_stopped_while_users_chat_loses_nothing(

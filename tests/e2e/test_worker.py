@@ -19,7 +19,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from gateway.auth import mint_token
-from support.client import User, connect, dev_user, frames_until_end, next_frame
+from support.client import User, connect, dev_user, frames_until_end, history, next_frame
+from support.fake_model import fake_streams, streaming_worker
 from support.system import Process, System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
@@ -53,24 +54,6 @@ def say(message_id: str, content: str) -> str:
     return json.dumps({"type": "message", "message_id": message_id, "content": content})
 
 
-async def fake_streams(system: System) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient() as client:
-        records: list[dict[str, Any]] = (
-            await client.get(f"{system.llm_url}/v1/_fake/streams")
-        ).json()
-        return records
-
-
-async def streaming_worker(system: System, planned: int) -> Process:
-    """The worker process streaming the (only running) reply of `planned` deltas."""
-    for _ in range(100):
-        live = [r for r in await fake_streams(system) if r["planned"] == planned and not r["ended"]]
-        if live:
-            return system.process(int(live[-1]["worker"].rsplit("-", 1)[1]))
-        await asyncio.sleep(0.05)
-    raise AssertionError("no stream running")
-
-
 async def exit_code(process: Process, timeout_s: float) -> int:
     """Wait for `process` to exit; if it does not, fail with its asyncio tasks (SIGUSR1)."""
     try:
@@ -86,17 +69,6 @@ async def tokens(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
     while sum(f["type"] == "stream_token" for f in frames) < count:
         frames.append(await next_frame(ws))
     return frames
-
-
-async def history(http: httpx.AsyncClient, sid: str, user: User, expected: int) -> list[Any]:
-    for _ in range(100):
-        messages: list[Any] = (
-            await http.get(f"/v1/sessions/{sid}/messages", headers=user.auth)
-        ).json()["messages"]
-        if len(messages) >= expected:
-            return messages
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"history has {len(messages)} of {expected}")
 
 
 async def test_cancel_stops_the_model_within_a_second(

@@ -66,3 +66,19 @@ async def frames_until_end(ws: ClientConnection, timeout_s: float = 15.0) -> lis
             frames.append(await next_frame(ws, timeout_s))
             if frames[-1]["type"] in ("stream_end", "stream_error"):
                 return frames
+
+
+async def history(http: httpx.AsyncClient, sid: str, user: User, expected: int) -> list[Any]:
+    """The session's history once it holds at least `expected` messages (persistence
+    records them a moment after they stream)."""
+    messages: list[Any] = []
+    for _ in range(150):
+        answer = await http.get(
+            f"/v1/sessions/{sid}/messages", headers=user.auth, params={"limit": 200}
+        )
+        if answer.status_code == 200:
+            messages = answer.json()["messages"]
+            if len(messages) >= expected:
+                return messages
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"history has {len(messages)} of {expected}")

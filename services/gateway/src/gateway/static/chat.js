@@ -3,6 +3,7 @@
 import * as commands from "./commands.js";
 import { $, bubble, clock, escapeHtml, markdown, newId, notice } from "./render.js";
 import * as sidebar from "./sidebar.js";
+import * as steps from "./steps.js";
 
 const state = {
   token: localStorage.getItem("tokenwire.token"),
@@ -80,11 +81,11 @@ function reply(askedId, before = null) {
     const el = bubble("assistant streaming", "assistant", "", null, before);
     el.dataset.reply = askedId;
     el.querySelector(".text").insertAdjacentHTML("beforebegin",
-      '<details class="reasoning" hidden><summary>Thinking…</summary><div class="thought"></div></details>');
+      '<details class="reasoning" hidden><summary>Thinking…</summary><div class="thought"></div></details><ol class="steps" hidden></ol>');
     el.querySelector(".text").insertAdjacentHTML("afterend", '<ol class="sources" hidden></ol>');
     el.insertAdjacentHTML("beforeend", '<span class="tools"><button type="button" class="regenerate" title="Regenerate">↻ Regenerate</button>' +
       '<span class="versions" hidden><button type="button" class="prev">‹</button><span class="count"></span><button type="button" class="next">›</button></span></span>');
-    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), thoughts: new Map(), sources: new Map(), current: 1 };
+    r = { el, attempts: new Map(), versions: new Map([[1, ""]]), thoughts: new Map(), sources: new Map(), calls: new Map(), current: 1 };
     el.querySelector(".regenerate").onclick = () => regenerate(askedId);
     el.querySelector(".prev").onclick = () => { r.current = Math.max(1, r.current - 1); paint(r); };
     el.querySelector(".next").onclick = () => { r.current = Math.min(r.versions.size, r.current + 1); paint(r); };
@@ -100,6 +101,7 @@ function paint(r) {
   details.hidden = !thought;
   details.querySelector(".thought").innerHTML = markdown(thought);
   details.querySelector("summary").textContent = r.el.classList.contains("streaming") && !r.versions.get(r.current) ? "Thinking…" : "Reasoning";
+  steps.paint(r.el.querySelector(".steps"), r.calls.get(r.current));
   const cited = r.sources.get(r.current) || [];
   const list = r.el.querySelector(".sources");
   list.hidden = cited.length === 0;
@@ -163,7 +165,7 @@ const onFrameOf = {
     state.versionOf.set(frame.message_id, [asked, version]);
     const r = reply(asked);
     if (!r.versions.has(version)) r.versions.set(version, "");
-    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); r.sources.set(version, []); }
+    if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); r.sources.set(version, []); r.calls.set(version, new Map()); }
     r.current = version; paint(r);
     if (frame.ts) r.el.querySelector("time").textContent = clock(frame.ts);
     r.el.classList.add("streaming");
@@ -188,11 +190,17 @@ const onFrameOf = {
     r.sources.set(version, [...(r.sources.get(version) || []), ...frame.sources]);
     if (r.current === version) paint(r);
   },
+  stream_tool_call(frame) {
+    const [asked, version] = locate(frame.message_id);
+    const r = reply(asked);
+    r.calls.set(version, steps.add(r.calls.get(version) || new Map(), frame));
+    if (r.current === version) paint(r);
+  },
   stream_end(frame) {
     const [asked, version] = locate(frame.message_id);
     const r = reply(asked);
     r.versions.set(version, frame.text); r.thoughts.set(version, frame.reasoning || "");
-    r.sources.set(version, frame.sources || []);
+    r.sources.set(version, frame.sources || []); r.calls.set(version, steps.ended(frame.tool_calls));
     if (frame.warnings?.length) notice(frame.warnings.join(" "));
     r.current = version; finish(r, frame); paint(r);
     if (state.streaming.delete(frame.message_id)) refreshSession(); // its title, its time
@@ -306,6 +314,7 @@ function historyReply(m, top) {
   r.versions.set(m.version || 1, m.content);
   r.thoughts.set(m.version || 1, m.reasoning || "");
   r.sources.set(m.version || 1, m.sources || []);
+  r.calls.set(m.version || 1, steps.ended(m.tool_calls));
   if (m.current !== false) { r.current = m.version || 1; finish(r, { usage: m.usage, cost_usd: null, ttft_ms: null }); }
   if (m.status === "error") r.el.classList.add("error");
   if (m.status === "cancelled") label(r, "assistant · stopped");

@@ -1,0 +1,198 @@
+"""Tool calls with real processes: the fake model asks for a tool, the worker calls the fake
+tool's endpoint and the model goes on; every client sees the call stream as
+`stream_tool_call` frames, history keeps it, a dropped connection resumes it without gap or
+duplicate, cancel stops a running tool, and a worker killed after a side-effecting tool ran
+does not make the reply run it again."""
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from fake_llm.script import reply_pieces
+from support.client import (
+    SUBPROTOCOL,
+    User,
+    connect,
+    dev_user,
+    frames_until_end,
+    history,
+    new_session,
+    next_frame,
+)
+from support.fake_model import fake_streams, fake_tool_calls, fake_tools, streaming_worker
+from support.system import System, system_with_own_nats
+
+pytestmark = [pytest.mark.real, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
+    with system_with_own_nats(
+        tmp_path_factory.mktemp("tools"),
+        redis_url=redis_url,
+        workers=0,
+        common_env={"TOKENWIRE_WORKER_ACK_WAIT_S": "2"},
+    ) as running:
+        running.add_worker(**worker_env(running))
+        yield running
+
+
+def worker_env(system: System) -> dict[str, str]:
+    return {"TOKENWIRE_TOOLS": fake_tools(system.llm_url, "TOOL_TOKEN"), "TOOL_TOKEN": "t0ken"}
+
+
+def say(mid: str, content: str) -> str:
+    return json.dumps({"type": "message", "message_id": mid, "content": content})
+
+
+def calls_of(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] == "stream_tool_call"]
+
+
+async def replay(system: System, sid: str, user: User) -> list[dict[str, Any]]:
+    async with websockets.connect(
+        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq=0",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=user.auth,
+    ) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        return await frames_until_end(ws)
+
+
+async def test_a_tool_call_streams_runs_and_the_reply_goes_on(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    content = f"[fake tool=lookup tokens=3] {uuid.uuid4().hex}"
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(say("m1", content))
+        frames = await frames_until_end(ws)
+    calls = calls_of(frames)
+    # The first names the call (no arguments yet); three deltas of arguments follow.
+    assert [c["status"] for c in calls] == ["arguments"] * 4 + ["running", "done"]
+    assert calls[0]["arguments"] == ""
+    assert {(c["call_id"], c["name"], c["step"]) for c in calls} == {
+        (calls[0]["call_id"], "lookup", 1)
+    }
+    arguments = "".join(c["arguments"] for c in calls)
+    assert json.loads(arguments) == {"query": "step 1"}
+    assert json.loads(calls[-1]["result"]) == {"tool": "lookup", "answer": "3 results for step 1"}
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("stream_token") > kinds.index("stream_tool_call")
+    end = frames[-1]
+    assert end["text"] == "".join(reply_pieces(3))
+    [called] = end["tool_calls"]
+    assert (called["status"], called["arguments"], called["result"]) == (
+        "done",
+        arguments,
+        calls[-1]["result"],
+    )
+    assert end["usage"]["completion_tokens"] == 3 + 3  # the call's arguments, then the answer
+    [desk] = [c for c in await fake_tool_calls(system) if c["message_id"] == "m1"]
+    assert (desk["arguments"], desk["authorization"]) == ({"query": "step 1"}, "Bearer t0ken")
+    streams = await fake_streams(system)
+    answer_seen = [s for s in streams if s["prompt"] == calls[-1]["result"]]
+    assert len(answer_seen) == 1, streams  # the second call's prompt ends with the tool's answer
+    replayed = await replay(system, sid, alice)  # a replay joins runs of tokens
+    assert [f for f in replayed if f["type"] not in ("message", "stream_token")] == [
+        f for f in frames[1:] if f["type"] != "stream_token"
+    ]
+    [reply] = [m for m in await history(http, sid, alice, 2) if m["role"] == "assistant"]
+    assert reply["tool_calls"] == end["tool_calls"], reply
+
+
+async def test_tool_calls_resume_after_a_dropped_connection_without_gap_or_duplicate(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    seen: list[dict[str, Any]] = []
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(say("m1", "[fake tool=lookup tool_steps=3 tokens=3 delay_ms=40]"))
+        while len(calls_of(seen)) < 6:
+            seen.append(await next_frame(ws))
+    async with websockets.connect(
+        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={seen[-1]['seq']}",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=alice.auth,
+    ) as ws:
+        assert (await next_frame(ws))["recovered"] is True
+        frames = seen + await frames_until_end(ws)
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == sorted(set(seqs))
+    ended = [c for c in calls_of(frames) if c["status"] == "done"]
+    assert [c["step"] for c in ended] == [1, 2, 3]
+    assert [c["call_id"] for c in ended] == [c["call_id"] for c in frames[-1]["tool_calls"]]
+
+
+async def test_cancel_stops_a_running_tool(system: System, http: httpx.AsyncClient) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    content = f"[fake tool=lookup tool_delay_ms=20000] {uuid.uuid4().hex}"
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(say("m1", content))
+        frames: list[dict[str, Any]] = []
+        while not any(c["status"] == "running" for c in calls_of(frames)):
+            frames.append(await next_frame(ws))
+        await ws.send(json.dumps({"type": "cancel", "message_id": "m1"}))
+        frames += await frames_until_end(ws, timeout_s=5)
+    assert calls_of(frames)[-1]["status"] == "failed"
+    end = frames[-1]
+    assert end["finish_reason"] == "cancelled"
+    assert end["tool_calls"][0]["error"] == "stopped (cancelled) while the tool ran"
+    assert len([s for s in await fake_streams(system) if s["prompt"] == content]) == 1
+
+
+async def test_a_failing_tool_is_reported_and_the_model_answers_anyway(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(say("m1", "[fake tool=lookup tool_fail=1 tokens=2]"))
+        frames = await frames_until_end(ws)
+    failed = calls_of(frames)[-1]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("the tool answered HTTP 500")
+    assert (frames[-1]["finish_reason"], frames[-1]["text"]) == ("stop", "".join(reply_pieces(2)))
+
+
+async def test_a_killed_worker_never_makes_a_side_effecting_tool_run_twice(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(say("k1", "[fake tool=order tokens=150 delay_ms=15]"))
+        frames: list[dict[str, Any]] = []
+        while sum(f["type"] == "stream_token" for f in frames) < 10:
+            frames.append(await next_frame(ws))
+        system.add_worker(**worker_env(system))  # to answer again
+        victim = await streaming_worker(system, 150)
+        os.kill(victim.popen.pid, signal.SIGKILL)
+        frames += await frames_until_end(ws, timeout_s=30)
+    starts = [f for f in frames if f["type"] == "stream_start"]
+    assert [s["attempt"] for s in starts] == [1, 2]
+    done = [c for c in calls_of(frames) if c["status"] == "done"]
+    assert [c["attempt"] for c in done] == [1, 2]
+    assert done[0]["call_id"] != done[1]["call_id"]  # each generation draws its own id
+    assert done[0]["result"] == done[1]["result"]  # the second was given the first's result
+    ordered = [c for c in await fake_tool_calls(system) if c["message_id"] == "k1"]
+    assert len(ordered) == 1  # the order was placed once
+    assert ordered[0]["idempotency_key"].startswith(f"{sid}:k1:1.0:")
+    assert frames[-1]["tool_calls"][0]["status"] == "done"
+    await asyncio.sleep(0)
