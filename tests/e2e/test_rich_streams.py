@@ -336,3 +336,32 @@ async def test_messages_and_their_replies_carry_the_sessions_turn(
         [("message", 2), ("stream_start", 2), ("stream_end", 2)],
     ]
     assert (version[0]["regenerates"], version[0]["turn"], version[-1]["turn"]) == ("m1", 1, 1)
+
+
+async def test_sources_resume_after_a_drop_and_stay_with_a_cancelled_reply(
+    system: System, http: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice)
+    seen: list[dict[str, Any]] = []
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        content = f"[fake sources=2 tokens=300 delay_ms=20] {uuid.uuid4().hex}"
+        await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": content}))
+        while [f["type"] for f in seen].count("stream_token") < 3:
+            seen.append(await next_frame(ws))
+    last_seq = seen[-1]["seq"]
+    async with websockets.connect(
+        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={last_seq}",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=alice.auth,
+    ) as ws:
+        assert (await next_frame(ws))["recovered"] is True
+        await ws.send(json.dumps({"type": "cancel", "message_id": "m1"}))
+        frames = seen + await frames_until_end(ws)
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == sorted(set(seqs))  # no gap in order, no duplicate
+    [found] = [f for f in frames if f["type"] == "stream_sources"]
+    end = frames[-1]
+    assert (end["finish_reason"], end["sources"]) == ("cancelled", found["sources"])
+    assert len(end["text"].split()) < 300
