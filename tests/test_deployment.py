@@ -18,13 +18,14 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile"))
 
 
-def test_compose_file_follows_the_compose_specification() -> None:
+@pytest.mark.parametrize("compose", ["docker-compose.yml", "docker-compose.cluster.yml"])
+def test_compose_file_follows_the_compose_specification(compose: str) -> None:
     result = subprocess.run(
         [
             BIN / "check-jsonschema",
             "--builtin-schema",
             "vendor.compose-spec",
-            ROOT / "docker-compose.yml",
+            ROOT / compose,
         ],
         capture_output=True,
         text=True,
@@ -117,3 +118,20 @@ def test_prometheus_scrapes_the_gateway_on_its_unpublished_admin_listener() -> N
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "gateway")
     assert job["static_configs"][0]["targets"] == [f"gateway:{admin_port}"]
+
+
+def test_the_cluster_profile_runs_three_nodes_and_asks_for_three_replicas() -> None:
+    cluster: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    services = cluster["services"]
+    names = []
+    for node in ("nats", "nats-2", "nats-3"):
+        command = services[node]["command"]
+        names.append(command[command.index("--name") + 1])
+        routes = command[command.index("--routes") + 1].split(",")
+        assert len(routes) == 2  # the two other nodes
+    assert names == ["nats-1", "nats-2", "nats-3"]
+    for node in ("nats-2", "nats-3"):
+        assert any("deploy/nats/auth.conf" in v for v in services[node]["volumes"])
+    for service in ("gateway", "llm-worker", "persistence"):
+        assert services[service]["environment"]["TOKENWIRE_STREAM_REPLICAS"] == "3"
+    assert any("deploy/nats/auth.conf" in v for v in COMPOSE["services"]["nats"]["volumes"])

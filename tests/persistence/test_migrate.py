@@ -1,9 +1,11 @@
 """Migrations build exactly the schema the models describe, on SQLite and PostgreSQL; the
 service knows whether one is due without loading Alembic."""
 
+import asyncio
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -72,3 +74,15 @@ async def test_the_replies_recorded_before_model_calls_are_their_first_calls(
         assert [tuple(row) for row in rows] == [(2, 15, "answered", "u")]
     finally:
         await engine.dispose()
+
+
+async def test_replicas_starting_together_migrate_one_after_the_other(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite database has one persistence process")
+    engines = [db.make_engine(database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate.upgrade(engine) for engine in engines))
+        assert await migrate.current(engines[0]) == migrate.head()
+    finally:
+        for engine in engines:
+            await engine.dispose()
