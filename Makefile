@@ -37,7 +37,7 @@ fmt: install
 	$(UV) run --locked ruff format .
 
 types: install
-	$(UV) run --locked mypy shared/src services/gateway/src services/llm-worker/src \
+	$(UV) run --locked mypy shared/src clients/python/src services/gateway/src services/llm-worker/src \
 		services/persistence/src services/fake-llm/src tests scripts bench
 
 compose-check: install  ## validate the compose files against the Compose specification

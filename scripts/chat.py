@@ -1,47 +1,34 @@
-"""A tiny WebSocket client: `uv run python scripts/chat.py "Hello!"`.
+"""A tiny chat client: `uv run python scripts/chat.py "Hello!"`, built on `tokenwire_client`.
 
 In dev auth mode it mints a token and opens a new session by itself; give `--token` and
-`--session` to talk in an existing one. Prints the reply as it streams in.
+`--session` to talk in an existing one. Prints the reply as it streams in; a dropped connection
+is made again and the reply resumed where it was.
 """
 
 import argparse
 import asyncio
-import json
-import uuid
 
-import httpx
-import websockets
+from tokenwire_client import Client
+
+from shared.frames import ErrorFrame, ReadyFrame, StreamEndFrame, StreamErrorFrame, StreamTokenFrame
 
 
 async def chat(url: str, token: str | None, session_id: str | None, text: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as http:
-        if token is None:
-            token = (await http.post("/v1/auth/dev-token")).raise_for_status().json()["token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        if session_id is None:
-            created = await http.post("/v1/sessions", headers=auth)
-            session_id = created.raise_for_status().json()["session_id"]
-    ws_url = url.replace("http", "ws", 1) + f"/v1/sessions/{session_id}/ws"
-    async with websockets.connect(
-        ws_url,
-        subprotocols=[websockets.Subprotocol("tokenwire.v1")],
-        additional_headers=auth,
-    ) as ws:
-        ready = json.loads(await ws.recv())
-        print(f"[session {session_id} as {ready['participant']}]")
-        frame = {"type": "message", "message_id": uuid.uuid4().hex, "content": text}
-        await ws.send(json.dumps(frame))
-        async for raw in ws:
-            event = json.loads(raw)
-            match event["type"]:
-                case "stream_token":
-                    print(event["text"], end="", flush=True)
-                case "stream_end":
-                    print(f"\n[{event['finish_reason']}, usage {event['usage']}]")
-                    return
-                case "stream_error" | "error":
-                    print(f"\n[{event['type']}: {event}]")
-                    return
+    client = Client(url, token) if token else await Client.dev(url)
+    async with client:
+        sid = session_id or await client.create_session()
+        async with client.session(sid) as session:
+            print(f"[session {sid}]")
+            async for frame in session.ask(text):
+                match frame:
+                    case StreamTokenFrame(text=piece):
+                        print(piece, end="", flush=True)
+                    case StreamEndFrame(finish_reason=finish, usage=usage):
+                        print(f"\n[{finish}, {usage.total_tokens} tokens]")
+                    case StreamErrorFrame(message=message) | ErrorFrame(detail=message):
+                        print(f"\n[{frame.type}: {message}]")
+                    case ReadyFrame(recovered=False):
+                        print("\n[the stream could not replay what was missed: see history]")
 
 
 def main() -> None:
