@@ -134,3 +134,68 @@ async def test_html_in_a_message_is_shown_as_text(system: System, browser: Brows
     assert await bubble.locator("b, img").count() == 0
     await page.wait_for_selector("li.assistant:not(.streaming)")
     assert dangers == []
+
+
+DROP_AND_RESUME = """async ([tokens]) => {
+  const { SessionSocket } = await import("/static/client.js");
+  const minted = await (await fetch("/v1/auth/dev-token", { method: "POST" })).json();
+  const headers = { authorization: `Bearer ${minted.token}`, "content-type": "application/json" };
+  const made = await (await fetch("/v1/sessions", { method: "POST", headers, body: "{}" })).json();
+  const frames = [];
+  return await new Promise((resolve, reject) => {
+    let dropped = false;
+    const socket = new SessionSocket({
+      url: `ws://${location.host}/v1/sessions/${made.session_id}/ws`,
+      token: minted.token,
+      onFrame: (frame) => {
+        frames.push(frame);
+        const content = `[fake tokens=${tokens} delay_ms=15]`;
+        if (frame.type === "ready" && frames.length === 1) {
+          socket.send({ type: "message", message_id: "m1", content });
+        }
+        if (frame.type === "stream_token" && frame.index >= 5 && !dropped) {
+          dropped = true;
+          socket.drop();
+        }
+        if (frame.type === "stream_end") {
+          socket.close();
+          resolve({ frames, reconnects: socket.reconnects });
+        }
+      },
+      onClosed: (code) => reject(new Error(`closed ${code}`)),
+    }).open();
+    setTimeout(() => reject(new Error("no stream_end in 20 s")), 20000);
+  });
+}"""
+
+CURSOR = """async () => {
+  const { Cursor, backoffMs } = await import("/static/client.js");
+  const cursor = new Cursor();
+  const seen = [cursor.accept({ type: "ready", last_seq: 10, recovered: null })];
+  for (const seq of [11, 12, 12, 11, 13]) seen.push(cursor.accept({ type: "stream_token", seq }));
+  cursor.accept({ type: "ready", last_seq: 99, recovered: false });
+  return { seen, query: new Cursor(7).query(), head: cursor.lastSeq,
+           pauses: [0, 1, 5, 9].map((a) => backoffMs(a, () => 0.5)) };
+}"""
+
+
+async def test_the_client_module_resumes_a_dropped_reply_without_gap_or_duplicate(
+    system: System, browser: Browser
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    await page.goto(system.gateway_url + "/")
+    checked = await page.evaluate(CURSOR)
+    assert checked == {
+        "seen": [True, True, True, False, False, True],
+        "query": "?last_seq=7",
+        "head": 99,  # a cursor the stream could not serve moves to its head
+        "pauses": [500, 1000, 10000, 10000],
+    }
+    result = await page.evaluate(DROP_AND_RESUME, [120])
+    frames = result["frames"]
+    assert result["reconnects"] == 1
+    assert [f["type"] for f in frames].count("ready") == 2
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == sorted(set(seqs))  # none twice, in order
+    text = "".join(f["text"] for f in frames if f["type"] == "stream_token")
+    assert text == frames[-1]["text"] == expected(120)

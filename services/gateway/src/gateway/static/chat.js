@@ -1,5 +1,6 @@
 // tokenwire's chat page: the tokenwire.v1 protocol in a browser, with no build step.
 
+import { SessionSocket } from "./client.js";
 import * as commands from "./commands.js";
 import { $, bubble, clock, escapeHtml, markdown, newId, notice } from "./render.js";
 import * as sidebar from "./sidebar.js";
@@ -8,7 +9,7 @@ import * as steps from "./steps.js";
 const state = {
   token: localStorage.getItem("tokenwire.token"),
   user: localStorage.getItem("tokenwire.user"),
-  session: null, info: null, ws: null, lastSeq: null, retries: 0, closedByUs: false,
+  session: null, info: null, socket: null, lastSeq: null,
   replies: new Map(),   // the asked message's id → {el, attempts, versions: Map(version → text), current}
   versionOf: new Map(), // a reply's own message id (`m~v2`) → [asked id, version]
   mine: new Set(),      // message ids whose reply this user asked for
@@ -18,6 +19,8 @@ const state = {
   silent: new Set(),    // commands the page runs for itself (/help)
   typing: new Map(), typingSent: 0, typingTimer: null,
 };
+// The session's raw WebSocket (the socket's own, replaced when it reconnects).
+Object.defineProperty(state, "ws", { get: () => state.socket?.ws ?? null });
 window.state = state; // for the browser tests and the curious
 
 const FAILING = new Set(["rate_limited", "busy", "budget_exceeded", "unavailable", "forbidden", "too_large", "bad_frame"]);
@@ -146,10 +149,7 @@ function updateStop() { $("stop").hidden = state.streaming.size === 0; }
 
 const onFrameOf = {
   ready(frame) {
-    if (state.lastSeq == null || frame.recovered === false) state.lastSeq = frame.last_seq;
-    if (frame.recovered === false) loadHistory();
-    state.retries = 0;
-    setStatus("connected");
+    if (frame.recovered === false) loadHistory(); // the stream could not replay what was missed
     loadPresence();
     if (state.silent.size === 0) { const id = `help-${newId()}`; state.silent.add(id); send({ type: "message", message_id: id, content: "/help" }); }
   },
@@ -234,11 +234,7 @@ const onFrameOf = {
   },
 };
 
-function onFrame(frame) {
-  if (frame.seq != null) {
-    if (state.lastSeq != null && frame.seq <= state.lastSeq) return; // never twice
-    state.lastSeq = frame.seq;
-  }
+function onFrame(frame) { // each stored frame once: the socket's cursor drops repeats
   onFrameOf[frame.type]?.(frame);
 }
 
@@ -253,31 +249,22 @@ function renderTyping() {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const cursor = state.lastSeq != null ? `?last_seq=${state.lastSeq}` : "";
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/sessions/${state.session}/ws${cursor}`,
-                           ["tokenwire.v1", `bearer.${state.token}`]);
-  state.ws = ws;
-  state.closedByUs = false;
-  ws.onmessage = (event) => onFrame(JSON.parse(event.data));
-  ws.onclose = (event) => {
-    if (state.ws !== ws) return;
-    if (event.code === 4401) { setStatus("offline"); signOut("Your sign-in expired."); return; }
-    if (event.code === 4403) {
-      setStatus("offline");
-      notice(event.reason === "the session was deleted" ? "This session was deleted." : "You are not a member of this session.");
+  state.socket = new SessionSocket({
+    url: `${scheme}://${location.host}/v1/sessions/${state.session}/ws`,
+    token: state.token,
+    lastSeq: state.lastSeq,
+    onFrame,
+    onStatus: setStatus,
+    onClosed: (code, reason) => {
+      if (code === 4401) { signOut("Your sign-in expired."); return; }
+      notice(reason === "the session was deleted" ? "This session was deleted." : "You are not a member of this session.");
       sidebar.loadSessions(null, state.user);
-      return;
-    }
-    if (state.closedByUs) return;
-    setStatus("reconnecting");
-    const delay = Math.min(500 * 2 ** state.retries, 10000) * (0.8 + Math.random() * 0.4);
-    state.retries += 1;
-    setTimeout(connect, delay);
-  };
+    },
+  }).open();
 }
 
 function send(frame) {
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(frame)); return true; }
+  if (state.socket?.send(frame)) return true;
   notice("Not connected: your message was not sent.");
   return false;
 }
@@ -327,7 +314,7 @@ async function loadPresence() {
   const info = state.info || { owner: "", viewers: [] };
   const role = (p) => (p === info.owner ? "owner" : info.viewers.includes(p) ? "viewer" : "member");
   const people = new Set(here.participants);
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) people.add(state.user); // connected: here
+  if (state.socket?.connected) people.add(state.user); // connected: here
   $("presence").innerHTML = [...people].map((p) =>
     `<li>${escapeHtml(p === state.user ? `${p} (you)` : p)} <span class="role">${role(p)}</span></li>`).join("");
 }
@@ -345,7 +332,7 @@ async function refreshSession() {
 }
 
 async function open(sessionId) {
-  if (state.ws) { state.closedByUs = true; state.ws.close(); state.ws = null; }
+  state.socket?.close(); state.socket = null;
   setStatus("connecting");
   if (!sessionId) { state.session = null; location.hash = ""; show("lobby"); return; }
   state.info = await api("GET", `/v1/sessions/${sessionId}`);
@@ -374,7 +361,7 @@ function show(screen) {
 function signOut(message) {
   localStorage.removeItem("tokenwire.token"); localStorage.removeItem("tokenwire.user");
   state.token = null; state.user = null;
-  if (state.ws) { state.closedByUs = true; state.ws.close(); }
+  state.socket?.close(); state.socket = null;
   show("signin");
   if (message) notice(message);
 }
