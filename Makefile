@@ -22,8 +22,11 @@ k8s-tools:  ## kubectl (its kustomize renders deploy/kubernetes) and KEDA's sche
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl)
 	npm ci --prefix deploy/kubernetes/check --no-audit --no-fund --loglevel=error
 
-test: install lint types browser k8s-tools  ## lint, types, then every test against real servers
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+test: install lint types browser k8s-tools  ## lint, types, every test against real servers, coverage
+	rm -f .coverage .coverage.*
+	$(UV) run --locked coverage run -m pytest $(PYTEST_ARGS)
+	$(UV) run --locked coverage combine -q
+	$(UV) run --locked coverage report $(if $(PYTEST_ARGS),--fail-under=0,)
 
 test-fast: install  ## only the in-process tests (no real servers)
 	$(UV) run --locked pytest -m "not real and not e2e" $(PYTEST_ARGS)

@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from tokenwire_client import Client
 
 from fake_llm.script import reply_pieces
+from shared.frames import ServerFrame, StreamEndFrame, StreamToolCallFrame
 from support.client import (
     SUBPROTOCOL,
     User,
@@ -112,28 +114,25 @@ async def test_a_tool_call_streams_runs_and_the_reply_goes_on(
 
 
 async def test_tool_calls_resume_after_a_dropped_connection_without_gap_or_duplicate(
-    system: System, http: httpx.AsyncClient
+    system: System,
 ) -> None:
-    alice = await dev_user(http)
-    sid = await new_session(http, alice)
-    seen: list[dict[str, Any]] = []
-    async with await connect(system.ws_url, sid, alice) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        await ws.send(say("m1", "[fake tool=lookup tool_steps=3 tokens=3 delay_ms=40]"))
-        while len(calls_of(seen)) < 6:
-            seen.append(await next_frame(ws))
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={seen[-1]['seq']}",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=alice.auth,
-    ) as ws:
-        assert (await next_frame(ws))["recovered"] is True
-        frames = seen + await frames_until_end(ws)
-    seqs = [f["seq"] for f in frames if "seq" in f]
+    frames: list[ServerFrame] = []
+    async with await Client.dev(system.gateway_url) as client:  # the Python client library
+        sid = await client.create_session()
+        async with client.session(sid) as session:
+            content = "[fake tool=lookup tool_steps=3 tokens=3 delay_ms=40]"
+            async for frame in session.ask(content):
+                frames.append(frame)
+                if sum(isinstance(f, StreamToolCallFrame) for f in frames) == 6:
+                    await session.reconnect()  # the connection drops in the middle of a step
+            assert session.reconnects == 1
+    seqs = [f.seq for f in frames if hasattr(f, "seq")]
     assert seqs == sorted(set(seqs))
-    ended = [c for c in calls_of(frames) if c["status"] == "done"]
-    assert [c["step"] for c in ended] == [1, 2, 3]
-    assert [c["call_id"] for c in ended] == [c["call_id"] for c in frames[-1]["tool_calls"]]
+    ended = [f for f in frames if isinstance(f, StreamToolCallFrame) and f.status == "done"]
+    assert [c.step for c in ended] == [1, 2, 3]
+    end = frames[-1]
+    assert isinstance(end, StreamEndFrame)
+    assert [c.call_id for c in ended] == [c.call_id for c in end.tool_calls]
 
 
 async def test_cancel_stops_a_running_tool(system: System, http: httpx.AsyncClient) -> None:
@@ -155,19 +154,17 @@ async def test_cancel_stops_a_running_tool(system: System, http: httpx.AsyncClie
     assert len([s for s in await fake_streams(system) if s["prompt"] == content]) == 1
 
 
-async def test_a_failing_tool_is_reported_and_the_model_answers_anyway(
-    system: System, http: httpx.AsyncClient
-) -> None:
-    alice = await dev_user(http)
-    sid = await new_session(http, alice)
-    async with await connect(system.ws_url, sid, alice) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        await ws.send(say("m1", "[fake tool=lookup tool_fail=1 tokens=2]"))
-        frames = await frames_until_end(ws)
-    failed = calls_of(frames)[-1]
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith("the tool answered HTTP 500")
-    assert (frames[-1]["finish_reason"], frames[-1]["text"]) == ("stop", "".join(reply_pieces(2)))
+async def test_a_failing_tool_is_reported_and_the_model_answers_anyway(system: System) -> None:
+    async with await Client.dev(system.gateway_url) as client:
+        sid = await client.create_session()
+        async with client.session(sid) as session:
+            frames = [f async for f in session.ask("[fake tool=lookup tool_fail=1 tokens=2]")]
+    failed = [f for f in frames if isinstance(f, StreamToolCallFrame)][-1]
+    assert failed.status == "failed"
+    assert failed.error.startswith("the tool answered HTTP 500")
+    end = frames[-1]
+    assert isinstance(end, StreamEndFrame)
+    assert (end.finish_reason, end.text) == ("stop", "".join(reply_pieces(2)))
 
 
 async def test_a_killed_worker_never_makes_a_side_effecting_tool_run_twice(
