@@ -80,8 +80,12 @@ async def test_a_tool_call_streams_runs_and_the_reply_goes_on(
         await ws.send(say("m1", content))
         frames = await frames_until_end(ws)
     calls = calls_of(frames)
-    # The first names the call (no arguments yet); three deltas of arguments follow.
-    assert [c["status"] for c in calls] == ["arguments"] * 4 + ["running", "done"]
+    # The first names the call (no arguments yet); its argument deltas follow, joined when they
+    # come faster than the worker's window (50 ms), as tokens are.
+    statuses = [c["status"] for c in calls]
+    assert statuses[-2:] == ["running", "done"]
+    assert set(statuses[:-2]) == {"arguments"}
+    assert 2 <= len(statuses[:-2]) <= 4
     assert calls[0]["arguments"] == ""
     assert {(c["call_id"], c["name"], c["step"]) for c in calls} == {
         (calls[0]["call_id"], "lookup", 1)

@@ -275,3 +275,31 @@ def test_the_next_prompt_holds_the_request_and_each_result() -> None:
     assert messages[0]["content"] == "Checking."
     assert [m.get("tool_call_id") for m in messages[1:]] == ["a", "b"]
     assert json.loads(messages[2]["content"]) == {"error": "down"}
+
+
+@pytest.mark.real
+async def test_argument_deltas_are_joined_within_the_window_like_tokens(redis: Redis) -> None:
+    pieces = ['{"q', 'uery"', ': "ti', 'des"}']
+    asking = sse(
+        tool_chunk(0, "call_a", "lookup"),
+        *(tool_chunk(0, arguments=piece) for piece in pieces),
+        chunk(None, "tool_calls"),
+    )
+    model = Model(asking, sse(chunk("Done."), chunk(None, "stop")))
+    publisher = RecordingPublisher()
+    streaming = Streaming(
+        model_over(model), publisher, COUNTER, coalesce_s=10, tools=runner(redis, Tools())
+    )
+    end = await generate_reply(job(), streaming, StopSignal())
+    assert isinstance(end, ReplyEnd)
+    events = [e for e in publisher.events if isinstance(e, ReplyToolCall)]
+    # Named at once; the first delta after a quiet spell at once; the rest joined, flushed
+    # before the call runs.
+    assert [(e.status, e.arguments) for e in events] == [
+        ("arguments", ""),
+        ("arguments", '{"q'),
+        ("arguments", 'uery": "tides"}'),  # three deltas, one event
+        ("running", ""),
+        ("done", ""),
+    ]
+    assert json.loads(end.tool_calls[0].arguments) == {"query": "tides"}

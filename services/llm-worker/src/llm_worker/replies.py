@@ -31,8 +31,8 @@ from llm_worker.completions import (
 from llm_worker.progress import Progress
 from llm_worker.publisher import Streamed
 from llm_worker.streaming import Streaming, Unwatched, Watch
-from llm_worker.tool_runs import ToolRunner
-from llm_worker.tool_steps import Asked, Ran, StepCalls, next_messages
+from llm_worker.tool_steps import StepCalls
+from llm_worker.tool_stream import ToolStream
 from shared.events import (
     CallOutcome,
     ReplyEnd,
@@ -70,8 +70,7 @@ class _Reply:
         self.tokens = Coalescer(self._send, streaming.coalesce_s)
         self.thoughts = Coalescer(self._send_reasoning, streaming.coalesce_s)
         self.starting: asyncio.Task[None] | None = None
-        self.running: tuple[int, Asked] | None = None
-        """The tool call running now, with its step."""
+        self.tools = ToolStream(job, self.progress, self._tool_event, streaming.coalesce_s)
 
     async def run(self) -> ReplyEnd | ReplyError | None:
         publisher = self.streaming.publisher
@@ -87,6 +86,7 @@ class _Reply:
         if self.stop.reason == "fenced" or not await self.watch.still_ours():
             self.tokens.abandon()
             self.thoughts.abandon()
+            self.tools.abandon()
             with contextlib.suppress(Exception):
                 await starting
             await self._bill("superseded")
@@ -102,7 +102,7 @@ class _Reply:
     ) -> ReplyEnd | ReplyError:
         publisher = self.streaming.publisher
         await starting
-        await self._interrupted(self.stop.reason or "failed")
+        await self.tools.interrupted(self.stop.reason or "failed")
         await self.thoughts.close()
         await self.tokens.close()  # every delta is published before the terminal event
         await _all_stored(self.acks)  # and stored: a hole in the stream fails the attempt
@@ -168,11 +168,14 @@ class _Reply:
             asked = calls.asked()
             if not asked or tools is None or offered is None:
                 break
-            prompt = await self._run(tools, step, asked)
+            prompt = await self.tools.run(tools, step, asked, self._stopped)
             if prompt is None:
                 return  # stopped
             progress.next_step(self.streaming.counter, job, prompt)
         progress.complete = True
+
+    def _stopped(self) -> bool:
+        return self.stop.reason is not None or self.abandoned
 
     async def _step(
         self, prompt: list[ChatMessage], tools: list[dict[str, Any]] | None, calls: StepCalls
@@ -198,11 +201,13 @@ class _Reply:
                             await self.thoughts.add(text)
                         else:
                             await self.thoughts.close()  # its reasoning goes out before it
+                            if self.tools.arguing is not None:
+                                await self.tools.flush()  # and a call's arguments
                             await self.tokens.add(text)
                     case ToolCallDelta(arguments=text):
                         call = calls.add(piece)
                         progress.arguments.append(text)
-                        await self._tool_event(job.tool_call(calls.step, call, "arguments", text))
+                        await self.tools.delta(calls.step, call, text)
                     case Citations(sources=cited):
                         progress.citations.extend(cited)
                         await self._publish(job.sources_found(cited), first=True)
@@ -222,39 +227,11 @@ class _Reply:
                     return False
         return True
 
-    async def _run(
-        self, tools: ToolRunner, step: int, asked: list[Asked]
-    ) -> list[ChatMessage] | None:
-        """Run the calls the step asked for, one after the other; the next step's prompt, or
-        None when the reply was stopped."""
-        job, ran = self.job, []
-        for call in asked:
-            await self._tool_event(job.tool_call(step, call, "running"))
-            self.running = (step, call)
-            result = await tools.run(job.message, step, call)
-            self.running = None
-            ran.append(result)
-            self.progress.tool_calls.append(result.record(step, call))
-            await self._tool_event(job.tool_call_ended(step, call, result))
-            if self.stop.reason is not None or self.abandoned:
-                return None
-        prompt = self.progress.prompt or job.prompt
-        return [*prompt, *next_messages(self.progress.step_text(), asked, ran)]
-
     async def _tool_event(self, event: ReplyToolCall) -> None:
         """After every delta before it: the text said before a call goes out first."""
         await self.thoughts.close()
         await self.tokens.close()
         await self._publish(event, first=True)
-
-    async def _interrupted(self, why: str) -> None:
-        """The call that was running when the reply stopped failed: it ends with the reply."""
-        if self.running is None:
-            return
-        step, call = self.running
-        result = Ran.failed(f"stopped ({why}) while the tool ran")
-        self.progress.tool_calls.append(result.record(step, call))
-        await self._publish(self.job.tool_call_ended(step, call, result), first=True)
 
     async def _send(self, index: int, text: str, deltas: int) -> None:
         await self._publish(self.job.token(index, text, deltas), first=index == 0)
