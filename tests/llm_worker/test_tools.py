@@ -303,3 +303,37 @@ async def test_argument_deltas_are_joined_within_the_window_like_tokens(redis: R
         ("done", ""),
     ]
     assert json.loads(end.tool_calls[0].arguments) == {"query": "tides"}
+
+
+@pytest.mark.real
+async def test_calls_asked_at_once_run_at_once_and_end_as_each_answers(redis: Redis) -> None:
+    asking = sse(
+        tool_chunk(0, "call_slow", "lookup", '{"query": "slow"}'),
+        tool_chunk(1, "call_fast", "lookup", '{"query": "fast"}'),
+        chunk(None, "tool_calls"),
+    )
+    model = Model(asking, sse(chunk("Both."), chunk(None, "stop")))
+
+    async def answer(request: httpx2.Request) -> httpx2.Response:
+        query = json.loads(request.content)["arguments"]["query"]
+        await asyncio.sleep(0.5 if query == "slow" else 0)
+        return httpx2.Response(200, json={"query": query})
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+    run = ToolRunner(Toolbox([LOOKUP]), redis, timeout_s=5, max_steps=4, http=http)
+    publisher = RecordingPublisher()
+    end = await generate_reply(
+        job(), Streaming(model_over(model), publisher, COUNTER, tools=run), StopSignal()
+    )
+    assert isinstance(end, ReplyEnd)
+    events = [e for e in publisher.events if isinstance(e, ReplyToolCall)]
+    ran = [(e.call_id, e.status) for e in events if e.status in ("running", "done")]
+    assert ran == [  # both start, then the fast one ends first
+        ("call_slow", "running"),
+        ("call_fast", "running"),
+        ("call_fast", "done"),
+        ("call_slow", "done"),
+    ]
+    assert [c.call_id for c in end.tool_calls] == ["call_slow", "call_fast"]  # as asked
+    answers = [m for m in model.requests[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in answers] == ["call_slow", "call_fast"]

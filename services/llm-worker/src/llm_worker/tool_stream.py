@@ -1,11 +1,13 @@
 """The tool calls of one streaming reply: their events, in order with the reply's text, and
-the calls run between two model calls (`llm_worker.replies` streams the rest).
+the calls run between two model calls (`llm_worker.replies` streams the rest). The calls a
+model asks for at once run at once; each ends (`done` or `failed`) as its tool answers.
 
 A call's first delta names it and goes out at once; its argument deltas are joined like tokens
 (`Coalescer`: at most one event per window), so a model that streams arguments token by token
 costs the stream a few events a call, not one per token.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from llm_worker.attempt import ReplyJob
@@ -28,8 +30,8 @@ class ToolStream:
         self.arguments = Coalescer(self._send_arguments, window_s)
         self.arguing: tuple[int, Asked] | None = None
         """The call whose argument deltas are coming, with its step."""
-        self.running: tuple[int, Asked] | None = None
-        """The call running now, with its step."""
+        self.running: dict[str, tuple[int, Asked]] = {}
+        """The calls running now (by call id), with their step."""
 
     async def delta(self, step: int, call: Asked, text: str) -> None:
         """A delta of `call` (already added to it): a new call is named at once."""
@@ -50,35 +52,42 @@ class ToolStream:
     async def run(
         self, tools: ToolRunner, step: int, asked: list[Asked], stopped: Callable[[], bool]
     ) -> list[ChatMessage] | None:
-        """Run the calls a step asked for, one after the other; the next step's prompt, or
-        None when the reply was stopped."""
+        """Run the calls a step asked for, all at once; the next step's prompt, or None when
+        the reply was stopped."""
         await self.flush()
         self.arguing = None
-        job, ran = self.job, []
         for call in asked:
-            await self._publish(job.tool_call(step, call, "running"))
-            self.running = (step, call)
-            result = await tools.run(job.message, step, call)
-            self.running = None
-            ran.append(result)
-            self.progress.tool_calls.append(result.record(step, call))
-            await self._publish(job.tool_call_ended(step, call, result))
-            if stopped():
-                return None
-        prompt = self.progress.prompt or job.prompt
-        return [*prompt, *next_messages(self.progress.step_text(), asked, ran)]
+            await self._publish(self.job.tool_call(step, call, "running"))
+            self.running[call.call_id] = (step, call)
+        ran = await asyncio.gather(*(self._run_one(tools, step, call) for call in asked))
+        self.progress.tool_calls.sort(key=lambda c: (c.step, _position(asked, c.call_id)))
+        if stopped():
+            return None
+        prompt = self.progress.prompt or self.job.prompt
+        return [*prompt, *next_messages(self.progress.step_text(), asked, list(ran))]
 
-    async def interrupted(self, why: str) -> None:
-        """The call that was running when the reply stopped failed: it ends with the reply."""
-        await self.flush()
-        if self.running is None:
-            return
-        step, call = self.running
-        result = Ran.failed(f"stopped ({why}) while the tool ran")
+    async def _run_one(self, tools: ToolRunner, step: int, call: Asked) -> Ran:
+        result = await tools.run(self.job.message, step, call)
+        del self.running[call.call_id]
         self.progress.tool_calls.append(result.record(step, call))
         await self._publish(self.job.tool_call_ended(step, call, result))
+        return result
+
+    async def interrupted(self, why: str) -> None:
+        """The calls running when the reply stopped failed: they end with the reply."""
+        await self.flush()
+        for step, call in list(self.running.values()):
+            result = Ran.failed(f"stopped ({why}) while the tool ran")
+            self.progress.tool_calls.append(result.record(step, call))
+            await self._publish(self.job.tool_call_ended(step, call, result))
+        self.running.clear()
 
     async def _send_arguments(self, index: int, text: str, deltas: int) -> None:
         assert self.arguing is not None
         step, call = self.arguing
         await self._publish(self.job.tool_call(step, call, "arguments", text))
+
+
+def _position(asked: list[Asked], call_id: str) -> int:
+    """Where a call of this step stands among the calls asked (earlier steps' calls: -1)."""
+    return next((call.index for call in asked if call.call_id == call_id), -1)
