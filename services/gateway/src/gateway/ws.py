@@ -41,6 +41,7 @@ from gateway.origins import origin_allowed
 from gateway.outbox import Outbox
 from gateway.refusal import Refusal
 from gateway.replay import batches
+from gateway.sessions import SETTINGS_MAX_AGE_S
 from shared import rpc, telemetry
 from shared.frames import SUBPROTOCOL, AuthenticatedFrame
 
@@ -233,9 +234,11 @@ class Connection:
 
     async def _current(self) -> rpc.SessionInfo:
         """The session as this gateway knows it now: its settings may have changed since the
-        connection opened (kept as it was while persistence does not answer)."""
+        connection opened (announced changes reach the cache; kept as it was while persistence
+        does not answer)."""
         with contextlib.suppress(Unavailable):
-            self.session = await self.r.sessions.get(self.session_id) or self.session
+            known = await self.r.sessions.get(self.session_id, max_age_s=SETTINGS_MAX_AGE_S)
+            self.session = known or self.session
         return self.session
 
     async def _reauthenticate(self, token: str) -> None:
