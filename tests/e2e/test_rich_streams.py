@@ -23,6 +23,7 @@ from support.client import (
     frames_until_end,
     new_session,
     next_frame,
+    replay,
 )
 from support.system import System, system_with_own_nats
 
@@ -42,18 +43,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
             TOKENWIRE_RETRIEVAL_TIMEOUT_S="1",
         )
         yield running
-
-
-async def replay(system: System, sid: str, user: User, last_seq: int) -> list[dict[str, Any]]:
-    """A new socket's frames after `last_seq`, to the next reply's end (a complete resume)."""
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={last_seq}",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=user.auth,
-    ) as ws:
-        ready = await next_frame(ws)
-        assert (ready["type"], ready["recovered"]) == ("ready", True)
-        return await frames_until_end(ws)
 
 
 def reasoning_of(frames: list[dict[str, Any]]) -> str:
@@ -100,7 +89,7 @@ async def test_reasoning_resumes_after_a_dropped_connection_without_gap_or_dupli
         while len([f for f in seen if f["type"] == "stream_reasoning"]) < 5:
             seen.append(await next_frame(ws))
     last_seq = max(f["seq"] for f in seen if "seq" in f)
-    resumed = await replay(system, sid, alice, last_seq)
+    resumed = await replay(system.ws_url, sid, alice, last_seq)
     frames = seen + resumed
     seqs = [f["seq"] for f in frames if "seq" in f]
     assert seqs == sorted(set(seqs))  # no duplicate, in order
@@ -132,7 +121,7 @@ async def test_every_stored_frame_says_when_it_was_stored_live_and_replayed_alik
     system: System, http: httpx.AsyncClient
 ) -> None:
     sid, alice, live = await ask(system, http, "[fake reasoning=2 tokens=3 delay_ms=5]")
-    replayed = await replay(system, sid, alice, 0)
+    replayed = await replay(system.ws_url, sid, alice, 0)
     stored_at = {f["seq"]: f["ts"] for f in live}
     # A replay may merge a run of deltas into one frame (with the last one's seq and time).
     assert all(f["ts"] == stored_at[f["seq"]] for f in replayed)
@@ -284,7 +273,7 @@ async def test_sources_stream_before_the_first_token_and_reach_the_prompt_and_hi
     (call,) = [c for c in calls if c["prompt"] == content]
     assert "Use these sources where they help:" in call["system"]
     assert "[s1] Source 1: What source 1 says." in call["system"]
-    replayed = await replay(system, sid, alice, 0)
+    replayed = await replay(system.ws_url, sid, alice, 0)
     assert next(f for f in replayed if f["type"] == "stream_sources") == found
     for _ in range(50):  # persistence records it a moment after the end streams
         history = (await http.get(f"/v1/sessions/{sid}/messages", headers=alice.auth)).json()

@@ -14,20 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 from tokenwire_client import Client
 
 from fake_llm.script import reply_pieces
 from shared.frames import ServerFrame, StreamEndFrame, StreamToolCallFrame
 from support.client import (
-    SUBPROTOCOL,
-    User,
     connect,
     dev_user,
     frames_until_end,
     history,
     new_session,
     next_frame,
+    replay,
 )
 from support.fake_model import fake_streams, fake_tool_calls, fake_tools, streaming_worker
 from support.system import System, system_with_own_nats
@@ -57,16 +55,6 @@ def say(mid: str, content: str) -> str:
 
 def calls_of(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for f in frames if f["type"] == "stream_tool_call"]
-
-
-async def replay(system: System, sid: str, user: User) -> list[dict[str, Any]]:
-    async with websockets.connect(
-        f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq=0",
-        subprotocols=[SUBPROTOCOL],
-        additional_headers=user.auth,
-    ) as ws:
-        assert (await next_frame(ws))["type"] == "ready"
-        return await frames_until_end(ws)
 
 
 async def test_a_tool_call_streams_runs_and_the_reply_goes_on(
@@ -109,7 +97,7 @@ async def test_a_tool_call_streams_runs_and_the_reply_goes_on(
     streams = await fake_streams(system)
     answer_seen = [s for s in streams if s["prompt"] == calls[-1]["result"]]
     assert len(answer_seen) == 1, streams  # the second call's prompt ends with the tool's answer
-    replayed = await replay(system, sid, alice)  # a replay joins runs of tokens
+    replayed = await replay(system.ws_url, sid, alice, 0)  # a replay joins runs of tokens
     assert [f for f in replayed if f["type"] not in ("message", "stream_token")] == [
         f for f in frames[1:] if f["type"] != "stream_token"
     ]

@@ -82,3 +82,16 @@ async def history(http: httpx.AsyncClient, sid: str, user: User, expected: int) 
                 return messages
         await asyncio.sleep(0.1)
     raise AssertionError(f"history has {len(messages)} of {expected}")
+
+
+async def replay(ws_url: str, session_id: str, user: User, last_seq: int) -> list[dict[str, Any]]:
+    """A new socket's frames after `last_seq`, to the next reply's end (a complete resume:
+    its `ready` says the stream recovered it)."""
+    async with websockets.connect(
+        f"{ws_url}/v1/sessions/{session_id}/ws?last_seq={last_seq}",
+        subprotocols=[SUBPROTOCOL],
+        additional_headers=user.auth,
+    ) as ws:
+        ready = await next_frame(ws)
+        assert (ready["type"], ready["recovered"]) == ("ready", True)
+        return await frames_until_end(ws)

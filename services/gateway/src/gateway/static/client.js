@@ -29,11 +29,6 @@ export class Cursor {
     return this.lastSeq == null ? "" : `?last_seq=${this.lastSeq}`;
   }
 
-  /** A frame known from elsewhere (history) moves the cursor too. @param {number} seq */
-  advance(seq) {
-    if (this.lastSeq == null || seq > this.lastSeq) this.lastSeq = seq;
-  }
-
   /**
    * Whether `frame` is new (false: a stored frame already seen); moves the cursor. A `ready`
    * frame sets it to the stream's head when there was none, or when the stream could not serve it.
