@@ -105,7 +105,7 @@ def contract_doc() -> dict[str, Any]:
             "replyError",
             subjects.out_error(sid),
             events.ReplyError,
-            "llm-worker",
+            "llm-worker (and the gateway: no_worker)",
             f"{live}, persistence",
         ),
         ("modelCall", subjects.out_call(sid), events.ModelCall, "llm-worker", "persistence"),

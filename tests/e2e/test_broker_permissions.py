@@ -102,6 +102,22 @@ async def test_a_gateway_cannot_forge_replies(as_user: dict[str, Client]) -> Non
     assert not await stored(as_user, subjects.out_end(sid))
 
 
+async def test_a_gateway_ends_only_with_an_error_a_reply_no_worker_took(
+    as_user: dict[str, Client],
+) -> None:
+    sid = uuid.uuid4().hex
+    gateway = as_user["gateway"]
+    ack = await gateway.nc.jetstream().publish(subjects.out_error(sid), b"{}")  # gateway.unserved
+    assert ack.seq > 0
+    for subject in (subjects.out_start(sid), subjects.out_token(sid)):
+        await gateway.nc.publish(subject, b"{}")
+    await gateway.nc.flush()
+    await asyncio.sleep(0.3)
+    assert sum("permissions violation" in e for e in gateway.errors) == 2
+    assert not await stored(as_user, subjects.out_start(sid))
+    assert not await stored(as_user, subjects.out_token(sid))
+
+
 async def test_persistence_only_answers(as_user: dict[str, Client]) -> None:
     persistence = as_user["persistence"]
     await persistence.nc.publish(subjects.chat_in("x"), b"{}")

@@ -57,3 +57,18 @@ async def test_a_worker_not_heard_from_ages_out(redis: Redis) -> None:
     await pools.refresh()
     assert pools.workers[small] == 1
     assert await redis.zrange(keys.serving(small), 0, -1) == [b"here"]
+
+
+async def test_a_model_nobody_serves_waits_once_the_pools_are_read(redis: Redis) -> None:
+    models = catalogue()
+    small, large = models.ids()
+    pools = ModelPools(redis, models)
+    assert pools.waiting(small) is None  # not read yet: nothing is known
+    await pools.refresh()
+    assert (pools.waiting(None), pools.waiting(large)) == (small, large)
+    worker = Serving(redis, "w1", [small])
+    await worker.say()
+    await pools.refresh()
+    assert pools.waiting(small) is None
+    assert pools.waiting(large) == large  # refused (`refusal`) before it could wait
+    await worker.stop()

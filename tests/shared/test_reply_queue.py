@@ -288,3 +288,22 @@ async def test_a_message_with_no_reply_asked_has_no_sender_to_cancel(queue: Repl
     assert await queue.cancel(sid, "quiet", user_id=alice, any_reply=False) == "unknown"
     assert await queue.cancel(sid, "never-sent", user_id=alice, any_reply=False) == "unknown"
     assert not await queue.redis.exists(keys.cancel_mark(sid, "never-sent"))
+
+
+async def test_a_message_no_worker_began_is_given_up_and_later_only_acked(
+    queue: ReplyQueue,
+) -> None:
+    sid, user = uuid.uuid4().hex, uuid.uuid4().hex
+    assert await admit(queue, sid, "m1", user=user) == Admitted(None)
+    assert await admit(queue, sid, "m2", user=user) == Admitted(None)
+    assert await queue.redis.zcard(keys.inflight(sid)) == 2
+    assert await queue.give_up(sid, "m1")
+    assert await queue.redis.zrange(keys.inflight(sid), 0, -1) == [b"m2"]
+    assert await queue.redis.zrange(keys.storing(sid), 0, -1) == [b"m2"]  # m2 waits for none
+    assert (await queue.begin(sid, "m1", 1, place=3)).claim == "answered"
+    assert not await queue.give_up(sid, "m1")  # once: its error is stored once
+
+    began = await queue.begin(sid, "m2", 1, place=4)
+    assert began.claim == "ours"
+    assert not await queue.give_up(sid, "m2")  # a worker began it: it is left alone
+    assert await queue.holds(sid, "m2", 1)

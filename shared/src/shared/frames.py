@@ -187,6 +187,19 @@ class ProgressFrame(Frame):
     label: str
 
 
+class WaitingFrame(Frame):
+    """To the sender of a message stored while no worker serves its model: it waits for one
+    up to `give_up_after_s`, then its reply ends with `stream_error` `no_worker`."""
+
+    type: Literal["waiting"] = "waiting"
+    message_id: str
+    model: str
+    """The model's id."""
+    give_up_after_s: float | None = None
+    """None: it waits as long as the stream keeps it."""
+    detail: str
+
+
 class ErrorFrame(Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -210,6 +223,7 @@ ServerFrame = Annotated[
     | AuthenticatedFrame
     | CommandResultFrame
     | ProgressFrame
+    | WaitingFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]

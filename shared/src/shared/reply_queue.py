@@ -9,7 +9,8 @@ the states and their transitions are drawn in docs/architecture.md, "The reply l
   takes a slot in flight (and in `interrupt` sessions marks the running reply cancelled)
   and, outside `parallel` sessions, is noted as storing at the time it was admitted.
 - `withdraw` (gateway, only when the stream did not store an admitted message): the slot and
-  the note go.
+  the note go. `give_up` (gateway, a message no worker served in time): the same, and the
+  message is marked answered unless a worker began it.
 - `begin` (worker, on each delivery): claim the reply for the attempt (the fence), read a
   waiting cancel mark, trade the storing note for a place in line and learn the head.
 - `line` / `beat` / `skip` / `forget` (worker, while it waits or streams): who is first in
@@ -29,6 +30,7 @@ from the others at once, so a waiting worker forgets a blocker nobody took for l
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -70,6 +72,7 @@ class ReplyQueue:
         self._queue_ttl_s = queue_ttl_s
         self._admit = redis.register_script(scripts.ADMIT)
         self._cancel = redis.register_script(scripts.CANCEL)
+        self._give_up = redis.register_script(scripts.GIVE_UP)
         self._claim = redis.register_script(scripts.CLAIM)
         self._begin = redis.register_script(scripts.BEGIN)
         self._line = redis.register_script(scripts.LINE)
@@ -139,6 +142,16 @@ class ReplyQueue:
             pipe.zrem(keys.storing(session_id), message_id)
             await pipe.execute()
 
+    async def give_up(self, session_id: str, message_id: str) -> bool:
+        """Mark a stored message answered if no worker began it (True), so that a worker
+        that takes it later only acks it; it leaves the replies in flight and the notes."""
+        sid, mid = session_id, message_id
+        given_up = await self._give_up(
+            keys=[keys.fence(sid, mid), keys.inflight(sid), keys.storing(sid)],
+            args=[mid, self._fence_ttl_s],
+        )
+        return bool(given_up)
+
     async def cancel(
         self, session_id: str, message_id: str, *, user_id: str, any_reply: bool
     ) -> CancelVerdict:
@@ -175,13 +188,7 @@ class ReplyQueue:
         return CLAIMS[int(result)]
 
     async def begin(
-        self,
-        session_id: str,
-        message_id: str,
-        attempt: int,
-        *,
-        place: int = 0,
-        delivery: str = "",
+        self, session_id: str, message_id: str, attempt: int, *, place: int = 0, delivery: str = ""
     ) -> Beginning:
         """`claim` for `delivery` (an id of this one delivery; see `Beginning.attempt`),
         whether a cancel mark waits, and with a `place` the head of the line and any blocker
@@ -216,16 +223,9 @@ class ReplyQueue:
             [attempt, self._fence_ttl_s, message_id, place, self._queue_ttl_s, delivery],
             reads,
         )
-        claim, marked, head, admitted_at, blocker, claimed = found
-        began = Beginning(
-            CLAIMS[int(claim)],
-            bool(marked),
-            int(head),
-            float(admitted_at),
-            text(blocker),
-            int(claimed),
-        )
-        return began, answers
+        claim, marked, head, at, blocker, claimed = found
+        began = Beginning(CLAIMS[int(claim)], bool(marked), int(head), float(at), text(blocker))
+        return replace(began, attempt=int(claimed)), answers
 
     async def line(
         self, session_id: str, place: int, message_id: str = "", admitted_at: float = 0.0

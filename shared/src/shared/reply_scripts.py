@@ -69,6 +69,16 @@ if policy ~= 'parallel' and redis.call('EXISTS', KEYS[7]) == 0 then
 end
 return {0, '0', 0, interrupted, turn()}
 """
+# KEYS: fence, in flight, storing. ARGV: message id, fence ttl. Give up on a message no worker
+# began (no fence): it is marked answered, so a worker that takes it later only acks it, and
+# it leaves the replies in flight and the storing notes. Returns 1, or 0 when a worker began it.
+GIVE_UP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
 # KEYS: the message's sender, its cancel mark. ARGV: user, may cancel any reply (0/1), mark
 # ttl. Marks the reply cancelled if the user may: returns 1, else 0 (someone else's) or 2 (no
 # sender known: no reply asked for, or one long over).

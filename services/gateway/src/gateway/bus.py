@@ -8,7 +8,7 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from shared import rpc, subjects
-from shared.events import PresenceChange, SystemMessage, TypingRelay, UserMessage
+from shared.events import PresenceChange, ReplyError, SystemMessage, TypingRelay, UserMessage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -45,14 +45,23 @@ class Bus:
     async def post_system(self, event: SystemMessage) -> None:
         """Store a system message (once, however often it is posted within the dedup window);
         raises `Unavailable`."""
+        dedup = f"{event.session_id}:{event.message_id}:system"
+        await self._store(subjects.system(event.session_id), event, dedup)
+
+    async def store_reply_error(self, event: ReplyError) -> None:
+        """Store the end of a reply no worker gave (`gateway.unserved`), once; raises
+        `Unavailable`."""
+        dedup = f"{event.session_id}:{event.message_id}:{event.code}"
+        await self._store(subjects.out_error(event.session_id), event, dedup)
+
+    async def _store(self, subject: str, event: BaseModel, dedup: str) -> None:
         try:
             await self.js.publish(
-                subjects.system(event.session_id),
-                event.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": f"{event.session_id}:{event.message_id}:system"},
+                subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": dedup}
             )
         except (nats.errors.Error, TimeoutError) as exc:
-            raise Unavailable(f"system message not stored: {type(exc).__name__}") from exc
+            what = type(event).__name__
+            raise Unavailable(f"{what} not stored: {type(exc).__name__}") from exc
 
     async def purge_session(self, session_id: str) -> None:
         """Delete every stored event of the session from the stream; raises `Unavailable`."""

@@ -212,9 +212,10 @@ class ConnectionProtocol:
                 assert_never(frame)
 
     def submitted(self, result: Stored | Refusal) -> str | None:
-        """Nothing when stored (the echo acknowledges it); else the refusal's `error` frame."""
+        """When stored, nothing (the echo acknowledges it) or the `waiting` frame of a message
+        no worker serves now; else the refusal's `error` frame."""
         if isinstance(result, Stored):
-            return None
+            return None if result.waiting is None else result.waiting.model_dump_json()
         return self.refused(result)
 
     def refused(self, refusal: Refusal) -> str:

@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
 from gateway.sse import router as sse_router
 from gateway.submissions import Submissions
+from gateway.unserved import UnservedMessages
 from shared import stream, subjects, telemetry
 from shared.redis import redis_client
 from shared.reply_queue import ReplyQueue
@@ -71,20 +72,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         hubs.append(resources.hub)
         await resources.revocations.subscribe()
         await resources.membership.subscribe()
-        background = [
-            asyncio.create_task(
-                broker_view.refresh_forever(
-                    resources.bus.js,
-                    metrics,
-                    settings.broker_view_every_s,
-                    settings.nats_monitor_url,
-                )
-            ),
-            asyncio.create_task(resources.leases.refresh_forever()),
-            asyncio.create_task(resources.revocations.refresh_forever()),
-        ]
-        if resources.submissions.pools is not None:
-            background.append(asyncio.create_task(resources.submissions.pools.refresh_forever()))
+        background = [asyncio.create_task(job) for job in background_jobs(resources)]
         try:
             yield
         finally:
@@ -107,6 +95,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
+def background_jobs(resources: Resources) -> list[Coroutine[Any, Any, None]]:
+    """What a gateway does besides answering: the broker's view, leases, revocations, the
+    model pools and the messages they do not serve."""
+    settings, submissions = resources.settings, resources.submissions
+    jobs = [
+        broker_view.refresh_forever(
+            resources.bus.js,
+            resources.metrics,
+            settings.broker_view_every_s,
+            settings.nats_monitor_url,
+        ),
+        resources.leases.refresh_forever(),
+        resources.revocations.refresh_forever(),
+    ]
+    if submissions.pools is not None:
+        jobs.append(submissions.pools.refresh_forever())
+    if submissions.unserved is not None:
+        jobs.append(submissions.unserved.run_forever())
+    return jobs
+
+
 def route(app: FastAPI, metrics: GatewayMetrics) -> None:
     """Every route: REST, the event stream, the pages (the WebSocket is `Gateway`'s own)."""
     routers = (router, admin_router, session_router, message_router, sse_router, models_router)
@@ -124,6 +133,10 @@ def build_resources(
     sessions = SessionCache(bus, ttl_s=settings.session_cache_s)
     revocations = Revocations(redis, nc, refresh_s=settings.revocations_refresh_s)
     models = catalogue(settings)
+    queue, pools = ReplyQueue(redis), ModelPools(redis, models)
+    unserved = None
+    if settings.unserved_timeout_s > 0:
+        unserved = UnservedMessages(queue, bus, pools, settings.unserved_timeout_s)
     return Resources(
         settings=settings,
         auth=Authenticator(
@@ -144,7 +157,7 @@ def build_resources(
             connection_ttl_s=settings.presence_ttl_s,
         ),
         submissions=Submissions(
-            ReplyQueue(redis),
+            queue,
             bus,
             AdmissionLimits(
                 messages_per_min=settings.message_rate_per_min,
@@ -153,7 +166,8 @@ def build_resources(
                 session_token_budget=settings.session_token_budget,
             ),
             models,
-            ModelPools(redis, models),
+            pools,
+            unserved,
         ),
         metrics=metrics,
         revocations=revocations,

@@ -30,6 +30,9 @@ class NewMessage(BaseModel):
 class Accepted(BaseModel):
     seq: int
     """The message's stream sequence (its `message` event on the stream has it too)."""
+    waiting: str | None = None
+    """Set when no worker serves the session's model now: the message waits for one, for a
+    while, then its reply ends with `stream_error` `no_worker`."""
 
 
 @router.post(
@@ -70,7 +73,7 @@ async def send_message(
         ) from None
     if isinstance(stored, Refusal):
         raise refusal_http(stored)
-    return Accepted(seq=stored.seq)
+    return Accepted(seq=stored.seq, waiting=stored.waiting.detail if stored.waiting else None)
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """Which models have a worker now, as the workers say (`llm_worker.serving`), read every few
 seconds. A message for a model that no worker serves, while another model's workers are
 running, is refused with what would work; when no worker at all is heard from (a deployment
-starting, an outage), messages are stored and wait, as they always have."""
+starting, an outage), messages are stored and wait (`waiting`), for a while
+(`gateway.unserved`)."""
 
 import asyncio
 import logging
@@ -65,3 +66,11 @@ class ModelPools:
             f"(/model {served.split(', ')[0]}): {served}"
         )
         return Refusal("unavailable", detail, 30.0)
+
+    def waiting(self, model_id: str | None) -> str | None:
+        """The id of `model_id`'s model (None: the default) when no worker serves it now, as
+        read (None when served, or not read yet)."""
+        model = self._models.get(model_id) or self._models.default
+        if not self.workers or self.workers.get(model.id, 0) > 0:
+            return None
+        return model.id

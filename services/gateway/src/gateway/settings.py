@@ -79,6 +79,9 @@ class GatewaySettings(TokenwireSettings):
     """How often the broker's queue depths are read for `/metrics`."""
     max_replies_per_session: int = Field(default=4, ge=1)
     """Replies asked for and not yet ended in one session (matters with policy `parallel`)."""
+    unserved_timeout_s: float = Field(default=60.0, ge=0)
+    """How long a message stored while no worker serves its model waits for one before its
+    reply ends with `stream_error` `no_worker` (0: it waits as long as the stream keeps it)."""
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -16,9 +16,10 @@ from gateway.auth import Principal
 from gateway.bus import Bus, Unavailable
 from gateway.model_pools import ModelPools
 from gateway.refusal import CANCEL_UNCHECKED, NOT_STORED, Refusal
+from gateway.unserved import UnservedMessages
 from shared import rpc, telemetry
 from shared.events import UserMessage
-from shared.frames import MessageFrame
+from shared.frames import MessageFrame, WaitingFrame
 from shared.models import Catalogue
 from shared.reply_queue import ReplyQueue
 from shared.reply_states import AdmissionLimits, Refused
@@ -33,6 +34,8 @@ class Stored:
     """The message's stream sequence."""
     new: bool
     """False for a resend within the stream's dedup window: stored once."""
+    waiting: WaitingFrame | None = None
+    """For the sender: no worker serves the message's model now."""
 
 
 class Submissions:
@@ -43,12 +46,15 @@ class Submissions:
         limits: AdmissionLimits,
         models: Catalogue,
         pools: ModelPools | None = None,
+        unserved: UnservedMessages | None = None,
     ) -> None:
         self._queue = queue
         self._bus = bus
         self._models = models
         self.pools = pools
         """Which models have a worker: a message for one without is refused (None: never)."""
+        self.unserved = unserved
+        """Where a message no worker serves waits for one, for a while (None: for ever)."""
         self.limits = limits
 
     async def submit(
@@ -89,7 +95,24 @@ class Submissions:
             with contextlib.suppress(RedisError):
                 await self._queue.withdraw(sid, frame.message_id)
             return NOT_STORED
-        return Stored(seq, new)
+        return Stored(seq, new, self._waiting(session, frame) if new else None)
+
+    def _waiting(self, session: rpc.SessionInfo, frame: MessageFrame) -> WaitingFrame | None:
+        """When no worker serves the message's model: what its sender is told, and its
+        deadline noted (with `unserved`)."""
+        if not frame.reply or self.pools is None:
+            return None
+        if (model := self.pools.waiting(session.model)) is None:
+            return None
+        detail = f"no worker serves the model {model} now: the message waits for one"
+        timeout_s = None
+        if self.unserved is not None:
+            self.unserved.watch(session.session_id, frame.message_id, model)
+            timeout_s = self.unserved.deadlines.timeout_s
+            detail += f" for up to {timeout_s:g} s"
+        return WaitingFrame(
+            message_id=frame.message_id, model=model, give_up_after_s=timeout_s, detail=detail
+        )
 
     async def cancel(
         self, session: rpc.SessionInfo, principal: Principal, message_id: str

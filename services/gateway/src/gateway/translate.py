@@ -35,6 +35,10 @@ SOLUTIONS: dict[str, list[str]] = {
     "upstream_unavailable": ["The model server cannot be reached: try again shortly."],
     "upstream_timeout": ["The model took too long: try again, or ask for a shorter answer."],
     "upstream_error": ["The model server refused the request: rephrase or try again."],
+    "no_worker": [
+        "Send the message again once a worker for its model runs, or switch the session's "
+        "model with /model."
+    ],
 }
 
 

@@ -209,8 +209,8 @@ class Connection:
                 ):
                     session = await self._current()
                     result = await self.r.submissions.submit(session, self.principal, frame)
-                if (refusal := self.protocol.submitted(result)) is not None:
-                    await self.send(refusal)
+                if (told := self.protocol.submitted(result)) is not None:
+                    await self.send(told)
             case RunCommand(frame):
                 if not self.pace.allow(time.monotonic()):
                     text = f"at most {self.pace.limit} commands a minute"

@@ -159,11 +159,18 @@ const onFrameOf = {
     showMessage(frame);
     state.typing.delete(frame.participant); renderTyping();
   },
+  waiting(frame) { // no worker serves the model now: the reply's place says so until one does
+    const r = reply(frame.message_id);
+    if (r.versions.get(r.current)) return;
+    r.el.classList.add("waiting");
+    r.el.querySelector(".text").textContent = `Waiting for a worker: ${frame.detail}.`;
+  },
   stream_start(frame) {
     const asked = frame.regenerates || frame.message_id;
     const version = frame.version || 1;
     state.versionOf.set(frame.message_id, [asked, version]);
     const r = reply(asked);
+    r.el.classList.remove("waiting");
     if (!r.versions.has(version)) r.versions.set(version, "");
     if (frame.attempt > (r.attempts.get(version) || 0)) { r.attempts.set(version, frame.attempt); r.versions.set(version, ""); r.thoughts.set(version, ""); r.sources.set(version, []); r.calls.set(version, new Map()); }
     r.current = version; paint(r);
@@ -209,7 +216,7 @@ const onFrameOf = {
   stream_error(frame) {
     const [asked, version] = locate(frame.message_id);
     const r = reply(asked);
-    r.el.classList.remove("streaming"); r.el.classList.add("error");
+    r.el.classList.remove("streaming", "waiting"); r.el.classList.add("error");
     r.versions.set(version, `${frame.message}${frame.solutions.length ? "\n" + frame.solutions.join("\n") : ""}`);
     r.current = version; paint(r);
     state.streaming.delete(frame.message_id); updateStop();
