@@ -3,6 +3,7 @@ its own, and sessions that choose their model and parameters."""
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -85,6 +86,21 @@ async def test_the_models_are_listed_default_first(http: httpx.AsyncClient) -> N
         await asyncio.sleep(0.1)
         small, large = (await http.get("/v1/models", headers=alice.auth)).json()["models"]
     assert (small["workers"], large["workers"]) == (1, 1)  # one worker in each pool
+
+
+async def test_each_models_queue_has_its_own_gauges(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.admin_url, timeout=10) as admin:
+        for _ in range(70):  # the broker's view is read every 5 s
+            text = (await admin.get("/metrics")).text
+            if 'tokenwire_broker_queue_waiting_pulls{model="large"}' in text:
+                break
+            await asyncio.sleep(0.1)
+    for model in ("small", "large"):
+        for gauge in ("pending", "ack_pending", "redelivered", "waiting_pulls"):
+            assert f'tokenwire_broker_queue_{gauge}{{model="{model}"}}' in text
+    idle = re.search(r'tokenwire_broker_queue_waiting_pulls\{model="large"\} (\S+)', text)
+    assert idle is not None
+    assert float(idle[1]) > 0  # the large pool's worker waits for work on its own queue
 
 
 async def test_a_sessions_model_and_parameters_reach_its_model_call(

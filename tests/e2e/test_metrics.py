@@ -15,6 +15,8 @@ from support.client import connect, dev_user, frames_until_end, new_session, nex
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
+QUEUE, DEFAULT = "tokenwire_broker_queue_pending", "tokenwire-fake"
+"""The queue gauge, and the one model's id (no catalogue: `TOKENWIRE_LLM_MODEL`)."""
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +106,13 @@ async def test_traffic_moves_the_metrics_of_every_service(
     assert value(records, "tokenwire_persistence_lag_seconds_count") == 6
 
 
-async def gauge(system: System, http: httpx.AsyncClient, name: str, wanted: float) -> float:
+async def gauge(
+    system: System, http: httpx.AsyncClient, name: str, wanted: float, **labels: str
+) -> float:
     """The gauge's value once it equals `wanted` (or its last value after 5 s)."""
     current = -1.0
     for _ in range(50):
-        current = value(await scrape(http, system.admin_url + "/metrics"), name)
+        current = value(await scrape(http, system.admin_url + "/metrics"), name, **labels)
         if current == wanted:
             return current
         await asyncio.sleep(0.1)
@@ -129,12 +133,12 @@ async def test_queue_depth_rises_without_workers_and_falls_when_they_return(
             await ws.send(
                 json.dumps({"type": "message", "message_id": f"q{i}", "content": "[fake tokens=2]"})
             )
-        assert await gauge(system, http, "tokenwire_broker_queue_pending", 3) == 3
+        assert await gauge(system, http, QUEUE, 3, model=DEFAULT) == 3
         assert await gauge(system, http, "tokenwire_broker_workers_connected", 0) == 0
         system.add_worker()
         for ws in sockets:
             assert (await frames_until_end(ws, timeout_s=30))[-1]["type"] == "stream_end"
-        assert await gauge(system, http, "tokenwire_broker_queue_pending", 0) == 0
+        assert await gauge(system, http, QUEUE, 0, model=DEFAULT) == 0
         assert await gauge(system, http, "tokenwire_broker_workers_connected", 1) == 1
     finally:
         for ws in sockets:

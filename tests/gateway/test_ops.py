@@ -19,7 +19,8 @@ def test_snapshot_reads_the_gateway_metrics() -> None:
     metrics.replies.labels("upstream_error").inc()
     for seconds in (0.02, 0.03, 0.04):
         metrics.ttft.observe(seconds)
-    metrics.queue_pending.set(7)
+    metrics.queue_pending.labels("small").set(4)  # each model's queue: the page sums them
+    metrics.queue_pending.labels("large").set(3)
     stats = snapshot(metrics.registry)
     assert (stats["tokens"], stats["replies"], stats["errors"]) == (
         30,

@@ -103,6 +103,7 @@ def background_jobs(resources: Resources) -> list[Coroutine[Any, Any, None]]:
         broker_view.refresh_forever(
             resources.bus.js,
             resources.metrics,
+            resources.models,
             settings.broker_view_every_s,
             settings.nats_monitor_url,
         ),

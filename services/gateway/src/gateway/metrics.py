@@ -71,22 +71,26 @@ class GatewayMetrics:
         """What `broker_view` reads from nats-server: the queue, persistence's lag, the stream."""
         self.queue_pending = Gauge(
             "tokenwire_broker_queue_pending",
-            "User messages waiting for a worker (llm-workers)",
+            "User messages waiting for a worker, by model (its consumer: llm-workers[-<id>])",
+            ["model"],
             registry=r,
         )
         self.queue_ack_pending = Gauge(
             "tokenwire_broker_queue_ack_pending",
-            "User messages held by workers, not yet acked",
+            "User messages held by workers, not yet acked, by model",
+            ["model"],
             registry=r,
         )
         self.redelivered = Gauge(
             "tokenwire_broker_queue_redelivered",
-            "User messages delivered more than once, now pending",
+            "User messages delivered more than once, now pending, by model",
+            ["model"],
             registry=r,
         )
         self.waiting_pulls = Gauge(
             "tokenwire_broker_queue_waiting_pulls",
-            "Pull requests waiting: idle worker capacity",
+            "Pull requests waiting: idle worker capacity, by model",
+            ["model"],
             registry=r,
         )
         self.persistence_pending = Gauge(
