@@ -110,6 +110,13 @@ def contract_doc() -> dict[str, Any]:
         ),
         ("modelCall", subjects.out_call(sid), events.ModelCall, "llm-worker", "persistence"),
         (
+            "sessionTitled",
+            subjects.out_title(sid),
+            events.SessionTitled,
+            "llm-worker",
+            f"{live}, persistence",
+        ),
+        (
             "systemMessage",
             subjects.system(sid),
             events.SystemMessage,

@@ -7,6 +7,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from fake_llm.script import reply_pieces
+from shared import titles
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e, pytest.mark.browser]
@@ -62,6 +63,20 @@ async def test_a_message_streams_its_reply_token_by_token(system: System, browse
     await page.wait_for_selector("#presence li:has-text('(you)')")
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     await page.screenshot(path=str(ROOT / "test-artifacts" / "chat.png"))
+
+
+async def test_the_model_names_a_new_session_after_its_first_reply(
+    system: System, browser: Browser
+) -> None:
+    page = await signed_in_page(browser, system)
+    await new_session(page)
+    await say(page, "Plan a weekend in Lisbon [fake tokens=4]")
+    await page.wait_for_selector("li.assistant:not(.streaming)", timeout=15_000)
+    named = titles.cleaned(expected(titles.TITLE_MAX_TOKENS))
+    await page.wait_for_selector(f"#session-title:text-is('{named}')")
+    sid = await page.evaluate("state.session")
+    listed = f"#session-list li[data-session='{sid}'] .title:text-is('{named}')"
+    await page.wait_for_selector(listed)
 
 
 async def test_stop_ends_the_reply_where_it_is(system: System, browser: Browser) -> None:

@@ -34,9 +34,10 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         common_env={"TOKENWIRE_MODELS": json.dumps(MODELS)},
         gateway_env={"TOKENWIRE_MESSAGE_RATE_PER_MIN": "600"},
     ) as running:
-        running.add_worker(
+        running.add_worker(  # titles from first messages: the sidebar's titles are known
             TOKENWIRE_RETRIEVAL_URL=f"{running.llm_url}/v1/_fake/retrieve",
             TOKENWIRE_TOOLS=fake_tools(running.llm_url),
+            TOKENWIRE_SESSION_TITLES="message",
         )
         yield running
 

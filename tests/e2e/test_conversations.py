@@ -11,14 +11,24 @@ from typing import Any
 import httpx
 import nats
 import pytest
+import websockets
 from nats.js.errors import NotFoundError
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from fake_llm.script import reply_pieces
 from gateway import session_changes
-from shared import keys, subjects
-from support.client import User, connect, dev_user, frames_until_end, new_session, next_frame
+from shared import keys, subjects, titles
+from support.client import (
+    SUBPROTOCOL,
+    User,
+    connect,
+    dev_user,
+    frames_until_end,
+    new_session,
+    next_frame,
+)
 from support.system import System, system_with_own_nats
 
 pytestmark = [pytest.mark.real, pytest.mark.e2e]
@@ -492,3 +502,46 @@ async def test_in_a_group_the_model_sees_who_said_what(
     call = await call_for(llm, f"{bob.user_id}: {question}")
     assert call["previous"] == f"{alice.user_id}: Not fish."  # no reply was asked for it
     assert call["messages"] == 3
+
+
+async def test_an_untitled_session_is_named_by_the_model_after_its_first_exchange(
+    system: System, http: httpx.AsyncClient, llm: httpx.AsyncClient
+) -> None:
+    alice = await dev_user(http)
+    sid = await new_session(http, alice, title="")
+    question = f"[fake tokens=3] Plan a trip to Lisbon {uuid.uuid4().hex[:6]}"
+    expected = titles.cleaned("".join(reply_pieces(titles.TITLE_MAX_TOKENS)))
+    async with await connect(system.ws_url, sid, alice) as ws:
+        assert (await next_frame(ws))["type"] == "ready"
+        await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": question}))
+        assert (await frames_until_end(ws))[-1]["type"] == "stream_end"
+        named = await next_frame(ws)
+    assert (named["type"], named["message_id"]) == ("session_title", "m1")
+    assert (named["title"], named["replaces"]) == (expected, question)
+    asked = [s for s in (await llm.get("/v1/_fake/streams")).json() if question in s["system"]]
+    assert [(s["prompt"], s["model"], s["max_tokens"]) for s in asked] == [
+        ("Title this conversation.", "tokenwire-fake", titles.TITLE_MAX_TOKENS)
+    ]
+    for _ in range(50):  # persistence records it a moment after it streams
+        info = (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()
+        if info["title"] == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert info["title"] == expected
+    resume = f"{system.ws_url}/v1/sessions/{sid}/ws?last_seq={named['seq'] - 1}"
+    async with websockets.connect(
+        resume, subprotocols=[SUBPROTOCOL], additional_headers=alice.auth
+    ) as again:  # stored: a resume sees it too
+        assert (await next_frame(again))["type"] == "ready"
+        assert await next_frame(again) == named
+    await reply_to(system, sid, alice, "[fake tokens=2] and Porto?")  # a second turn: no title
+    for _ in range(50):
+        billed = (await http.get("/v1/usage", headers=alice.auth)).json()["billed"]
+        if billed["calls"] == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert billed["calls"] == 3  # two replies and the title, billed to the sender
+    assert (
+        len([s for s in (await llm.get("/v1/_fake/streams")).json() if question in s["system"]])
+        == 1
+    )

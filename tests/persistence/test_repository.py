@@ -238,15 +238,6 @@ async def test_a_member_s_role_changes_when_added_again_but_the_owner_s_never(
     assert (writing.members, writing.viewers) == (["alice", "vera"], [])
 
 
-def test_a_title_is_the_first_line_cut_at_a_word() -> None:
-    assert records.title_from("  How do  I bake\nbread?") == "How do I bake"
-    long = "Explain how the Raft consensus algorithm elects a leader when the network splits"
-    title = records.title_from(long)
-    assert title == "Explain how the Raft consensus algorithm elects a leader…"
-    assert len(title) <= records.TITLE_CHARS
-    assert records.title_from("x" * 100) == "x" * 59 + "…"
-
-
 async def test_an_untitled_session_takes_its_first_message_as_title(sessions: Sessions) -> None:
     async with sessions() as db:
         create = repository.create_session

@@ -8,13 +8,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from persistence import history, records, repository, usage
 from shared import rpc
-from shared.events import ReplyEnd, SystemMessage, Usage, UserMessage
+from shared.events import BusEvent, ReplyEnd, SessionTitled, SystemMessage, Usage, UserMessage
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
 
-async def record(sessions: Sessions, *events: UserMessage | SystemMessage | ReplyEnd) -> None:
+async def record(sessions: Sessions, *events: BusEvent) -> None:
     async with sessions() as db:
         await records.record(db, [(e, i + 1) for i, e in enumerate(events)])
         await db.commit()
@@ -112,3 +112,42 @@ async def test_one_sessions_usage(sessions: Sessions) -> None:
         report = await usage.report(db, rpc.UsageRequest(user_id=None, session_id=sid))
     assert (report.totals.replies, report.totals.total_tokens) == (2, 32)
     assert (report.billed.calls, report.billed.total_tokens) == (2, 32)
+
+
+def titled(sid: str, title: str, replaces: str, attempt: int = 1) -> SessionTitled:
+    return SessionTitled(
+        session_id=sid,
+        message_id="m1",
+        attempt=attempt,
+        title=title,
+        replaces=replaces,
+        model="m",
+        usage=Usage(prompt_tokens=90, completion_tokens=4, total_tokens=94),
+        cost_usd=0.00002,
+        requested_by="alice",
+    )
+
+
+async def test_the_models_title_replaces_the_first_messages_unless_renamed(
+    sessions: Sessions,
+) -> None:
+    first, renamed = await new_session(sessions), await new_session(sessions)
+    for sid in (first, renamed):
+        await record(sessions, user(sid, "Plan a trip to Lisbon", T0))
+    async with sessions() as db:
+        rename = rpc.SessionUpdate(session_id=renamed, by="alice", title="Mine")
+        assert await repository.update_session(db, rename)
+        await db.commit()
+    await record(
+        sessions,
+        titled(first, "Lisbon trip plan", "Plan a trip to Lisbon"),
+        titled(renamed, "Lisbon trip plan", "Plan a trip to Lisbon"),
+    )
+    await record(sessions, titled(renamed, "Lisbon trip plan", "Plan a trip to Lisbon"))  # again
+    async with sessions() as db:
+        got = [await repository.get_session(db, sid) for sid in (first, renamed)]
+        billed = await usage.report(db, rpc.UsageRequest(user_id="alice", session_id=renamed))
+    assert [info.title for info in got if info] == ["Lisbon trip plan", "Mine"]
+    # the call is billed to the sender either way, once however often it is recorded
+    assert (billed.billed.calls, billed.billed.total_tokens) == (1, 94)
+    assert billed.totals.replies == 0  # a title is no reply

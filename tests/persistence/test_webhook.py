@@ -16,7 +16,7 @@ import pytest
 
 from persistence import webhook
 from shared import signatures, stream, subjects
-from shared.events import Billed, ReplyEnd, Usage
+from shared.events import Billed, ReplyEnd, SessionTitled, Usage
 from shared.settings import TokenwireSettings
 from support.ports import free_port
 
@@ -98,6 +98,8 @@ async def test_records_survive_a_receiver_outage_and_a_sender_restart(
     ]
     for end in ends:
         await js.publish(subjects.out_end(sid), end.model_dump_json().encode())
+    named = titled(uuid.uuid4().hex)  # a session's title call is billed through it too
+    await js.publish(subjects.out_title(named.session_id), named.model_dump_json().encode())
 
     async def run_sender(seconds: float) -> None:
         async with httpx.AsyncClient(timeout=2) as http:
@@ -127,6 +129,26 @@ async def test_records_survive_a_receiver_outage_and_a_sender_restart(
     assert receiver.bad_signatures == 0
     assert mine[f"{sid}:m3"]["usage"]["total_tokens"] == 3
     assert mine[f"{sid}:m3"]["user_id"] == "alice"
+    title = dict(receiver.received)[f"{named.session_id}:m1:title"]
+    assert (title["kind"], title["billed"]["calls"], title["billed"]["total_tokens"]) == (
+        "title",
+        1,
+        94,
+    )
+    assert mine[f"{sid}:m3"]["kind"] == "reply"
+
+
+def titled(sid: str) -> SessionTitled:
+    return SessionTitled(
+        session_id=sid,
+        message_id="m1",
+        attempt=1,
+        title="Lisbon",
+        replaces="Plan a trip",
+        model="x",
+        usage=Usage(prompt_tokens=90, completion_tokens=4, total_tokens=94),
+        requested_by="alice",
+    )
 
 
 def test_a_delivery_bills_every_call_beside_the_answering_one() -> None:

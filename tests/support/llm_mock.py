@@ -17,6 +17,7 @@ from shared.events import (
     ReplyStart,
     ReplyToken,
     ReplyToolCall,
+    SessionTitled,
 )
 
 
@@ -71,7 +72,9 @@ Streamed = ReplyToken | ReplyReasoning | ReplySources | ReplyToolCall
 
 class RecordingPublisher:
     def __init__(self) -> None:
-        self.events: list[ReplyStart | Streamed | ReplyEnd | ReplyError | ModelCall] = []
+        self.events: list[
+            ReplyStart | Streamed | ReplyEnd | ReplyError | ModelCall | SessionTitled
+        ] = []
 
     async def start(self, event: ReplyStart) -> None:
         self.events.append(event)
@@ -84,6 +87,9 @@ class RecordingPublisher:
         self.events.append(event)
 
     async def call(self, event: ModelCall) -> None:
+        self.events.append(event)
+
+    async def titled(self, event: SessionTitled) -> None:
         self.events.append(event)
 
 

@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.relays import PresenceChange as PresenceChange
+from shared.relays import TypingRelay as TypingRelay
+
 MAX_CONTENT_CHARS = 10_000
 
 FinishReason = Literal["stop", "length", "cancelled", "budget", "session_budget"]
@@ -64,6 +67,9 @@ class UserMessage(Event):
     turn: int | None = Field(default=None, ge=1)
     """Its turn in the session (1, 2, …), given at admission; a new version's is its
     message's."""
+    name_session: bool = False
+    """The session's first message, in a session without a title: once it is answered, the
+    model is asked for a title (`SessionTitled`)."""
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -211,15 +217,16 @@ class ReplyError(Event):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-CallOutcome = Literal["superseded", "failed", "lost"]
+CallOutcome = Literal["superseded", "failed", "lost", "title"]
 
 
 class ModelCall(Event):
     """`chat.<sid>.out.call`: a model call of an attempt that ended without a `reply_end`, for
     billing (clients never see it). `superseded`: a newer attempt fenced it off; `failed`: it
     failed after the model streamed; `lost`: its worker died, and a later attempt estimated
-    it from what the lost one had published (`usage.estimated`). An attempt's own record
-    replaces an estimate of it."""
+    it from what the lost one had published (`usage.estimated`); `title`: a session's title
+    (`SessionTitled`, recorded by persistence). An attempt's own record replaces an estimate.
+    """
 
     type: Literal["model_call"] = "model_call"
     attempt: int = Field(ge=1)
@@ -244,6 +251,23 @@ class SystemMessage(Event):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class SessionTitled(Event):
+    """`chat.<sid>.out.title`: the model titled the session from its first exchange
+    (`message_id` is the first message). It replaces the first message's title `replaces`
+    only where the session still has that one (nobody renamed it meanwhile); `usage` is the
+    title call's, billed to `requested_by`."""
+
+    type: Literal["session_titled"] = "session_titled"
+    attempt: int = Field(ge=1)
+    title: str = Field(min_length=1, max_length=200)
+    replaces: str = Field(max_length=200)
+    model: str
+    usage: Usage
+    cost_usd: float | None = None
+    requested_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 BusEvent = Annotated[
     UserMessage
     | ReplyStart
@@ -254,6 +278,7 @@ BusEvent = Annotated[
     | ReplyEnd
     | ReplyError
     | ModelCall
+    | SessionTitled
     | SystemMessage,
     Field(discriminator="type"),
 ]
@@ -264,28 +289,3 @@ _bus_event: TypeAdapter[BusEvent] = TypeAdapter(BusEvent)
 def parse_event(data: bytes | str) -> BusEvent:
     """Parse one bus event; raises `pydantic.ValidationError` on anything else."""
     return _bus_event.validate_json(data)
-
-
-class TypingRelay(BaseModel):
-    """`chat.<sid>.typing` (core NATS, not stored): relayed by every gateway holding the session
-    to its connections, except the one it came from (`origin`)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    v: Literal[1] = 1
-    participant: str
-    state: bool
-    origin: str
-
-
-class PresenceChange(BaseModel):
-    """`chat.<sid>.presence` (core NATS, not stored): a participant's first connection to the
-    session opened (`joined`) or their last one closed (`left`); relayed to every connection
-    of the session but `origin`, the one that caused it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    v: Literal[1] = 1
-    participant: str
-    state: Literal["joined", "left"]
-    origin: str = ""

@@ -141,6 +141,19 @@ class ChatMessageFrame(Frame):
     """`system`: what a command did to the session (`participant` ran it)."""
 
 
+class SessionTitleFrame(Frame):
+    """The model titled the session from its first exchange. Show `title` where the session's
+    title is still `replaces` (the first message's): a title somebody set meanwhile stays."""
+
+    type: Literal["session_title"] = "session_title"
+    seq: int
+    ts: str | None = STORED_AT
+    message_id: str
+    """The session's first message."""
+    title: str
+    replaces: str
+
+
 class TypingRelayFrame(Frame):
     type: Literal["typing"] = "typing"
     participant: str
@@ -210,6 +223,7 @@ class ErrorFrame(Frame):
 ServerFrame = Annotated[
     ReadyFrame
     | ChatMessageFrame
+    | SessionTitleFrame
     | StreamStartFrame
     | StreamTokenFrame
     | StreamReasoningFrame

@@ -75,7 +75,8 @@ def worker_consumer_config(
 
 def persistence_consumer_config(*, ack_wait_s: float = 30.0) -> ConsumerConfig:
     """`persistence`: every user message, every terminal reply event, every model call
-    recorded apart from a reply end and every system message, from the start."""
+    recorded apart from a reply end, every title from the model and every system message, from
+    the start."""
     return ConsumerConfig(
         durable_name=PERSISTENCE_CONSUMER,
         filter_subjects=[
@@ -84,6 +85,7 @@ def persistence_consumer_config(*, ack_wait_s: float = 30.0) -> ConsumerConfig:
             subjects.ALL_OUT_END,
             subjects.ALL_OUT_ERROR,
             subjects.ALL_OUT_CALL,
+            subjects.ALL_OUT_TITLE,
             subjects.ALL_SYSTEM,
         ],
         ack_policy=AckPolicy.EXPLICIT,

@@ -27,6 +27,7 @@ ALL_IN_POOLS: Final = "chat.*.in.*"
 ALL_OUT_END: Final = "chat.*.out.end"
 ALL_OUT_ERROR: Final = "chat.*.out.error"
 ALL_OUT_CALL: Final = "chat.*.out.call"
+ALL_OUT_TITLE: Final = "chat.*.out.title"
 ALL_SYSTEM: Final = "chat.*.system"
 ALL_CANCEL: Final = "chat.*.cancel"
 REPUBLISH_SOURCE: Final = "chat.>"
@@ -93,6 +94,11 @@ def out_end(session_id: str) -> str:
 
 def out_error(session_id: str) -> str:
     return f"chat.{session_id}.out.error"
+
+
+def out_title(session_id: str) -> str:
+    """A session's title, from the model (`SessionTitled`): stored, shown to clients."""
+    return f"chat.{session_id}.out.title"
 
 
 def out_call(session_id: str) -> str:

@@ -17,7 +17,7 @@ from gateway.bus import Bus, Unavailable
 from gateway.model_pools import ModelPools
 from gateway.refusal import CANCEL_UNCHECKED, NOT_STORED, Refusal
 from gateway.unserved import UnservedMessages
-from shared import rpc, telemetry
+from shared import rpc, telemetry, versions
 from shared.events import UserMessage
 from shared.frames import MessageFrame, WaitingFrame
 from shared.models import Catalogue
@@ -187,4 +187,11 @@ def _event(
         temperature=session.temperature,
         max_tokens=session.max_tokens,
         turn=turn or None,
+        name_session=_names_session(session, frame, turn),
     )
+
+
+def _names_session(session: rpc.SessionInfo, frame: MessageFrame, turn: int) -> bool:
+    """The first message of an untitled session, asking for a reply (not a new version's)."""
+    first = turn == 1 and versions.split(frame.message_id)[1] == 1
+    return first and frame.reply and not session.title

@@ -14,6 +14,7 @@ from shared.events import (
     ReplyStart,
     ReplyToken,
     ReplyToolCall,
+    SessionTitled,
     SystemMessage,
     UserMessage,
     parse_event,
@@ -21,6 +22,7 @@ from shared.events import (
 from shared.frames import (
     ChatMessageFrame,
     ServerFrame,
+    SessionTitleFrame,
     StreamEndFrame,
     StreamErrorFrame,
     StreamReasoningFrame,
@@ -82,6 +84,14 @@ def frame_for(event: BusEvent, seq: int, ts: str | None = None) -> ServerFrame |
             )
         case ModelCall():
             return None
+        case SessionTitled():
+            return SessionTitleFrame(
+                seq=seq,
+                ts=ts,
+                message_id=event.message_id,
+                title=event.title,
+                replaces=event.replaces,
+            )
         case _:
             return _reply_frame(event, seq, ts)
 

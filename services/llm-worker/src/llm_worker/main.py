@@ -21,6 +21,7 @@ from llm_worker.responder import Responder
 from llm_worker.retrieval import Retrieval
 from llm_worker.serving import Serving
 from llm_worker.settings import WorkerSettings
+from llm_worker.titling import Titler
 from llm_worker.tool_runs import ToolRunner
 from llm_worker.tools import Toolbox
 from llm_worker.upstream import ModelServer
@@ -30,6 +31,8 @@ from shared.logs import dump_tasks_on_sigusr1
 from shared.redis import redis_client
 
 PERSISTENCE_TIMEOUT_S = 3.0
+TITLES_DRAIN_S = 10.0
+"""How long a stopping worker lets its title calls end (they are billed once stored)."""
 """How long a request to persistence (history, a session's prompt) may take."""
 
 
@@ -97,6 +100,8 @@ def create_app(
 
     async def close() -> None:
         await serving.stop()
+        if responder.titles is not None:
+            await responder.titles.drain(TITLES_DRAIN_S)
         if responder.asking.retrieval is not None:
             await responder.asking.retrieval.close()
         if responder.tools is not None:
@@ -141,11 +146,12 @@ def build_responder(
             raise RuntimeError(f"session {session_id}: {reply.error.detail}")
         return reply.session.system_prompt if reply.session else None
 
+    coordinator = Coordinator(redis, fence_ttl_s=fence_ttl_s(settings))
     responder = Responder(
         settings,
         llm,
         get_publisher,
-        Coordinator(redis, fence_ttl_s=fence_ttl_s(settings)),
+        coordinator,
         ContextStore(
             redis, history, max_turns=settings.context_turns, ttl_s=settings.context_ttl_s
         ),
@@ -156,10 +162,20 @@ def build_responder(
     if publisher is None:  # tests that replace the publisher have no stream to read
         # The connection is made later.
         responder.asking.earlier = EarlierReader(lambda: broker.connection.jetstream())
+    metered = bool(settings.daily_token_budget or settings.session_token_budget)
+    titler = Titler(llm, get_publisher, coordinator, model=settings.title_model, metered=metered)
+    equip(responder, settings, redis, titler)
+    return responder
+
+
+def equip(responder: Responder, settings: WorkerSettings, redis: Redis, titler: Titler) -> None:
+    """What replies may use beside their model, as configured: retrieval, titles, tools."""
     if settings.retrieval_url:
         responder.asking.retrieval = Retrieval(
             settings.retrieval_url, timeout_s=settings.retrieval_timeout_s
         )
+    if settings.session_titles == "model":
+        responder.titles = titler
     if toolbox := Toolbox.load(settings.tools, settings.tools_file):
         responder.tools = ToolRunner(
             toolbox,
@@ -168,4 +184,3 @@ def build_responder(
             max_steps=settings.tool_max_steps,
             ttl_s=fence_ttl_s(settings),
         )
-    return responder

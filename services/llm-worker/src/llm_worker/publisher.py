@@ -26,6 +26,7 @@ from shared.events import (
     ReplyStart,
     ReplyToken,
     ReplyToolCall,
+    SessionTitled,
 )
 from shared.telemetry import trace_headers
 
@@ -47,6 +48,10 @@ class ReplyPublisher(Protocol):
     async def call(self, event: ModelCall) -> None:
         """Record a model call apart from a reply end (stored, deduplicated by attempt and
         outcome)."""
+        ...
+
+    async def titled(self, event: SessionTitled) -> None:
+        """Store a session's title from the model (deduplicated by attempt)."""
         ...
 
 
@@ -92,6 +97,13 @@ class JetStreamPublisher:
                     event.session_id, event.message_id, event.attempt, f"call-{event.outcome}"
                 )
             },
+        )
+
+    async def titled(self, event: SessionTitled) -> None:
+        await self._stored(
+            subjects.out_title(event.session_id),
+            event.model_dump_json().encode(),
+            {"Nats-Msg-Id": _msg_id(event.session_id, event.message_id, event.attempt, "title")},
         )
 
     async def _stored(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ from llm_worker.publisher import ReplyPublisher
 from llm_worker.replies import Streaming, generate_reply
 from llm_worker.settings import WorkerSettings
 from llm_worker.start_reads import Answers, StartReads
+from llm_worker.titling import Titler
 from llm_worker.tool_runs import ToolRunner
 from llm_worker.turns import Waiter, wait_turn
 from llm_worker.upstream import ModelServer
@@ -75,6 +76,8 @@ class Responder:
         """What a reply asks its model: turns, prompt, retrieval, earlier attempts."""
         self.tools: ToolRunner | None = None
         """The tools models may call (None: none)."""
+        self.titles: Titler | None = None
+        """Who titles untitled sessions after their first reply (None: nobody)."""
 
     async def note(self, message: UserMessage) -> None:
         """A message that wants no reply: it only joins the context."""
@@ -154,6 +157,8 @@ class Responder:
             return "superseded"
         if replaced is not None:
             await self._context.replace(sid, replaced)
+        if self.titles is not None and isinstance(terminal, ReplyEnd):
+            self.titles.after(message, attempt, terminal)
         self._count(terminal, stop)
         return "answered"
 

@@ -1,7 +1,7 @@
 """Worker settings (`TOKENWIRE_*`, plus OpenAI's usual `OPENAI_API_KEY`/`OPENAI_BASE_URL`)."""
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
@@ -57,6 +57,13 @@ class WorkerSettings(TokenwireSettings):
     offered none, so the model answers with what it has."""
     tool_timeout_s: float = Field(default=15.0, gt=0)
     """How long a tool call may take, for tools that set no `timeout_s`."""
+    session_titles: Literal["model", "message"] = "model"
+    """How an untitled session is titled: `model` asks the model for a title once its first
+    reply ends (a short call, billed like any); `message` keeps the first message's first
+    line, which every untitled session has until then."""
+    title_model: str | None = None
+    """The catalogue id of the model that writes titles (default: the one that answered),
+    e.g. a small, cheap one; this worker must serve it."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Per model name, for models the catalogue gives no `price`, e.g.
     `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}` (JSON in the env)."""

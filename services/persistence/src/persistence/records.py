@@ -16,14 +16,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from persistence import session_writes as writes
 from persistence.models import ChatSession, Message
 from persistence.upserts import upsert
 from shared import versions
-from shared.events import BusEvent, ModelCall, ReplyEnd, ReplyError, SystemMessage, UserMessage
+from shared.events import (
+    BusEvent,
+    ModelCall,
+    ReplyEnd,
+    ReplyError,
+    SessionTitled,
+    SystemMessage,
+    UserMessage,
+)
+from shared.titles import TITLE_CALL_ID, title_from
 
 Key = tuple[str, str]
 """(session id, message id)"""
@@ -47,6 +56,8 @@ class Rows:
     active: dict[str, datetime] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
     """Per session, a title from its first user message in the batch (for untitled ones)."""
+    named: list[SessionTitled] = field(default_factory=list)
+    """Titles from the model, in order."""
     cleared: dict[str, datetime] = field(default_factory=dict)
     """Per session, when its context was last cleared in the batch."""
 
@@ -69,6 +80,9 @@ class Rows:
                     self._call(evt)
             case ModelCall():
                 self._call(evt)
+            case SessionTitled():
+                self.named.append(evt)
+                self._call(title_call(evt))
             case SystemMessage():
                 self.users.setdefault((evt.session_id, evt.message_id), _system(evt, seq))
                 if evt.command == "clear":
@@ -101,6 +115,21 @@ class Rows:
             self.calls[key] = evt
 
 
+def title_call(evt: SessionTitled) -> ModelCall:
+    """The title's model call, for billing: one per session and attempt (`TITLE_CALL_ID`)."""
+    return ModelCall(
+        session_id=evt.session_id,
+        message_id=TITLE_CALL_ID,
+        attempt=evt.attempt,
+        model=evt.model,
+        usage=evt.usage,
+        cost_usd=evt.cost_usd,
+        outcome="title",
+        requested_by=evt.requested_by,
+        created_at=evt.created_at,
+    )
+
+
 def _estimate(evt: ReplyEnd | ModelCall) -> bool:
     """A record of a lost attempt made by another: any record of the attempt's own wins."""
     return isinstance(evt, ModelCall) and evt.outcome == "lost"
@@ -124,15 +153,20 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
         await connection.execute(upsert(db, "user message"), list(rows.users.values()))
     if rows.active:
         await connection.execute(
-            _TOUCH, [{"sid": sid, "at": at} for sid, at in rows.active.items()]
+            writes.TOUCH, [{"sid": sid, "at": at} for sid, at in rows.active.items()]
         )
     if rows.titles:
         titles = [{"sid": sid, "title": title} for sid, title in rows.titles.items() if title]
         if titles:
-            await connection.execute(_TITLE, titles)
+            await connection.execute(writes.TITLE, titles)
+    if rows.named:
+        named = [
+            {"sid": t.session_id, "title": t.title, "replaces": t.replaces} for t in rows.named
+        ]
+        await connection.execute(writes.MODEL_TITLE, named)
     if rows.cleared:
         cleared = [{"sid": sid, "at": at} for sid, at in rows.cleared.items()]
-        await connection.execute(_CLEARED, cleared)
+        await connection.execute(writes.CLEARED, cleared)
     if rows.replies:
         await connection.execute(upsert(db, "reply"), list(rows.replies.values()))
     if rows.ends:
@@ -141,42 +175,6 @@ async def record(db: AsyncSession, events: Sequence[tuple[BusEvent, int]]) -> No
     if rows.calls:
         calls = [await _model_call(db, evt) for evt in rows.calls.values()]
         await connection.execute(upsert(db, "call"), calls)
-
-
-TITLE_CHARS = 60
-
-
-def title_from(content: str) -> str:
-    """A session's title from its first message: its first line, cut at a word within
-    `TITLE_CHARS` characters (with an ellipsis when cut)."""
-    line = " ".join(content.strip().split("\n", 1)[0].split())
-    if len(line) <= TITLE_CHARS:
-        return line
-    cut = line[: TITLE_CHARS - 1].rsplit(" ", 1)[0] or line[: TITLE_CHARS - 1]
-    return cut.rstrip(",.;:- ") + "…"
-
-
-_TITLE = (
-    update(ChatSession)
-    .where(col(ChatSession.id) == bindparam("sid"), col(ChatSession.title) == "")
-    .values(title=bindparam("title"))
-)
-"""An untitled session takes the title of its first message; a titled one keeps its own."""
-
-_CLEARED = (
-    update(ChatSession)
-    .where(col(ChatSession.id) == bindparam("sid"))
-    .values(context_since=bindparam("at"))
-)
-
-_TOUCH = (
-    update(ChatSession)
-    .where(
-        col(ChatSession.id) == bindparam("sid"),
-        col(ChatSession.last_active_at) < bindparam("at"),
-    )
-    .values(last_active_at=bindparam("at"))
-)
 
 
 def _user(evt: UserMessage | SystemMessage, seq: int) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""The usage callback: each reply's usage POSTed to `TOKENWIRE_USAGE_WEBHOOK_URL`.
+"""The usage callback: each reply's usage, and each session title's model call, POSTed to
+`TOKENWIRE_USAGE_WEBHOOK_URL`.
 
-Driven by its own durable consumer (`usage-webhook` on `chat.*.out.end`), not a queue in
+Driven by its own durable consumer (`usage-webhook` on `chat.*.out.end` and
+`chat.*.out.title`), not a queue in
 memory: a delivery is acked only after the receiver answered 2xx, and naked with exponential
 backoff (plus jitter) while it does not, so nothing is lost across restarts of either side.
 Delivery is at least once; `X-Tokenwire-Delivery` carries a stable id for the receiver to
@@ -23,7 +25,7 @@ from pydantic import ValidationError
 
 from persistence.pulls import pull_forever
 from shared import signatures, subjects
-from shared.events import Billed, ReplyEnd
+from shared.events import Billed, ReplyEnd, SessionTitled, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,11 @@ DELIVERY_HEADER = "X-Tokenwire-Delivery"
 
 
 def consumer_config(*, ack_wait_s: float) -> ConsumerConfig:
-    """Every reply that ends from the moment the webhook is first configured."""
+    """Every reply that ends, and every title the model gives, from the moment the webhook is
+    first configured."""
     return ConsumerConfig(
         durable_name=CONSUMER,
-        filter_subject=subjects.ALL_OUT_END,
+        filter_subjects=[subjects.ALL_OUT_END, subjects.ALL_OUT_TITLE],
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.NEW,
         ack_wait=ack_wait_s,
@@ -44,12 +47,16 @@ def consumer_config(*, ack_wait_s: float) -> ConsumerConfig:
     )
 
 
-def payload(end: ReplyEnd) -> dict[str, Any]:
-    """The delivery of one reply: its answering attempt's `usage` and `cost_usd`, and in
-    `billed` every model call the reply took (what the provider bills)."""
+def payload(end: ReplyEnd | SessionTitled) -> dict[str, Any]:
+    """The delivery of one reply (`kind` `reply`): its answering attempt's `usage` and
+    `cost_usd`, and in `billed` every model call the reply took (what the provider bills); or
+    of a session's title (`kind` `title`), its one call."""
+    if isinstance(end, SessionTitled):
+        return _title_payload(end)
     billed = end.billed or Billed(calls=1, usage=end.usage, cost_usd=end.cost_usd)
     return {
         "id": delivery_id(end),
+        "kind": "reply",
         "session_id": end.session_id,
         "message_id": end.message_id,
         "user_id": end.requested_by,
@@ -69,8 +76,30 @@ def payload(end: ReplyEnd) -> dict[str, Any]:
     }
 
 
-def delivery_id(end: ReplyEnd) -> str:
-    """One id per reply: a redelivery, or a later attempt's end, carries the same one."""
+def _title_payload(titled: SessionTitled) -> dict[str, Any]:
+    return {
+        "id": delivery_id(titled),
+        "kind": "title",
+        "session_id": titled.session_id,
+        "message_id": titled.message_id,
+        "user_id": titled.requested_by,
+        "model": titled.model,
+        "attempt": titled.attempt,
+        "finish_reason": None,
+        "usage": titled.usage.model_dump(),
+        "cost_usd": titled.cost_usd,
+        "billed": {"calls": 1, **titled.usage.model_dump(), "cost_usd": titled.cost_usd},
+        "ttft_ms": None,
+        "duration_ms": None,
+        "created_at": titled.created_at.isoformat(),
+    }
+
+
+def delivery_id(end: ReplyEnd | SessionTitled) -> str:
+    """One id per reply: a redelivery, or a later attempt's end, carries the same one; a
+    title's is its first message's, with `:title`."""
+    if isinstance(end, SessionTitled):
+        return f"{end.session_id}:{end.message_id}:title"
     return f"{end.session_id}:{end.message_id}"
 
 
@@ -113,9 +142,11 @@ class WebhookSender:
 
     async def deliver(self, msg: Msg) -> None:
         try:
-            end = ReplyEnd.model_validate_json(msg.data)
+            end = parse_event(msg.data)
         except ValidationError:
-            log.error("not a reply end on %s; skipped", msg.subject)
+            end = None
+        if not isinstance(end, ReplyEnd | SessionTitled):
+            log.error("not a reply end or a title on %s; skipped", msg.subject)
             await msg.term()
             return
         body = json.dumps(payload(end), separators=(",", ":")).encode()

@@ -10,6 +10,7 @@ const state = {
   token: localStorage.getItem("tokenwire.token"),
   user: localStorage.getItem("tokenwire.user"),
   session: null, info: null, socket: null, lastSeq: null,
+  named: null,          // the session's title from the model (its `session_title` frame)
   replies: new Map(),   // the asked message's id → {el, attempts, versions: Map(version → text), current}
   versionOf: new Map(), // a reply's own message id (`m~v2`) → [asked id, version]
   mine: new Set(),      // message ids whose reply this user asked for
@@ -225,6 +226,7 @@ const onFrameOf = {
     if (frame.state) state.typing.set(frame.participant, true); else state.typing.delete(frame.participant);
     renderTyping();
   },
+  session_title(frame) { state.named = frame; showNamed(); },
   presence() { loadPresence(); },
   progress(frame) { commands.progress(frame); },
   command_result(frame) {
@@ -326,6 +328,16 @@ async function loadPresence() {
     `<li>${escapeHtml(p === state.user ? `${p} (you)` : p)} <span class="role">${role(p)}</span></li>`).join("");
 }
 
+// The model named the session (a `session_title` frame): shown wherever the session still has
+// the title it replaces, also over a list persistence gave before it recorded the new one.
+function showNamed() {
+  const named = state.named;
+  if (!named) return;
+  const before = named.replaces || "Untitled";
+  const item = document.querySelector(`#session-list li[data-session="${CSS.escape(state.session)}"] .title`);
+  for (const shown of [$("session-title"), item]) if (shown?.textContent === before) shown.textContent = named.title;
+}
+
 async function refreshSession() {
   state.info = await api("GET", `/v1/sessions/${state.session}`);
   sidebar.showSettings(state.info, state.user);
@@ -336,6 +348,7 @@ async function refreshSession() {
   // The list is persistence's own answer: a title it gave the session is there at once.
   const listed = (await sidebar.loadSessions(state.session, state.user)).find((s) => s.session_id === state.session);
   $("session-title").textContent = (listed || state.info).title || "Untitled";
+  showNamed();
 }
 
 async function open(sessionId) {
@@ -343,7 +356,7 @@ async function open(sessionId) {
   setStatus("connecting");
   if (!sessionId) { state.session = null; location.hash = ""; show("lobby"); return; }
   state.info = await api("GET", `/v1/sessions/${sessionId}`);
-  state.session = sessionId; state.owner = state.info.owner;
+  state.session = sessionId; state.owner = state.info.owner; state.named = null;
   state.lastSeq = null; state.older = null;
   for (const set of [state.replies, state.versionOf, state.streaming, state.pending]) set.clear();
   $("messages").innerHTML = ""; $("empty").hidden = false;
