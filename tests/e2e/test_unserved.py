@@ -68,8 +68,8 @@ async def test_a_message_no_worker_takes_ends_with_no_worker_and_stays_unanswere
         assert (await next_frame(other))["type"] == "ready"
         unserved = f"[fake tokens=3] {uuid.uuid4().hex}"
         await ws.send(json.dumps({"type": "message", "message_id": "m1", "content": unserved}))
-        frames = await frames_until_end(ws)
-        seen = await frames_until_end(other)
+        frames = await frames_until_end(ws, notices=True)
+        seen = await frames_until_end(other, notices=True)
     waiting = next(f for f in frames if f["type"] == "waiting")
     assert waiting == {
         "type": "waiting",
@@ -105,7 +105,7 @@ async def test_a_message_no_worker_takes_ends_with_no_worker_and_stays_unanswere
     async with await connect(system.ws_url, sid, alice) as ws:
         assert (await next_frame(ws))["type"] == "ready"
         await ws.send(json.dumps({"type": "message", "message_id": "m3", "content": answered}))
-        frames = await frames_until_end(ws)
+        frames = await frames_until_end(ws, notices=True)
     assert not any(f["type"] == "waiting" for f in frames)
     assert (frames[-1]["type"], frames[-1]["message_id"]) == ("stream_end", "m3")
 

@@ -46,7 +46,9 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
 
 async def session(http: httpx.AsyncClient, policy: str = "queue") -> tuple[str, User]:
     user = await dev_user(http)
-    made = await http.post("/v1/sessions", headers=user.auth, json={"policy": policy})
+    # titled: the model is asked for no title, so every model call counted is a reply's
+    body = {"policy": policy, "title": "worker test"}
+    made = await http.post("/v1/sessions", headers=user.auth, json=body)
     return made.json()["session_id"], user
 
 

@@ -1,6 +1,7 @@
 """Which models have a worker, as workers say it in Redis and gateways read it: a message for a
 model nobody serves is refused while others are served, and waits when nobody is heard from."""
 
+import asyncio
 import time
 import uuid
 
@@ -71,4 +72,24 @@ async def test_a_model_nobody_serves_waits_once_the_pools_are_read(redis: Redis)
     await pools.refresh()
     assert pools.waiting(small) is None
     assert pools.waiting(large) == large  # refused (`refusal`) before it could wait
+    await worker.stop()
+
+
+async def test_an_unserved_model_is_read_again_at_most_once_a_recheck(redis: Redis) -> None:
+    models = catalogue()
+    small, _ = models.ids()
+    pools = ModelPools(redis, models, recheck_s=0.2)
+    await pools.recheck(small)  # nothing read yet: read now
+    assert pools.workers[small] == 0
+    worker = Serving(redis, "w1", [small])
+    await worker.say()
+    await pools.recheck(small)  # read a moment ago: not again yet
+    assert pools.workers[small] == 0
+    await asyncio.sleep(0.25)
+    await pools.recheck(small)  # the worker that just started is seen without the 5 s wait
+    assert pools.workers[small] == 1
+    await redis.delete(keys.serving(small))
+    await asyncio.sleep(0.25)
+    await pools.recheck(small)  # served as read: no read
+    assert pools.workers[small] == 1
     await worker.stop()

@@ -45,25 +45,30 @@ async def connect(ws_url: str, session_id: str, user: User, **kwargs: Any) -> Cl
 
 
 RELAYS = ("typing", "presence")
+NOTICES = ("waiting",)
+"""Frames a test sees or not by when its worker started: a message sent before it was heard
+from is told it waits."""
 
 
 async def next_frame(
-    ws: ClientConnection, timeout_s: float = 10.0, *, relays: bool = False
+    ws: ClientConnection, timeout_s: float = 10.0, *, relays: bool = False, notices: bool = False
 ) -> dict[str, Any]:
     """The next frame; `typing` and `presence` relays, which interleave with everything at
-    their own pace, are skipped unless `relays` is set."""
+    their own pace, are skipped unless `relays` is set, and `waiting` unless `notices` is."""
     while True:
         frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-        if relays or frame["type"] not in RELAYS:
+        if (relays or frame["type"] not in RELAYS) and (notices or frame["type"] not in NOTICES):
             return frame
 
 
-async def frames_until_end(ws: ClientConnection, timeout_s: float = 15.0) -> list[dict[str, Any]]:
+async def frames_until_end(
+    ws: ClientConnection, timeout_s: float = 15.0, *, notices: bool = False
+) -> list[dict[str, Any]]:
     """Every frame up to and including the next `stream_end` or `stream_error`."""
     frames: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout_s):
         while True:
-            frames.append(await next_frame(ws, timeout_s))
+            frames.append(await next_frame(ws, timeout_s, notices=notices))
             if frames[-1]["type"] in ("stream_end", "stream_error"):
                 return frames
 

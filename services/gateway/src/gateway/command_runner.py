@@ -17,7 +17,7 @@ from gateway.bus import Unavailable
 from gateway.commands import Change, Help, Invite, Request, Show, Simple
 from gateway.deps import Resources
 from gateway.refusal import Refusal
-from gateway.regenerate import regenerate
+from gateway.regenerate import last_asked, regenerate
 from shared import rpc, subjects
 from shared.events import SystemMessage
 from shared.frames import MessageFrame
@@ -136,19 +136,17 @@ class _Command:
         sid = self.session.session_id
         recent = rpc.HistoryRequest(session_id=sid, limit=50)
         page = await self.r.bus.request(subjects.SVC_HISTORY, recent, rpc.HistoryPage)
-        last = next((m for m in page.messages if m.role == "assistant" and m.in_reply_to), None)
-        if last is None or last.in_reply_to is None:
+        asked = await last_asked(self.r.redis, sid, page.messages)
+        if asked is None:
             return self.result(False, "there is no reply to regenerate yet")
-        made = await regenerate(
-            self.r.bus, self.r.submissions, self.session, self.principal, last.in_reply_to
-        )
+        made = await regenerate(self.r.bus, self.r.submissions, self.session, self.principal, asked)
         if isinstance(made, Refusal):
             return self.result(False, made.detail)
-        text = f"regenerating the reply to {last.in_reply_to} (version {made.version})"
+        text = f"regenerating the reply to {asked} (version {made.version})"
         data: dict[str, object] = {
             "message_id": made.message_id,
             "version": made.version,
-            "regenerates": last.in_reply_to,
+            "regenerates": asked,
         }
         return self.result(True, text, data)
 

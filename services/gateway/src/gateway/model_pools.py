@@ -26,16 +26,20 @@ class ModelPools:
         *,
         absent_s: float = keys.SERVING_ABSENT_S,
         refresh_s: float = 5.0,
+        recheck_s: float = 1.0,
     ) -> None:
         self._redis = redis
         self._models = models
         self._absent_s = absent_s
         self._refresh_s = refresh_s
+        self._recheck_s = recheck_s
+        self._read_at = float("-inf")
         self.workers: dict[str, int] = {}
         """Per model id, the workers heard from within `absent_s` (empty: not read yet)."""
 
     async def refresh(self) -> None:
         """Forget workers not heard from for `absent_s`, and count the others."""
+        self._read_at = time.monotonic()
         since = time.time() - self._absent_s
         ids = self._models.ids()
         try:
@@ -53,6 +57,16 @@ class ModelPools:
         while True:
             await self.refresh()
             await asyncio.sleep(self._refresh_s)
+
+    async def recheck(self, model_id: str | None) -> None:
+        """Read again now when `model_id`'s model reads as unserved (or nothing was read) and
+        the last read is `recheck_s` old: a worker that just started is seen at once, and a
+        burst of messages while none runs reads once a second."""
+        model = self._models.get(model_id) or self._models.default
+        if self.workers.get(model.id, 0) > 0:
+            return
+        if time.monotonic() - self._read_at >= self._recheck_s:
+            await self.refresh()
 
     def refusal(self, model_id: str | None) -> Refusal | None:
         """Why a message for `model_id` (None: the default) is refused now; None when it is

@@ -3,13 +3,16 @@ of its own (`m~v2`: `shared.versions`) with the same content, admitted and store
 message, so that it streams, resumes, is cancelled and billed like any reply. Its sender is
 who asked for it (who may cancel it, whose budget it spends)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from redis.asyncio import Redis
 
 from gateway.auth import Principal
 from gateway.bus import Bus
 from gateway.refusal import Refusal
 from gateway.submissions import Stored, Submissions
-from shared import rpc, subjects, versions
+from shared import keys, rpc, subjects, versions
 from shared.frames import MessageFrame
 
 
@@ -48,3 +51,26 @@ async def regenerate(
     if not isinstance(stored, Stored):
         return stored
     return Regenerated(own_id, version, stored.seq)
+
+
+async def last_asked(
+    redis: Redis, session_id: str, newest_first: Sequence[rpc.HistoryMessage]
+) -> str | None:
+    """The message whose reply is the session's newest, from a page of history: the newest
+    recorded reply's, or a message after it that a worker took already (its reply streams, or
+    ended a moment ago and is not recorded yet). None: no reply yet."""
+    newer: list[str] = []
+    recorded = None
+    for message in newest_first:
+        if message.role == "assistant" and message.in_reply_to:
+            recorded = message.in_reply_to
+            break
+        if message.role == "user":
+            newer.append(message.message_id)
+    if newer:
+        async with redis.pipeline(transaction=False) as pipe:
+            for mid in newer:
+                pipe.exists(keys.fence(session_id, mid))
+            taken = await pipe.execute()
+        return next((mid for mid, began in zip(newer, taken, strict=True) if began), recorded)
+    return recorded

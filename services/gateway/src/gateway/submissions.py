@@ -65,8 +65,10 @@ class Submissions:
         sid, user = session.session_id, principal.user_id
         if user in session.viewers:
             return VIEWERS_READ
-        if frame.reply and self.pools and (unserved := self.pools.refusal(session.model)):
-            return unserved
+        if frame.reply and self.pools is not None:
+            await self.pools.recheck(session.model)
+            if unserved := self.pools.refusal(session.model):
+                return unserved
         try:
             admission = await self._queue.admit(
                 self.limits,
