@@ -271,6 +271,26 @@ async def test_older_history_loads_roles_show_and_a_group_can_post_without_a_rep
     await alice.wait_for_selector(f"#presence li:has-text('{bob_id}')", state="detached")
 
 
+async def test_a_viewer_reads_along_and_cannot_send(system: System, browser: Browser) -> None:
+    alice = await signed_in(browser, system)
+    sid = await new_session(alice)
+    vera = await signed_in(browser, system)
+    vera_id = (await vera.inner_text("#who")).removeprefix("signed in as ")
+    await say(alice, f"/invite {vera_id} viewer")
+    await alice.wait_for_selector(f"#messages li.system:has-text('{vera_id}')")
+    await vera.fill("#join-input", sid)
+    await vera.click("#join-form button")
+    await vera.wait_for_selector("#status.connected")
+    assert await vera.is_disabled("#input")
+    placeholder = await vera.get_attribute("#input", "placeholder")
+    assert placeholder == "You are a viewer: you read, you do not send."
+    await alice.wait_for_selector(f"#presence li:has-text('{vera_id}') .role:text-is('viewer')")
+    await vera.wait_for_selector("#presence li:has-text('(you)') .role:text-is('viewer')")
+    await say(alice, "Hello, reader [fake tokens=2]")
+    await vera.wait_for_selector("li.them:has-text('Hello, reader')")  # the stream reaches her
+    await vera.wait_for_selector("li.assistant:not(.streaming)")
+
+
 async def test_reasoning_shows_collapsed_above_the_reply(system: System, browser: Browser) -> None:
     page = await signed_in(browser, system)
     await new_session(page)
