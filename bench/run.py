@@ -66,6 +66,8 @@ COST_REPLIES = env_int("BENCH_COST_REPLIES", 200)
 COST_PARALLEL = 10
 """Replies at a time in the cost-per-reply run: a steady load, not a burst."""
 REPLY_PROMPT = "[fake tokens=1 ttft_ms=0 delay_ms=0]"
+TITLE_SETTLE_S = 3.0
+"""A title call (300 ms to its first token, 24 tokens at 20 ms) ends within this."""
 ALONE_REPLIES = 30
 TOKEN_SESSIONS, SHORT, LONG = 50, 10, 260
 """The cost per token: replies of SHORT and of LONG tokens at 50 a second (the difference
@@ -218,17 +220,27 @@ def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 def cost_run(
-    kind: str, url: str, groups: dict[str, list[int]], count: int, parallel: int, prompt: str
+    kind: str,
+    url: str,
+    groups: dict[str, list[int]],
+    count: int,
+    parallel: int,
+    prompt: str,
+    *,
+    untitled: bool = False,
+    settle_s: float = 0.0,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """CPU milliseconds per reply of each process group (and `total`), over `count` replies
     `parallel` at a time, each on a new connection (users are made before the counters), and
-    the replies' samples."""
+    the replies' samples. `untitled`: sessions the model names after their reply; `settle_s`:
+    how long after the last reply the counters are read (for work that follows a reply)."""
     args = [sys.executable, str(ROOT / "bench" / "load.py"), "cost", kind, url]
     load = subprocess.Popen(
         [*args, str(count), str(parallel), prompt],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "BENCH_UNTITLED": "1" if untitled else "0"},
     )
     assert load.stdin is not None
     assert load.stdout is not None
@@ -238,6 +250,7 @@ def cost_run(
     load.stdin.write("go\n")
     load.stdin.flush()
     samples = json.loads(load.stdout.readline())
+    time.sleep(settle_s)
     after = cpu_by_group(groups)
     load.wait(30)
     expected = int(prompt.split("tokens=")[1].split()[0])
@@ -271,7 +284,31 @@ def cost(kind: str, url: str, groups: dict[str, list[int]]) -> dict[str, dict[st
         for n in (SHORT, LONG)
     )
     token = {key: 1000 * (long[key] - short[key]) / (LONG - SHORT) for key in long}
-    return {"reply_ms": reply, "token_us": token}
+    if kind != "tokenwire":
+        return {"reply_ms": reply, "token_us": token}
+    return {"reply_ms": reply, "token_us": token, "title_ms": title_cost(kind, url, groups)}
+
+
+def title_cost(kind: str, url: str, groups: dict[str, list[int]]) -> dict[str, float]:
+    """What a session the model names costs, by process: CPU per reply of new untitled
+    sessions less that of titled ones (medians over RUNS, interleaved), each read
+    TITLE_SETTLE_S after the last reply, when the last title calls have ended."""
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(RUNS):
+        for untitled in (False, True):
+            per_reply, _ = cost_run(
+                kind,
+                url,
+                groups,
+                COST_REPLIES,
+                COST_PARALLEL,
+                REPLY_PROMPT,
+                untitled=untitled,
+                settle_s=TITLE_SETTLE_S,
+            )
+            runs[untitled].append(per_reply)
+    middle = {u: {k: statistics.median(r[k] for r in runs[u]) for k in runs[u][0]} for u in runs}
+    return {key: middle[True][key] - middle[False][key] for key in middle[True]}
 
 
 @contextlib.contextmanager

@@ -55,6 +55,19 @@ def cost_table(cost: dict[str, dict[str, dict[str, float]]]) -> list[str]:
         f"| **baseline** (one process) | **{base_reply:.2f}** | **{base_token:.1f}** |",
         f"| ratio | {ours_reply / base_reply:.2f} | {ours_token / base_token:.2f} |",
         "",
+        *title_line(ours.get("title_ms")),
+    ]
+
+
+def title_line(title_ms: dict[str, float] | None) -> list[str]:
+    """What a session the model names costs (its sessions above are titled: no title call)."""
+    if not title_ms:
+        return []
+    parts = ", ".join(f"{name} {ms:+.2f}" for name, ms in title_ms.items() if name != "total")
+    return [
+        "The sessions above are made with a title. A session the model names after its first "
+        f"reply costs **{title_ms['total']:+.2f} ms** of CPU more ({parts}).",
+        "",
     ]
 
 

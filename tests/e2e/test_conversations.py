@@ -519,8 +519,8 @@ async def test_an_untitled_session_is_named_by_the_model_after_its_first_exchang
     assert (named["type"], named["message_id"]) == ("session_title", "m1")
     assert (named["title"], named["replaces"]) == (expected, question)
     asked = [s for s in (await llm.get("/v1/_fake/streams")).json() if question in s["system"]]
-    assert [(s["prompt"], s["model"], s["max_tokens"]) for s in asked] == [
-        ("Title this conversation.", "tokenwire-fake", titles.TITLE_MAX_TOKENS)
+    assert [(s["prompt"], s["model"], s["max_tokens"], s["streamed"]) for s in asked] == [
+        ("Title this conversation.", "tokenwire-fake", titles.TITLE_MAX_TOKENS, False)
     ]
     for _ in range(50):  # persistence records it a moment after it streams
         info = (await http.get(f"/v1/sessions/{sid}", headers=alice.auth)).json()

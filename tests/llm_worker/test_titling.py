@@ -9,13 +9,14 @@ import httpx2
 import pytest
 from redis.asyncio import Redis
 
+from llm_worker.completions import MAX_ANSWER_BYTES
 from llm_worker.coordination import Coordinator
 from llm_worker.providers import Providers
 from llm_worker.settings import WorkerSettings
 from llm_worker.titling import Titler
 from shared import keys, titles
 from shared.events import ReplyEnd, SessionTitled, Usage, UserMessage
-from support.llm_mock import RecordingPublisher, chunk, model_over, sse, usage
+from support.llm_mock import RecordingPublisher, model_over
 
 pytestmark = pytest.mark.real
 SETTINGS = WorkerSettings.model_validate(
@@ -64,10 +65,16 @@ class Asked:
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(json.loads(request.content))
-        pieces = [chunk('"Lisbon in two'), chunk(' days."', finish="stop")]
+        answer: dict[str, object] = {
+            "id": "c1",
+            "object": "chat.completion",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": '"Lisbon in two days."'}}
+            ],
+        }
         if self._reports_usage:
-            pieces.append(usage(120, 5))
-        return httpx2.Response(200, content=sse(*pieces))
+            answer["usage"] = {"prompt_tokens": 120, "completion_tokens": 5, "total_tokens": 125}
+        return httpx2.Response(200, json=answer)
 
 
 async def titler(
@@ -94,6 +101,7 @@ async def test_the_first_exchange_is_titled_billed_and_spent(redis: Redis) -> No
     assert event.requested_by == "alice"
     (request,) = asked.requests
     assert (request["model"], request["max_tokens"]) == ("small-model", titles.TITLE_MAX_TOKENS)
+    assert "stream" not in request  # one short answer: not streamed
     assert request["messages"] == titles.title_request(
         first_message(sid).content, "Day one: Alfama. Day two: Belém."
     )
@@ -123,12 +131,20 @@ async def test_no_title_is_asked_for_but_after_an_answered_first_reply(redis: Re
     assert published.events == []
 
 
-async def test_a_failing_model_leaves_the_first_messages_title(redis: Redis) -> None:
-    def refuses(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(400, json={"error": {"message": "no"}})
-
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx2.Response(400, json={"error": {"message": "no"}}),
+        httpx2.Response(200, content=b"data: not json"),
+        httpx2.Response(200, json={"choices": []}),
+        httpx2.Response(200, content=b"x" * (MAX_ANSWER_BYTES + 1)),
+    ],
+)
+async def test_a_failing_model_leaves_the_first_messages_title(
+    redis: Redis, answer: httpx2.Response
+) -> None:
     published = RecordingPublisher()
-    providers = Providers.one_server(SETTINGS, model_over(refuses))
+    providers = Providers.one_server(SETTINGS, model_over(lambda _: answer))
     made = Titler(providers, lambda: published, Coordinator(redis))
     assert await made.title(first_message(uuid.uuid4().hex), 1, "answer") is None
     assert published.events == []

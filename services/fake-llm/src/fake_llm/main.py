@@ -25,7 +25,7 @@ class DroppedConnection(ConnectionError):
 
 @dataclass
 class StreamRecord:
-    """One streamed completion, as `GET /v1/_fake/streams` reports it to tests."""
+    """One completion, as `GET /v1/_fake/streams` reports it to tests."""
 
     id: str
     worker: str
@@ -45,6 +45,8 @@ class StreamRecord:
     """The first message's content when it is the system prompt (its first 200 characters)."""
     messages: int = 0
     """How many messages the prompt had."""
+    streamed: bool = True
+    """False for a request that asked for the whole answer at once (`stream` not set)."""
     previous: str = ""
     """The message before the last (its first 200 characters): the answer the model sees."""
 
@@ -74,14 +76,16 @@ def create_app(settings: FakeLLMSettings, *, rng: random.Random | None = None) -
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         prompt = script.prompt_tokens(messages)
         pieces = script.reply_pieces(count, plan.chars)
+        record = _record(completion_id, request, body, messages, len(pieces))
+        streams.append(record)
         if not body.get("stream"):
+            record.streamed = False
             await asyncio.sleep((plan.ttft_ms + plan.delay_ms * (count - 1)) / 1000)
+            record.sent, record.ended = len(pieces), time.time()
             return JSONResponse(
                 _whole(completion_id, model, "".join(pieces), finish, prompt, count)
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        record = _record(completion_id, request, body, messages, len(pieces))
-        streams.append(record)
         return StreamingResponse(
             _stream(completion_id, model, pieces, finish, prompt, plan, include_usage, record),
             media_type="text/event-stream",

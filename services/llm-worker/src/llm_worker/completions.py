@@ -49,6 +49,8 @@ class ChatMessage(TypedDict):
 
 DRAIN_S = 1.0
 """How long the rest of a response body after `[DONE]` may take to arrive."""
+MAX_ANSWER_BYTES = 256 * 1024
+"""The largest answer `complete` reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +253,35 @@ async def read_to_end(body: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(DRAIN_S):
             async for _ in body:
                 pass
+
+
+async def complete(
+    server: ModelServer,
+    *,
+    model: str,
+    messages: list[ChatMessage],
+    max_tokens: int,
+    temperature: float | None = None,
+) -> tuple[str, Usage | None]:
+    """One short completion, not streamed (a title): its text, and its usage when the server
+    reports it. Raises `UpstreamError`, also for an answer over `MAX_ANSWER_BYTES`."""
+    request: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if temperature is not None:
+        request["temperature"] = temperature
+    body = b""
+    try:
+        async with server.stream(request) as response:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise UpstreamError("upstream_error", "the answer is too long", retryable=False)
+    except httpx2.HTTPError as exc:
+        raise transport_error(exc) from exc
+    try:
+        answer = orjson.loads(body)
+        text = answer["choices"][0]["message"].get("content") or ""
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        malformed = "the model sent malformed JSON"
+        raise UpstreamError("upstream_error", malformed, retryable=True) from None
+    usage = answer.get("usage")
+    return str(text), _usage(usage) if isinstance(usage, dict) else None

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm_worker.completions import ChatMessage, Delta, UsageReport, stream_completion
+from llm_worker.completions import ChatMessage, complete
 from llm_worker.coordination import Coordinator
 from llm_worker.pricing import cost_usd
 from llm_worker.providers import Providers, Served
@@ -100,25 +100,19 @@ class Titler:
 
 
 async def ask(served: Served, request: list[dict[str, str]]) -> Said:
-    """One short completion: its text and usage (counted when the server reports none)."""
+    """One short completion, not streamed: its text and usage (counted when the server
+    reports none)."""
     messages = [
         ChatMessage(role="system" if m["role"] == "system" else "user", content=m["content"])
         for m in request
     ]
-    parts: list[str] = []
-    usage: Usage | None = None
-    async for piece in stream_completion(
+    text, usage = await complete(
         served.server,
         model=served.model.name,
         messages=messages,
         max_tokens=titles.TITLE_MAX_TOKENS,
         temperature=0.2,
-    ):
-        if isinstance(piece, Delta):
-            parts.append(piece.text)
-        elif isinstance(piece, UsageReport):
-            usage = piece.usage
-    text = "".join(parts)
+    )
     if usage is None:
         prompt, completion = served.counter.count_messages(messages), served.counter.count(text)
         usage = Usage(
