@@ -9,10 +9,11 @@ the message waits for a worker as any message does.
 """
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
@@ -24,26 +25,31 @@ from shared.reply_queue import ReplyQueue
 log = logging.getLogger(__name__)
 NO_WORKER = "no_worker"
 PUBLISH_TRIES = 10
+RETRY_S = 5.0
+MAX_TRIES = 12
+"""Giving a message up is tried this often, `RETRY_S` apart, while Redis does not answer."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Unserved:
+    deadline: float
+    """`time.monotonic()` after which it is given up."""
     session_id: str
     message_id: str
     model: str
     """The model's id."""
-    deadline: float
-    """`time.monotonic()` after which it is given up."""
+    tries: int = 0
+    """How often giving it up failed (Redis did not answer)."""
 
 
 class Deadlines:
-    """Unserved messages in the order they were stored; sans I/O. One timeout for all, so the
-    first stored is always the first due."""
+    """Unserved messages by deadline; sans I/O. A message whose giving up failed comes back
+    `RETRY_S` later, at most `MAX_TRIES` times."""
 
     def __init__(self, timeout_s: float, limit: int = 10_000) -> None:
         self.timeout_s = timeout_s
         self._limit = limit
-        self._waiting: deque[Unserved] = deque()
+        self._waiting: list[Unserved] = []
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -52,14 +58,24 @@ class Deadlines:
         """Note a message stored at `now`; False (not noted) beyond the limit: it waits."""
         if len(self._waiting) >= self._limit:
             return False
-        self._waiting.append(Unserved(session_id, message_id, model, now + self.timeout_s))
+        heapq.heappush(self._waiting, Unserved(now + self.timeout_s, session_id, message_id, model))
+        return True
+
+    def again(self, message: Unserved, now: float) -> bool:
+        """`message` could not be given up: due again `RETRY_S` from `now`, unless it has
+        failed `MAX_TRIES` times (False: it waits for a worker as any message does)."""
+        if message.tries + 1 >= MAX_TRIES:
+            return False
+        heapq.heappush(
+            self._waiting, replace(message, deadline=now + RETRY_S, tries=message.tries + 1)
+        )
         return True
 
     def due(self, now: float) -> list[Unserved]:
-        """The messages whose time is up, taken out."""
+        """The messages whose time is up, taken out, earliest first."""
         taken: list[Unserved] = []
         while self._waiting and self._waiting[0].deadline <= now:
-            taken.append(self._waiting.popleft())
+            taken.append(heapq.heappop(self._waiting))
         return taken
 
     def next_in(self, now: float) -> float | None:
@@ -68,7 +84,8 @@ class Deadlines:
 
 
 class UnservedMessages:
-    """The deadlines, and giving up on the messages still unserved at theirs."""
+    """The deadlines, and giving up on the messages still unserved at theirs: each in a task
+    of its own, so that a broker that does not answer holds none of the others up."""
 
     def __init__(self, queue: ReplyQueue, bus: Bus, pools: ModelPools, timeout_s: float) -> None:
         self._queue = queue
@@ -76,6 +93,7 @@ class UnservedMessages:
         self._pools = pools
         self.deadlines = Deadlines(timeout_s)
         self._added = asyncio.Event()
+        self._settling: set[asyncio.Task[bool]] = set()
 
     def watch(self, session_id: str, message_id: str, model: str) -> None:
         if self.deadlines.add(session_id, message_id, model, time.monotonic()):
@@ -83,17 +101,17 @@ class UnservedMessages:
 
     async def run_forever(self) -> None:
         while True:
-            wait = self.deadlines.next_in(time.monotonic())
             self._added.clear()
-            if wait is None:
-                await self._added.wait()
-                continue
-            await asyncio.sleep(wait)
+            wait = self.deadlines.next_in(time.monotonic())
+            with contextlib.suppress(TimeoutError):  # woken early by a message noted
+                await asyncio.wait_for(self._added.wait(), wait)
             due = self.deadlines.due(time.monotonic())
             if due:
                 await self._pools.refresh()
             for message in due:
-                await self.settle(message)
+                task = asyncio.create_task(self.settle(message))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
 
     async def settle(self, message: Unserved) -> bool:
         """Give `message` up unless a worker serves its model now or began it: True when it
@@ -105,6 +123,8 @@ class UnservedMessages:
                 return False
         except RedisError as exc:
             log.warning("unserved message %s not given up: %s", message.message_id, exc)
+            if self.deadlines.again(message, time.monotonic()):
+                self._added.set()
             return False
         error = ReplyError(
             session_id=message.session_id,
