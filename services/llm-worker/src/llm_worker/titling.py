@@ -66,8 +66,8 @@ class Titler:
             await asyncio.wait(set(self._running), timeout=timeout_s)
 
     async def title(self, message: UserMessage, attempt: int, answer: str) -> SessionTitled | None:
-        """Ask for the title and store it; None when the model failed or said nothing usable
-        (a call that answered is stored and billed all the same)."""
+        """Ask for the title and store it; None when the model failed. An answer with nothing
+        usable in it keeps the first message's title, and is stored and billed all the same."""
         served = self._providers.of(self._model or message.model)
         if served is None:
             log.warning("no title: this worker does not serve %r", self._model or message.model)
