@@ -87,7 +87,7 @@ async def titler(
 
 async def test_the_first_exchange_is_titled_billed_and_spent(redis: Redis) -> None:
     sid, asked = uuid.uuid4().hex, Asked()
-    made, published = await titler(redis, asked, model="small", metered=True)
+    made, published = await titler(redis, asked, model="small", session_cap=10_000)
     made.after(first_message(sid), 2, ended(sid))
     await made.drain(5)
     (event,) = published.events
@@ -119,6 +119,14 @@ async def test_a_server_without_usage_is_counted_and_priced(redis: Redis) -> Non
     assert event.cost_usd > 0
     assert published.events == [event]
     assert not await redis.exists(keys.session_spend(sid))  # unmetered: nothing spent
+
+
+async def test_a_title_is_spent_against_the_senders_own_budget(redis: Redis) -> None:
+    sid = uuid.uuid4().hex
+    made, _ = await titler(redis, Asked())  # no budget for the deployment
+    claimed = first_message(sid).model_copy(update={"daily_budget": 50_000})  # a token's claim
+    assert await made.title(claimed, 1, "Day one: Alfama.") is not None
+    assert await redis.get(keys.session_spend(sid)) == b"125"  # as a reply's tokens would be
 
 
 async def test_no_title_is_asked_for_but_after_an_answered_first_reply(redis: Redis) -> None:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from gateway.refusal import Refusal
 from shared import keys
-from shared.models import Catalogue
+from shared.models import Catalogue, Model
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ModelPools:
         """Read again now when `model_id`'s model reads as unserved (or nothing was read) and
         the last read is `recheck_s` old: a worker that just started is seen at once, and a
         burst of messages while none runs reads once a second."""
-        model = self._models.get(model_id) or self._models.default
+        model = self._model(model_id)
         if self.workers.get(model.id, 0) > 0:
             return
         if time.monotonic() - self._read_at >= self._recheck_s:
@@ -71,7 +71,7 @@ class ModelPools:
     def refusal(self, model_id: str | None) -> Refusal | None:
         """Why a message for `model_id` (None: the default) is refused now; None when it is
         served, or when no worker at all is heard from."""
-        model = self._models.get(model_id) or self._models.default
+        model = self._model(model_id)
         if not any(self.workers.values()) or self.workers.get(model.id, 0) > 0:
             return None
         served = ", ".join(m for m, n in self.workers.items() if n > 0)
@@ -84,7 +84,10 @@ class ModelPools:
     def waiting(self, model_id: str | None) -> str | None:
         """The id of `model_id`'s model (None: the default) when no worker serves it now, as
         read (None when served, or not read yet)."""
-        model = self._models.get(model_id) or self._models.default
+        model = self._model(model_id)
         if not self.workers or self.workers.get(model.id, 0) > 0:
             return None
         return model.id
+
+    def _model(self, model_id: str | None) -> Model:
+        return self._models.get(model_id) or self._models.default

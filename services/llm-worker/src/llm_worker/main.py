@@ -162,8 +162,14 @@ def build_responder(
     if publisher is None:  # tests that replace the publisher have no stream to read
         # The connection is made later.
         responder.asking.earlier = EarlierReader(lambda: broker.connection.jetstream())
-    metered = bool(settings.daily_token_budget or settings.session_token_budget)
-    titler = Titler(llm, get_publisher, coordinator, model=settings.title_model, metered=metered)
+    titler = Titler(
+        llm,
+        get_publisher,
+        coordinator,
+        model=settings.title_model,
+        daily_budget=settings.daily_token_budget,
+        session_cap=settings.session_token_budget,
+    )
     equip(responder, settings, redis, titler)
     return responder
 

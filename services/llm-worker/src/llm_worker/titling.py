@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from llm_worker.completions import ChatMessage, complete
 from llm_worker.coordination import Coordinator
 from llm_worker.pricing import cost_usd
+from llm_worker.progress import counted
 from llm_worker.providers import Providers, Served
 from llm_worker.publisher import ReplyPublisher
 from llm_worker.upstream import UpstreamError
@@ -37,15 +38,16 @@ class Titler:
         coordinator: Coordinator,
         *,
         model: str | None = None,
-        metered: bool = False,
+        daily_budget: int = 0,
+        session_cap: int = 0,
     ) -> None:
         self._providers = providers
         self._publisher = publisher
         self._coord = coordinator
         self._model = model
         """The catalogue id of the model that titles (None: the one that answered)."""
-        self._metered = metered
-        """Whether budgets apply, so that a title's tokens are spent."""
+        self._daily_budget, self._session_cap = daily_budget, session_cap
+        """The deployment's budgets: with these, a title's tokens are spent as a reply's are."""
         self._running: set[asyncio.Task[SessionTitled | None]] = set()
 
     def after(self, message: UserMessage, attempt: int, terminal: ReplyEnd) -> None:
@@ -91,7 +93,10 @@ class Titler:
         )
         try:
             await self._publisher().titled(event)
-            if self._metered:
+            budgets = await self._coord.budgets(
+                message, default_daily=self._daily_budget, session_cap=self._session_cap
+            )
+            if budgets.any:
                 await self._coord.spend(message, said.usage.total_tokens)
         except Exception as exc:  # a broker or Redis gone: the session keeps its title
             log.warning("title of session %s not stored: %s", message.session_id, exc)
@@ -113,12 +118,4 @@ async def ask(served: Served, request: list[dict[str, str]]) -> Said:
         max_tokens=titles.TITLE_MAX_TOKENS,
         temperature=0.2,
     )
-    if usage is None:
-        prompt, completion = served.counter.count_messages(messages), served.counter.count(text)
-        usage = Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            estimated=True,
-        )
-    return Said(text, usage)
+    return Said(text, usage or counted(served.counter, messages, text))

@@ -51,47 +51,32 @@ def payload(end: ReplyEnd | SessionTitled) -> dict[str, Any]:
     """The delivery of one reply (`kind` `reply`): its answering attempt's `usage` and
     `cost_usd`, and in `billed` every model call the reply took (what the provider bills); or
     of a session's title (`kind` `title`), its one call."""
+    billed = Billed(calls=1, usage=end.usage, cost_usd=end.cost_usd)
     if isinstance(end, SessionTitled):
-        return _title_payload(end)
-    billed = end.billed or Billed(calls=1, usage=end.usage, cost_usd=end.cost_usd)
+        kind, finish, ttft_ms, duration_ms = "title", None, None, None
+    else:
+        billed = end.billed or billed
+        kind, finish, ttft_ms, duration_ms = (
+            "reply",
+            end.finish_reason,
+            end.ttft_ms,
+            end.duration_ms,
+        )
     return {
         "id": delivery_id(end),
-        "kind": "reply",
+        "kind": kind,
         "session_id": end.session_id,
         "message_id": end.message_id,
         "user_id": end.requested_by,
         "model": end.model,
         "attempt": end.attempt,
-        "finish_reason": end.finish_reason,
+        "finish_reason": finish,
         "usage": end.usage.model_dump(),
         "cost_usd": end.cost_usd,
-        "billed": {
-            "calls": billed.calls,
-            **billed.usage.model_dump(),
-            "cost_usd": billed.cost_usd,
-        },
-        "ttft_ms": end.ttft_ms,
-        "duration_ms": end.duration_ms,
+        "billed": {"calls": billed.calls, **billed.usage.model_dump(), "cost_usd": billed.cost_usd},
+        "ttft_ms": ttft_ms,
+        "duration_ms": duration_ms,
         "created_at": end.created_at.isoformat(),
-    }
-
-
-def _title_payload(titled: SessionTitled) -> dict[str, Any]:
-    return {
-        "id": delivery_id(titled),
-        "kind": "title",
-        "session_id": titled.session_id,
-        "message_id": titled.message_id,
-        "user_id": titled.requested_by,
-        "model": titled.model,
-        "attempt": titled.attempt,
-        "finish_reason": None,
-        "usage": titled.usage.model_dump(),
-        "cost_usd": titled.cost_usd,
-        "billed": {"calls": 1, **titled.usage.model_dump(), "cost_usd": titled.cost_usd},
-        "ttft_ms": None,
-        "duration_ms": None,
-        "created_at": titled.created_at.isoformat(),
     }
 
 
